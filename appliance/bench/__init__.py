@@ -1,0 +1,1 @@
+"""Benchmarks behind ``wallmesh bench``; each part module exposes ``run(quick) -> list[Result]``."""

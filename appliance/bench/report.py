@@ -1,0 +1,56 @@
+"""Benchmark results and how they are printed (a table, or JSON with stable names)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from appliance import __version__
+
+
+@dataclass
+class Result:
+    """One figure. ``name`` is stable across versions so figures can be compared over time."""
+
+    name: str
+    value: float | int | None
+    unit: str
+    detail: str = ""
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "wallmesh": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+
+
+@dataclass
+class Report:
+    results: list[Result] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps({"machine": machine(), "results": [asdict(r) for r in self.results]}, indent=2)
+
+    def to_table(self) -> str:
+        rows = [(r.name, _fmt(r.value), r.unit, r.detail) for r in self.results]
+        widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(("name", "value", "unit"))]
+        lines = [f"{'name':<{widths[0]}}  {'value':>{widths[1]}}  {'unit':<{widths[2]}}  detail"]
+        for name, value, unit, detail in rows:
+            lines.append(f"{name:<{widths[0]}}  {value:>{widths[1]}}  {unit:<{widths[2]}}  {detail}")
+        return "\n".join(lines)
+
+
+def _fmt(value: float | int | None) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)

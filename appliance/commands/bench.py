@@ -1,0 +1,27 @@
+"""``wallmesh bench [signaling|media|display] [--json]``: the project's measurements."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+PARTS = ("media", "display", "signaling")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("part", nargs="?", choices=PARTS, help="run one part only (default: all)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--quick", action="store_true", help="smaller loads and shorter runs (smoke test)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from appliance.bench.report import Report
+
+    report = Report()
+    for part in [args.part] if args.part else PARTS:
+        module = importlib.import_module(f"appliance.bench.{part}")
+        print(f"# bench {part} …", file=sys.stderr, flush=True)
+        report.results.extend(module.run(quick=args.quick))
+    print(report.to_json() if args.json else report.to_table())
+    return 0
