@@ -1,0 +1,89 @@
+"""The loopback status endpoint, served for real on an ephemeral port."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from appliance.unit.controller import LocalController, UnitController
+from appliance.unit.state import StateMachine
+from appliance.unit.status import StatusServer
+
+
+@pytest.fixture
+async def unit():
+    controller = LocalController(StateMachine(name="Wall 1", room="boardroom"))
+    async with StatusServer(controller, "127.0.0.1", 0) as server, aiohttp.ClientSession(server.url) as http:
+        yield controller, server, http
+
+
+async def test_local_controller_honours_the_protocol():
+    assert isinstance(LocalController(), UnitController)
+
+
+async def test_status_document(unit):
+    controller, server, http = unit
+    assert server.port > 0
+    async with http.get("/status") as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    assert body["state"] == "idle" and body["room"] == "boardroom"
+    assert body["muted"] is False and body["camera"] is True and body["peers"] == []
+
+
+async def test_actions_do_what_the_buttons_do(unit):
+    controller, _, http = unit
+
+    async def act(name):
+        async with http.post(f"/actions/{name}") as resp:
+            assert resp.status == 200, await resp.text()
+            return await resp.json()
+
+    assert (await act("join"))["state"] == "in_call"
+    assert (await act("mute"))["muted"] is True
+    async with http.get("/status") as resp:
+        assert (await resp.json())["muted"] is True
+    assert (await act("unmute"))["muted"] is False
+    assert (await act("camera-off"))["camera"] is False
+    assert (await act("camera-on"))["camera"] is True
+    assert (await act("volume-up"))["volume"] == 75
+    assert (await act("volume-down"))["volume"] == 70
+    await act("restart")
+    assert controller.restarts == 1
+    body = await act("hangup")
+    assert body["state"] == "idle"
+
+
+async def test_unknown_action_and_wrong_method(unit):
+    _, _, http = unit
+    async with http.post("/actions/self-destruct") as resp:
+        assert resp.status == 404
+        assert (await resp.json())["error"]["code"] == "unknown_action"
+    async with http.get("/actions/mute") as resp:
+        assert resp.status == 405
+    async with http.get("/status") as resp:
+        assert (await resp.json())["muted"] is False
+
+
+async def test_refused_action_is_a_409_not_a_crash():
+    class Broken(LocalController):
+        async def join(self):
+            self.machine.fail("Camera not found — call IT")
+            from appliance.errors import DeviceError
+
+            raise DeviceError("camera", "video.device", "not found")
+
+    async with StatusServer(Broken(), "127.0.0.1", 0) as server, aiohttp.ClientSession(server.url) as http:
+        async with http.post("/actions/join") as resp:
+            assert resp.status == 409
+            assert "camera" in (await resp.json())["error"]["message"]
+        async with http.get("/status") as resp:
+            body = await resp.json()
+            assert body["state"] == "error" and "call IT" in body["message"]
+
+
+async def test_close_is_idempotent():
+    server = StatusServer(LocalController())
+    await server.start()
+    await server.close()
+    await server.close()
