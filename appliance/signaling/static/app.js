@@ -1,0 +1,452 @@
+// wallmesh browser client: the page a laptop on the LAN opens to join a room.
+//
+// Sign in (POST /api/auth/login) → pick a room → one RTCPeerConnection per
+// participant (full mesh, see peer.js) over the signaling connection (see
+// signaling.js). Media goes peer to peer; ICE servers come only from the
+// server's welcome, never from a public default.
+//
+// window.wallmesh is a small read-only hook for operators and automated tests:
+// wallmesh.stats() resolves to per-peer figures from getStats.
+
+import { SignalingClient } from "./signaling.js";
+import { Peer } from "./peer.js";
+import { icon } from "./icons.js";
+
+const ROOM_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const TOKEN_KEY = "wallmesh.session";
+
+// Deployment knobs a page embedding wallmesh (or a test harness) may set before
+// this script runs. candidateAddresses limits which local ICE candidates are
+// announced (e.g. ["127.0.0.1"] to keep a test on loopback).
+const options = Object.assign({ candidateAddresses: null }, window.wallmeshOptions || {});
+
+const $ = (id) => document.getElementById(id);
+
+const app = {
+  session: null,      // {token, name, expiresAt}
+  client: null,       // SignalingClient
+  room: null,
+  selfId: null,
+  peers: new Map(),   // peer_id → {peer, tile, info}
+  local: null,        // MediaStream from the camera/mic (may lack either)
+  muted: false,
+  cameraOn: true,
+};
+
+// ---------------------------------------------------------------- session
+
+function loadSession() {
+  try {
+    const s = JSON.parse(sessionStorage.getItem(TOKEN_KEY) || "null");
+    if (s && s.token && s.expiresAt > Date.now() + 30000) return s;
+  } catch (_) { /* ignore a corrupt entry */ }
+  return null;
+}
+
+function saveSession(s) {
+  if (s) sessionStorage.setItem(TOKEN_KEY, JSON.stringify(s));
+  else sessionStorage.removeItem(TOKEN_KEY);
+  app.session = s;
+}
+
+async function signIn(username, password) {
+  let res;
+  try {
+    res = await fetch("api/auth/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username, password }),
+    });
+  } catch (_) {
+    throw new Error("Cannot reach the wallmesh server.");
+  }
+  let body = {};
+  try { body = await res.json(); } catch (_) { /* not JSON */ }
+  if (res.ok && body.token) {
+    const expiresIn = Number(body.expires_in) || 3600;
+    return { token: body.token, name: username, expiresAt: Date.now() + expiresIn * 1000 };
+  }
+  const code = body.error && body.error.code;
+  if (res.status === 429 || code === "rate_limited") throw new Error("Too many attempts. Wait a minute and try again.");
+  if (res.status === 401) throw new Error("Wrong username or password.");
+  throw new Error((body.error && body.error.message) || `Sign-in failed (HTTP ${res.status}).`);
+}
+
+// ---------------------------------------------------------------- views
+
+function show(view) {
+  for (const v of ["signin", "lobby", "call"]) $(`view-${v}`).hidden = v !== view;
+  const signedIn = view !== "signin";
+  $("who").hidden = !signedIn;
+  $("signout").hidden = !signedIn;
+  $("who").textContent = signedIn && app.session ? app.session.name : "";
+  $("topbar-room").hidden = view !== "call";
+  $("conn").hidden = view !== "call";
+  document.body.dataset.view = view;
+}
+
+function showError(id, message) {
+  const el = $(id);
+  el.textContent = message || "";
+  el.hidden = !message;
+}
+
+let toastTimer = null;
+function toast(message) {
+  const el = $("toast");
+  el.textContent = message;
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el.hidden = true; }, 5000);
+}
+
+function setConn(state, text) {
+  $("conn").dataset.state = state;
+  $("conn-text").textContent = text;
+}
+
+// ---------------------------------------------------------------- local media
+
+async function openLocalMedia() {
+  if (app.local) return app.local;
+  const attempts = [
+    { audio: true, video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } } },
+    { audio: false, video: { width: { ideal: 640 }, height: { ideal: 480 } } },
+    { audio: true, video: false },
+  ];
+  for (const constraints of attempts) {
+    try {
+      app.local = await navigator.mediaDevices.getUserMedia(constraints);
+      break;
+    } catch (_) { /* try the next, smaller ask */ }
+  }
+  if (!app.local) {
+    app.local = new MediaStream();
+    toast("No camera or microphone available: you can still see and hear the room.");
+  }
+  const hasVideo = app.local.getVideoTracks().length > 0;
+  $("lobby-video").srcObject = app.local;
+  $("self-video").srcObject = app.local;
+  $("lobby-preview-off").hidden = hasVideo;
+  app.cameraOn = hasVideo;
+  renderControls();
+  return app.local;
+}
+
+function localTrack(kind) {
+  if (!app.local) return null;
+  const track = (kind === "audio" ? app.local.getAudioTracks() : app.local.getVideoTracks())[0] || null;
+  if (!track) return null;
+  if (kind === "audio") return track;            // muting disables it, see setMuted
+  return app.cameraOn ? track : null;            // camera off: nothing is sent at all
+}
+
+function setMuted(muted) {
+  app.muted = muted;
+  for (const t of app.local ? app.local.getAudioTracks() : []) t.enabled = !muted;
+  publishState();
+  renderControls();
+}
+
+function setCamera(on) {
+  if (on && !(app.local && app.local.getVideoTracks().length)) {
+    toast("No camera available.");
+    return;
+  }
+  app.cameraOn = on;
+  for (const t of app.local.getVideoTracks()) t.enabled = on;
+  for (const { peer } of app.peers.values()) peer.setLocalTrack("video", localTrack("video"));
+  publishState();
+  renderControls();
+}
+
+function publishState() {
+  if (app.client && app.room) app.client.sendState(app.muted, app.cameraOn);
+}
+
+function renderControls() {
+  const mic = $("btn-mic");
+  const cam = $("btn-cam");
+  mic.innerHTML = icon(app.muted ? "mic-off" : "mic");
+  mic.setAttribute("aria-pressed", String(app.muted));
+  mic.title = app.muted ? "Unmute microphone" : "Mute microphone";
+  mic.classList.toggle("off", app.muted);
+  cam.innerHTML = icon(app.cameraOn ? "cam" : "cam-off");
+  cam.setAttribute("aria-pressed", String(!app.cameraOn));
+  cam.title = app.cameraOn ? "Turn camera off" : "Turn camera on";
+  cam.classList.toggle("off", !app.cameraOn);
+  $("btn-leave").innerHTML = icon("leave");
+  $("self-video").hidden = !app.cameraOn;
+  const avatar = $("self-avatar");
+  avatar.hidden = app.cameraOn;
+  avatar.textContent = initials(app.session ? app.session.name : "");
+}
+
+// ---------------------------------------------------------------- tiles
+
+function initials(name) {
+  const parts = String(name || "?").trim().split(/[\s._-]+/).filter(Boolean);
+  return (parts.length > 1 ? parts[0][0] + parts[1][0] : String(name || "?").slice(0, 2)).toUpperCase();
+}
+
+function addTile(info) {
+  const tile = $("tile-template").content.firstElementChild.cloneNode(true);
+  tile.dataset.peer = info.peer_id;
+  tile.querySelector(".name").textContent = info.name || info.peer_id;
+  tile.querySelector(".kind").textContent = info.kind === "device" ? "wall unit" : "";
+  tile.querySelector(".avatar").textContent = initials(info.name || info.peer_id);
+  tile.querySelector(".badge-muted").innerHTML = icon("mic-off");
+  $("grid").appendChild(tile);
+  layoutGrid();
+  return tile;
+}
+
+function updateTile(entry) {
+  const { tile, info, peer } = entry;
+  const state = info.state || {};
+  const cameraOn = state.camera !== false;
+  tile.classList.toggle("camera-off", !cameraOn);
+  tile.querySelector(".badge-muted").hidden = !state.muted;
+  const conn = peer ? peer.pc.connectionState : "new";
+  tile.dataset.conn = conn;
+  const status = tile.querySelector(".tile-status");
+  status.textContent = conn === "connected" ? "" : conn === "failed" ? "Connection lost, retrying…" : "Connecting…";
+}
+
+function layoutGrid() {
+  const grid = $("grid");
+  const n = grid.children.length;
+  const cols = n <= 1 ? 1 : n <= 4 ? 2 : 3;
+  grid.style.setProperty("--cols", String(cols));
+  grid.style.setProperty("--rows", String(Math.max(1, Math.ceil(n / cols))));
+  grid.dataset.count = String(n);
+  $("empty").hidden = n > 0;
+}
+
+// ---------------------------------------------------------------- mesh
+
+function candidateFilter(candidate) {
+  if (!options.candidateAddresses) return true;
+  const address = candidate.address || (candidate.candidate.split(" ")[4] || "");
+  return options.candidateAddresses.includes(address);
+}
+
+function addPeer(info, offerer) {
+  removePeer(info.peer_id);
+  const peer = new Peer({
+    selfId: app.selfId,
+    peerId: info.peer_id,
+    name: info.name,
+    kind: info.kind,
+    offerer,
+    iceServers: app.client.iceServers,
+    signal: (data) => app.client.signal(info.peer_id, data),
+    candidateFilter,
+    localTracks: { audio: localTrack("audio"), video: localTrack("video") },
+  });
+  const tile = addTile(info);
+  const entry = { peer, tile, info, failTimer: null };
+  app.peers.set(info.peer_id, entry);
+  const video = tile.querySelector("video");
+  video.srcObject = peer.remoteStream;
+  peer.addEventListener("track", () => { video.srcObject = peer.remoteStream; video.play().catch(() => {}); });
+  peer.addEventListener("rebuilt", () => { video.srcObject = peer.remoteStream; updateTile(entry); });
+  peer.addEventListener("connectionstatechange", (e) => {
+    updateTile(entry);
+    clearTimeout(entry.failTimer);
+    if (e.detail.state === "failed" && !peer.polite) {
+      // The impolite side rebuilds the connection and offers again; the polite
+      // side answers whatever fresh offer arrives.
+      entry.failTimer = setTimeout(() => { if (app.peers.get(info.peer_id) === entry) peer.restart(); }, 1000);
+    }
+  });
+  updateTile(entry);
+  return entry;
+}
+
+function removePeer(peerId) {
+  const entry = app.peers.get(peerId);
+  if (!entry) return;
+  clearTimeout(entry.failTimer);
+  entry.peer.close();
+  entry.tile.remove();
+  app.peers.delete(peerId);
+  layoutGrid();
+}
+
+function removeAllPeers() {
+  for (const id of [...app.peers.keys()]) removePeer(id);
+}
+
+function wireClient(client) {
+  client.addEventListener("session", (e) => {
+    // A new session means a new peer_id: connections made under the old one are dead.
+    app.selfId = e.detail.peerId;
+    removeAllPeers();
+  });
+  client.addEventListener("statechange", (e) => {
+    const s = e.detail.state;
+    if (s === "ready") setConn("ok", "Connected");
+    else if (s === "reconnecting") setConn("warn", "Reconnecting…");
+    else if (s === "connecting") setConn("warn", "Connecting…");
+    else setConn("bad", "Offline");
+  });
+  client.addEventListener("joined", (e) => {
+    const msg = e.detail;
+    app.selfId = msg.peer_id || app.selfId;
+    $("topbar-room").textContent = msg.room;
+    $("empty-sub").textContent = `Room “${msg.room}”`;
+    removeAllPeers();
+    for (const info of msg.peers || []) {
+      if (!info || info.peer_id === app.selfId) continue;
+      addPeer(info, true);    // we joined later: we offer to everyone already here
+    }
+    publishState();
+    show("call");
+  });
+  client.addEventListener("peer-joined", (e) => {
+    const info = e.detail;
+    if (info.peer_id === app.selfId) return;
+    addPeer({ ...info, state: info.state || { muted: false, camera: true } }, false);
+  });
+  client.addEventListener("peer-left", (e) => removePeer(e.detail.peer_id));
+  client.addEventListener("peer-state", (e) => {
+    const entry = app.peers.get(e.detail.peer_id);
+    if (!entry) return;
+    entry.info.state = { muted: !!e.detail.muted, camera: e.detail.camera !== false };
+    updateTile(entry);
+  });
+  client.addEventListener("signal", (e) => {
+    const entry = app.peers.get(e.detail.from);
+    if (entry) entry.peer.handleSignal(e.detail.data);
+  });
+  client.addEventListener("left", () => { removeAllPeers(); });
+  client.addEventListener("error", (e) => {
+    const { code, message } = e.detail;
+    if (code === "room_full" || code === "forbidden" || (code === "bad_message" && e.detail.ref === "join")) {
+      const text = code === "room_full" ? "That room is full." : code === "forbidden" ? "Your account may not join that room." : message;
+      app.room = null;
+      client.room = null;
+      show("lobby");
+      showError("join-error", text);
+    } else if (code !== "unknown_peer") {
+      toast(message || code);
+    }
+  });
+  client.addEventListener("fatal", () => {
+    leaveCall();
+    saveSession(null);
+    show("signin");
+    showError("signin-error", "Your session has ended. Please sign in again.");
+  });
+}
+
+async function joinRoom(room) {
+  showError("join-error", "");
+  if (!ROOM_RE.test(room)) {
+    showError("join-error", "Use lower-case letters, digits and dashes (up to 63).");
+    return;
+  }
+  $("join-button").disabled = true;
+  try {
+    await openLocalMedia();
+    if (!app.client) {
+      const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+      const url = new URL("ws", location.href);
+      url.protocol = scheme;
+      const client = new SignalingClient({ url: url.href, token: app.session.token, name: app.session.name });
+      wireClient(client);
+      app.client = client;
+      setConn("warn", "Connecting…");
+      try {
+        await client.connect();
+      } catch (err) {
+        app.client = null;
+        if (err.code === 4401) {
+          saveSession(null);
+          show("signin");
+          showError("signin-error", "Your session has ended. Please sign in again.");
+        } else {
+          showError("join-error", err.message);
+        }
+        return;
+      }
+    }
+    app.room = room;
+    app.client.join(room);
+  } finally {
+    $("join-button").disabled = false;
+  }
+}
+
+function leaveCall() {
+  removeAllPeers();
+  app.room = null;
+  if (app.client) app.client.close();
+  app.client = null;
+  app.selfId = null;
+}
+
+// ---------------------------------------------------------------- wiring
+
+function init() {
+  $("signin-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    showError("signin-error", "");
+    $("signin-button").disabled = true;
+    try {
+      saveSession(await signIn($("username").value.trim(), $("password").value));
+      $("password").value = "";
+      show("lobby");
+      openLocalMedia();
+      $("room").focus();
+    } catch (err) {
+      showError("signin-error", err.message);
+    } finally {
+      $("signin-button").disabled = false;
+    }
+  });
+  $("join-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    joinRoom($("room").value.trim().toLowerCase());
+  });
+  $("btn-mic").addEventListener("click", () => setMuted(!app.muted));
+  $("btn-cam").addEventListener("click", () => setCamera(!app.cameraOn));
+  $("btn-leave").addEventListener("click", () => {
+    leaveCall();
+    show("lobby");
+  });
+  $("signout").addEventListener("click", () => {
+    leaveCall();
+    saveSession(null);
+    show("signin");
+  });
+  window.addEventListener("pagehide", () => { if (app.client) app.client.close(); });
+
+  renderControls();
+  app.session = loadSession();
+  const roomFromUrl = new URLSearchParams(location.search).get("room");
+  if (roomFromUrl && ROOM_RE.test(roomFromUrl)) $("room").value = roomFromUrl;
+  if (app.session) {
+    show("lobby");
+    openLocalMedia();
+  } else {
+    show("signin");
+  }
+}
+
+// ---------------------------------------------------------------- test/operator hook
+
+window.wallmesh = Object.freeze({
+  /** Per-peer figures: what this page receives from (and sends to) each participant. */
+  async stats() {
+    const peers = {};
+    for (const [id, { peer }] of app.peers) peers[id] = await peer.stats();
+    return { peer_id: app.selfId, room: app.room, signaling: app.client ? app.client.state : "closed", peers };
+  },
+  state() {
+    return { peer_id: app.selfId, room: app.room, muted: app.muted, camera: app.cameraOn, peers: [...app.peers.keys()] };
+  },
+});
+
+init();
