@@ -1,0 +1,203 @@
+"""Ports for the unit's media devices, and the factories that pick an adapter by ``type``.
+
+Everything the mesh needs from a camera, microphone or speaker goes through four small
+interfaces:
+
+* :class:`VideoSource` — raw ``yuv420p`` :class:`av.VideoFrame`\\ s, paced at ``fps``
+  (the test pattern, a V4L2 webcam or a file through PyAV).
+* :class:`EncodedVideoSource` — a source that encodes by itself (the Pi camera's hardware
+  H.264 encoder) and yields :class:`av.Packet`\\ s with the keyframe flag set.
+* :class:`AudioSource` — 10 ms frames of 48 kHz signed 16-bit audio (mono by default).
+* :class:`AudioSink` — takes 10 ms frames and plays them from a small bounded buffer.
+
+The factories :func:`open_video_source`, :func:`open_audio_source` and
+:func:`open_audio_sink` read a settings object (see :mod:`appliance.capture.settings`, or
+anything with the same attributes), import the chosen adapter lazily — so importing
+``appliance`` never touches ``/dev`` or a Pi-only library — and return it unstarted.
+An absent device surfaces as :class:`~appliance.errors.DeviceError` naming the config key,
+raised by ``start()``.
+
+Sources may be started again after ``close()``; ``close()`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import abc
+import fractions
+from typing import Any
+
+import av
+
+#: RTP's video clock; every raw frame a source yields carries pts in this time base.
+VIDEO_CLOCK = 90_000
+VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
+
+#: The audio path's fixed format: 48 kHz, signed 16-bit, 10 ms frames.
+AUDIO_RATE = 48_000
+AUDIO_FRAME_MS = 10
+AUDIO_SAMPLES = AUDIO_RATE * AUDIO_FRAME_MS // 1000
+AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_RATE)
+
+
+class VideoSource(abc.ABC):
+    """A camera-like source of raw frames."""
+
+    width: int
+    height: int
+    fps: int
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Open the device; raise :class:`~appliance.errors.DeviceError` when it is absent."""
+
+    @abc.abstractmethod
+    async def read(self) -> av.VideoFrame:
+        """The next frame (``yuv420p``, pts in :data:`VIDEO_TIME_BASE`), waiting for it."""
+
+    def reconfigure(self, width: int, height: int, fps: int) -> None:
+        """Ask for a new size and rate; sources that cannot comply keep their own.
+
+        Consumers must not assume the next frame has the new size: the shared encoder scales
+        whatever arrives to the size it encodes.
+        """
+        self.width, self.height, self.fps = width, height, fps
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the device. Idempotent."""
+
+
+class EncodedVideoSource(abc.ABC):
+    """A source that delivers H.264 access units already encoded (Annex B, SPS/PPS on IDR)."""
+
+    width: int
+    height: int
+    fps: int
+    bitrate: int
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Open the camera and start its encoder."""
+
+    @abc.abstractmethod
+    async def read(self) -> av.Packet:
+        """The next access unit: ``pts``/``time_base`` set, ``is_keyframe`` on IDRs."""
+
+    @abc.abstractmethod
+    def force_keyframe(self) -> None:
+        """Make the next access unit an IDR (safe to call often; cheap)."""
+
+    def reconfigure(self, width: int, height: int, fps: int, bitrate: int) -> None:
+        """Change size, rate and bitrate; the first packet after it is a keyframe."""
+        self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop the encoder and release the camera. Idempotent."""
+
+
+class AudioSource(abc.ABC):
+    """A microphone-like source of 10 ms, 48 kHz, s16 frames."""
+
+    channels: int = 1
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Open the device; may be called again after :meth:`close`."""
+
+    @abc.abstractmethod
+    async def read(self) -> av.AudioFrame:
+        """The next 10 ms frame (``s16``, pts in samples), waiting for it."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the device. Idempotent."""
+
+
+class AudioSink(abc.ABC):
+    """A speaker-like sink with a small bounded buffer; :meth:`write` never blocks."""
+
+    channels: int = 1
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Open the device."""
+
+    @abc.abstractmethod
+    def write(self, frame: av.AudioFrame) -> None:
+        """Queue a 10 ms frame; when the buffer is full the oldest queued audio is dropped."""
+
+    @property
+    @abc.abstractmethod
+    def delay(self) -> float:
+        """Seconds of audio queued ahead of the speaker (for echo-reference alignment)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop playing and release the device. Idempotent."""
+
+
+def _get(settings: Any, name: str, default: Any) -> Any:
+    return getattr(settings, name, default) if settings is not None else default
+
+
+def open_video_source(settings: Any, *, sender: int = 0, prefix: str = "video") -> VideoSource | EncodedVideoSource:
+    """Build the video source named by ``settings.type`` (not started).
+
+    ``pattern`` (default), ``v4l2`` and ``file`` (PyAV), ``picamera`` (Pi camera with its
+    hardware encoder; returns an :class:`EncodedVideoSource`). ``sender`` is stamped into
+    test-pattern frames.
+    """
+    kind = _get(settings, "type", "pattern")
+    width = _get(settings, "width", 640)
+    height = _get(settings, "height", 480)
+    fps = _get(settings, "fps", 30)
+    device = _get(settings, "device", "")
+    if kind == "pattern":
+        from appliance.capture.pattern import PatternSource
+
+        return PatternSource(width=width, height=height, fps=fps, sender=sender)
+    if kind in ("v4l2", "file"):
+        from appliance.capture.v4l2 import AvVideoSource
+
+        return AvVideoSource(kind, device or "/dev/video0", width=width, height=height, fps=fps, key=f"{prefix}.device")
+    if kind == "picamera":
+        from appliance.capture.picamera import PiCameraSource
+
+        return PiCameraSource(width=width, height=height, fps=fps, bitrate=_get(settings, "bitrate", 500_000))
+    from appliance.errors import ConfigError
+
+    raise ConfigError(None, f"{prefix}.type", f"unknown video source {kind!r}; allowed: pattern, v4l2, file, picamera")
+
+
+def open_audio_source(settings: Any, *, sender: int = 0, prefix: str = "audio") -> AudioSource:
+    """Build the microphone named by ``settings.source``: ``synthetic`` (default) or ``alsa``."""
+    kind = _get(settings, "source", "synthetic")
+    if kind == "synthetic":
+        from appliance.capture.synthetic import SyntheticAudioSource
+
+        return SyntheticAudioSource(sender=sender)
+    if kind == "alsa":
+        from appliance.capture.alsa import AlsaMicrophone
+
+        return AlsaMicrophone(_get(settings, "input_device", "default"), key=f"{prefix}.input_device")
+    from appliance.errors import ConfigError
+
+    raise ConfigError(None, f"{prefix}.source", f"unknown audio source {kind!r}; allowed: synthetic, alsa")
+
+
+def open_audio_sink(settings: Any, *, prefix: str = "audio") -> AudioSink:
+    """Build the speaker named by ``settings.sink``: ``null`` (default; discards) or ``alsa``."""
+    kind = _get(settings, "sink", "null")
+    buffer_ms = _get(settings, "buffer_ms", 60)
+    if kind == "null":
+        from appliance.capture.synthetic import NullAudioSink
+
+        return NullAudioSink(buffer_ms=buffer_ms)
+    if kind == "alsa":
+        from appliance.capture.alsa import AlsaSpeaker
+
+        return AlsaSpeaker(_get(settings, "output_device", "default"), key=f"{prefix}.output_device", buffer_ms=buffer_ms)
+    from appliance.errors import ConfigError
+
+    raise ConfigError(None, f"{prefix}.sink", f"unknown audio sink {kind!r}; allowed: null, alsa")

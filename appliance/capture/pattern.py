@@ -1,0 +1,235 @@
+"""The test-pattern camera: moving yuv420p frames that carry a machine-readable stamp.
+
+Every frame has, in a band of black and white blocks near its top edge, a 128-bit stamp:
+a sync word, the sender id, a frame counter, the wall-clock capture time in milliseconds
+(``time.time()`` based, so it compares across processes on one machine) and a CRC-16.
+The blocks are big enough (``width // 36`` pixels, 8 px at 320×240) to survive H.264 at
+250 kbps; the reader samples each block's centre and uses the sync word's known bits to
+pick its threshold, so it also works on decoded, scaled or RGB-converted frames.
+
+Below and around the band the picture moves — a scrolling texture of gradients, blobs
+and fine detail, a bouncing box and a little sensor-like noise — so the encoder does
+roughly the work a real camera gives it, rather than coding a flat field for free.
+
+:func:`stamp_frame` and :func:`read_stamp` are the public stamp API; the receiver side and
+the display call :func:`read_stamp` to measure glass-to-glass latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+import time
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from appliance.capture.base import VIDEO_CLOCK, VIDEO_TIME_BASE, VideoSource
+
+log = logging.getLogger(__name__)
+
+SYNC = 0xA5C3
+COLS, ROWS = 32, 4
+BITS = COLS * ROWS  # 16 sync + 16 sender + 32 counter + 48 time + 16 crc
+BLACK, WHITE = 16, 235
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What a test-pattern frame says about itself."""
+
+    sender: int  # 0..65535
+    counter: int  # frame number, modulo 2**32
+    capture_time: float  # seconds since the epoch (time.time()), millisecond resolution
+
+    @property
+    def capture_ms(self) -> int:
+        return int(round(self.capture_time * 1000))
+
+
+def sender_id(name: str) -> int:
+    """A stable 16-bit sender id for a unit or peer name."""
+    return binascii.crc_hqx(name.encode(), 0) & 0xFFFF
+
+
+def block_size(width: int) -> int:
+    """Side of one stamp block for a frame ``width`` pixels wide."""
+    return max(4, width // 36)
+
+
+def _geometry(width: int) -> tuple[int, int, int]:
+    b = block_size(width)
+    return b, (width - COLS * b) // 2, b // 2
+
+
+def _payload(stamp: Stamp) -> bytes:
+    return (
+        (stamp.sender & 0xFFFF).to_bytes(2, "big")
+        + (stamp.counter & 0xFFFFFFFF).to_bytes(4, "big")
+        + (stamp.capture_ms & 0xFFFFFFFFFFFF).to_bytes(6, "big")
+    )
+
+
+def _bits(stamp: Stamp) -> list[int]:
+    payload = _payload(stamp)
+    crc = binascii.crc_hqx(payload, 0xFFFF)
+    data = SYNC.to_bytes(2, "big") + payload + crc.to_bytes(2, "big")
+    return [(byte >> (7 - i)) & 1 for byte in data for i in range(8)]
+
+
+def stamp_planes(y: np.ndarray, u: np.ndarray | None, v: np.ndarray | None, stamp: Stamp) -> None:
+    """Write ``stamp`` in place into a frame's planes (chroma made neutral under the band)."""
+    height, width = y.shape
+    b, x0, y0 = _geometry(width)
+    if y0 + ROWS * b > height:
+        raise ValueError(f"frame {width}x{height} too small for a stamp")
+    band = np.empty((ROWS, COLS), dtype=np.uint8)
+    band.flat[:] = [WHITE if bit else BLACK for bit in _bits(stamp)]
+    y[y0 : y0 + ROWS * b, x0 : x0 + COLS * b] = np.kron(band, np.ones((b, b), dtype=np.uint8))
+    for plane in (u, v):
+        if plane is not None:
+            plane[y0 // 2 : (y0 + ROWS * b + 1) // 2, x0 // 2 : (x0 + COLS * b + 1) // 2] = 128
+
+
+def stamp_frame(frame: av.VideoFrame, stamp: Stamp) -> av.VideoFrame:
+    """A copy of ``frame`` (any format) as ``yuv420p`` with ``stamp`` written into it."""
+    yuv = frame.reformat(format="yuv420p") if frame.format.name != "yuv420p" else frame
+    y, u, v = (_plane(yuv, i) for i in range(3))
+    stamp_planes(y, u, v, stamp)
+    out = _from_planes(y, u, v)
+    out.pts, out.time_base = frame.pts, frame.time_base
+    return out
+
+
+def read_stamp(image: av.VideoFrame | np.ndarray) -> Stamp | None:
+    """Decode the stamp from a frame, a luma array (H×W) or an RGB array (H×W×3).
+
+    Returns ``None`` when there is no valid stamp (no sync word, or a CRC mismatch).
+    """
+    if isinstance(image, av.VideoFrame):
+        if image.format.name in ("yuv420p", "yuvj420p", "nv12", "gray"):
+            luma = _plane(image, 0)
+        else:
+            luma = image.to_ndarray(format="gray")
+    else:
+        luma = np.asarray(image)
+        if luma.ndim == 3:
+            luma = luma[..., :3].mean(axis=2)
+    height, width = luma.shape[:2]
+    b, x0, y0 = _geometry(width)
+    if y0 + ROWS * b > height or x0 < 0:
+        return None
+    q = max(1, b // 4)
+    cells = luma[y0 : y0 + ROWS * b, x0 : x0 + COLS * b].astype(np.float32)
+    cells = cells.reshape(ROWS, b, COLS, b)[:, q : b - q, :, q : b - q].mean(axis=(1, 3)).ravel()
+    sync_bits = np.array([(SYNC >> (15 - i)) & 1 for i in range(16)], dtype=bool)
+    ones, zeros = cells[:16][sync_bits], cells[:16][~sync_bits]
+    if ones.min() - zeros.max() < 40:
+        return None
+    bits = cells > (ones.mean() + zeros.mean()) / 2
+    data = np.packbits(bits).tobytes()
+    if int.from_bytes(data[:2], "big") != SYNC:
+        return None
+    payload, crc = data[2:14], int.from_bytes(data[14:16], "big")
+    if binascii.crc_hqx(payload, 0xFFFF) != crc:
+        return None
+    return Stamp(
+        sender=int.from_bytes(payload[0:2], "big"),
+        counter=int.from_bytes(payload[2:6], "big"),
+        capture_time=int.from_bytes(payload[6:12], "big") / 1000,
+    )
+
+
+def _plane(frame: av.VideoFrame, index: int) -> np.ndarray:
+    plane = frame.planes[index]
+    rows = frame.height if index == 0 else (frame.height + 1) // 2
+    cols = frame.width if index == 0 else (frame.width + 1) // 2
+    buf = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+    return buf[:rows, :cols].copy()
+
+
+def _from_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> av.VideoFrame:
+    height, width = y.shape
+    frame = av.VideoFrame(width, height, "yuv420p")
+    for plane, data in zip(frame.planes, (y, u, v)):
+        rows, cols = data.shape
+        view = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+        view[:rows, :cols] = data
+    return frame
+
+
+class _Texture:
+    """Precomputed content, twice the frame size, so each frame is a cheap window copy."""
+
+    def __init__(self, width: int, height: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.width, self.height = width, height
+        h2, w2 = 2 * height, 2 * width
+        yy = np.arange(h2, dtype=np.float32)[:, None]
+        xx = np.arange(w2, dtype=np.float32)[None, :]
+        base = 128 + 50 * np.sin(xx * 2 * np.pi / width * 3) * np.cos(yy * 2 * np.pi / height * 2)
+        blobs = rng.random((h2 // 16 + 1, w2 // 16 + 1), dtype=np.float32)
+        base += 60 * (np.kron(blobs, np.ones((16, 16), dtype=np.float32))[:h2, :w2] - 0.5)
+        base += rng.normal(0, 10, (h2, w2)).astype(np.float32)  # fine detail
+        self.luma = np.clip(base, 0, 255).astype(np.uint8)
+        cy, cx = yy[: height, :] / 2, xx[:, : width] / 2
+        self.u = np.clip(128 + 40 * np.sin(cx / 23 + cy / 41), 0, 255).astype(np.uint8)
+        self.v = np.clip(128 + 40 * np.cos(cx / 31 - cy / 17), 0, 255).astype(np.uint8)
+        self.noise = [rng.integers(-4, 5, (height, width), dtype=np.int16) for _ in range(4)]
+
+    def frame(self, n: int, stamp: Stamp) -> av.VideoFrame:
+        w, h = self.width, self.height
+        ox, oy = (n * 3) % w, (n * 2) % h
+        y = self.luma[oy : oy + h, ox : ox + w].astype(np.int16)
+        y += self.noise[n % 4]
+        bx = abs((n * 7) % (2 * (w - w // 5)) - (w - w // 5))
+        by = abs((n * 5) % (2 * (h - h // 5)) - (h - h // 5))
+        y[by : by + h // 5, bx : bx + w // 5] = 220 - (n % 60)
+        y = np.clip(y, 0, 255).astype(np.uint8)
+        cu, cv = (n * 2) % (w // 2), (n * 3) % (h // 2)
+        u = np.roll(self.u, cu, axis=1)[: (h + 1) // 2, : (w + 1) // 2].copy()
+        v = np.roll(self.v, cv, axis=0)[: (h + 1) // 2, : (w + 1) // 2].copy()
+        stamp_planes(y, u, v, stamp)
+        return _from_planes(y, u, v)
+
+
+class PatternSource(VideoSource):
+    """A paced test-pattern camera whose every frame carries a :class:`Stamp`."""
+
+    def __init__(self, *, width: int = 640, height: int = 480, fps: int = 30, sender: int = 0) -> None:
+        self.width, self.height, self.fps = width, height, fps
+        self.sender = sender & 0xFFFF
+        self.counter = 0
+        self._texture: _Texture | None = None
+        self._start: float | None = None
+        self._next = 0.0
+
+    async def start(self) -> None:
+        if self._texture is None or (self._texture.width, self._texture.height) != (self.width, self.height):
+            self._texture = await asyncio.to_thread(_Texture, self.width, self.height, self.sender)
+        self._start = time.monotonic()
+        self._next = self._start
+
+    async def read(self) -> av.VideoFrame:
+        if self._start is None:
+            await self.start()
+        if self._texture is None or (self._texture.width, self._texture.height) != (self.width, self.height):
+            self._texture = await asyncio.to_thread(_Texture, self.width, self.height, self.sender)
+        now = time.monotonic()
+        if self._next > now:
+            await asyncio.sleep(self._next - now)
+        elif now - self._next > 2 / self.fps:
+            self._next = now  # fell behind (a stalled loop): do not burst to catch up
+        self._next += 1 / self.fps
+        assert self._start is not None
+        stamp = Stamp(self.sender, self.counter, time.time())
+        frame = self._texture.frame(self.counter, stamp)
+        frame.pts = int((time.monotonic() - self._start) * VIDEO_CLOCK)
+        frame.time_base = VIDEO_TIME_BASE
+        self.counter = (self.counter + 1) & 0xFFFFFFFF
+        return frame
+
+    async def close(self) -> None:
+        self._start = None

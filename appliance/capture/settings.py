@@ -1,0 +1,34 @@
+"""Config sections for the unit's media devices (``[video]`` and ``[audio]`` in unit.toml).
+
+The unit's config schema embeds these with ``section(VideoSettings)`` /
+``section(AudioSettings)``; the factories in :mod:`appliance.capture.base` read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.config import setting
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    type: str = setting(
+        "pattern",
+        help="camera: 'pattern' (test pattern), 'v4l2' (webcam), 'file' (a video file), 'picamera' (Pi camera)",
+        choices=("pattern", "v4l2", "file", "picamera"),
+    )
+    device: str = setting("", help="V4L2 device (default /dev/video0) or the video file's path")
+    width: int = setting(640, help="capture width in pixels", min=160, max=1920)
+    height: int = setting(480, help="capture height in pixels", min=120, max=1080)
+    fps: int = setting(30, help="frames per second", min=1, max=60)
+    bitrate: int = setting(500_000, help="initial encoder bitrate in bit/s", min=100_000, max=8_000_000)
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    source: str = setting("synthetic", help="microphone: 'synthetic' (a test tone) or 'alsa'", choices=("synthetic", "alsa"))
+    input_device: str = setting("default", help="ALSA capture device, e.g. 'default' or 'hw:1,0'")
+    sink: str = setting("null", help="speaker: 'null' (discard) or 'alsa'", choices=("null", "alsa"))
+    output_device: str = setting("default", help="ALSA playback device, e.g. 'default' or 'hw:0,0'")
+    buffer_ms: int = setting(60, help="speaker buffer; older audio is dropped beyond it", min=20, max=500)
