@@ -1,15 +1,27 @@
-"""``wallmesh run``."""
+"""``wallmesh run --config FILE``: the unit daemon.
+
+Builds a :class:`~appliance.unit.app.UnitDaemon` from the config file, tells
+systemd when it is ready, and runs until SIGTERM/SIGINT. A configuration error
+or an absent device ends it at once with a one-line reason naming the config key.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+
+DEFAULT_CONFIG = "/etc/wallmesh/unit.toml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"unit config file (default {DEFAULT_CONFIG})")
+    parser.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (tests, demo)")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("wallmesh run: not built yet", file=sys.stderr)
-    return 1
+    import asyncio
+
+    from appliance.unit import config
+    from appliance.unit.main import serve
+
+    conf = config.load(args.config)
+    return asyncio.run(serve(conf, seconds=args.seconds))

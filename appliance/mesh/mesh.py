@@ -1,0 +1,238 @@
+"""The full mesh: one :class:`~appliance.mesh.peer.Peer` per remote participant in the room.
+
+The mesh reacts to the signaling session (``joined``, ``peer-joined``,
+``peer-left``, ``signal``, ``peer-state``) and to time (a housekeeping tick that
+samples stats, rebuilds failed connections and retires dead ones).
+
+Surviving a signaling outage: peer connections do not depend on the server, so
+they keep running while it is away. The server hands out new peer ids on every
+connection, so after a reconnect the old links are *stale* (their ids are not
+in the new roster). A stale link whose media still flows is kept and re-keyed
+when a participant of the same name reappears, instead of opening a duplicate
+connection; a stale link whose media has stopped for :attr:`Mesh.stale_grace`
+seconds is closed. A ``peer-left`` for a participant whose media is still
+arriving (its signaling dropped, not its media) is handled the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from appliance.mesh import ice
+from appliance.mesh.peer import LocalMedia, Peer, SendSignal
+
+log = logging.getLogger(__name__)
+
+
+class Mesh:
+    """All of a unit's peer connections in its current room."""
+
+    def __init__(
+        self,
+        *,
+        policy: ice.IcePolicy,
+        media: LocalMedia,
+        send_signal: SendSignal,
+        on_change: Callable[[], None] = lambda: None,
+        stamp_reader: Callable[[Any], Any] | None = None,
+        max_room_size: int = 6,
+        tick: float = 1.0,
+        stale_grace: float = 3.0,
+    ) -> None:
+        self.policy = policy
+        self.media = media
+        self.send_signal = send_signal
+        self.on_change = on_change
+        self.stamp_reader = stamp_reader
+        self.max_room_size = max_room_size
+        self.tick = tick
+        self.stale_grace = stale_grace
+        self.local_id: str | None = None
+        self.room: str | None = None
+        self.peers: dict[str, Peer] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._jobs: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._housekeeping(), name="mesh-housekeeping")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.clear()
+
+    async def clear(self) -> None:
+        """Close every peer (hang-up)."""
+        peers, self.peers = list(self.peers.values()), {}
+        for job in list(self._jobs):
+            job.cancel()
+        await asyncio.gather(*self._jobs, return_exceptions=True)
+        await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
+        self.room = None
+        if peers:
+            self.on_change()
+
+    def _spawn(self, coro: Any, what: str) -> None:
+        task = asyncio.create_task(coro, name=what)
+        self._jobs.add(task)
+        task.add_done_callback(self._job_done)
+
+    def _job_done(self, task: asyncio.Task[Any]) -> None:
+        self._jobs.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.warning("mesh: %s failed: %s: %s", task.get_name(), exc.__class__.__name__, exc)
+
+    # -- signaling events ----------------------------------------------------------------
+
+    def set_session(self, welcome: dict[str, Any]) -> None:
+        """A new signaling session: our id changes, the ICE servers and room cap come from the server."""
+        self.local_id = str(welcome["peer_id"])
+        limits = welcome.get("limits") or {}
+        if isinstance(limits.get("max_room_size"), int) and limits["max_room_size"] > 1:
+            self.max_room_size = limits["max_room_size"]
+        servers = [s for s in welcome.get("ice_servers") or [] if isinstance(s, dict)]
+        self.policy = self.policy.with_servers(servers)
+        for peer in self.peers.values():
+            peer.stale = True
+
+    async def on_joined(self, msg: dict[str, Any]) -> None:
+        self.local_id = str(msg["peer_id"])
+        self.room = str(msg["room"])
+        roster = [p for p in msg.get("peers") or [] if isinstance(p, dict) and isinstance(p.get("peer_id"), str)]
+        for entry in roster:
+            if entry["peer_id"] == self.local_id:
+                continue
+            peer = self._adopt(entry)
+            if peer is None:
+                peer = self._add(entry)
+                if peer is not None:
+                    self._spawn(peer.offer(), f"offer-{peer.remote_id}")  # the joiner offers
+            state = entry.get("state")
+            if peer is not None and isinstance(state, dict):
+                peer.muted = bool(state.get("muted", peer.muted))
+                peer.camera = bool(state.get("camera", peer.camera))
+        self.on_change()
+
+    async def on_message(self, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind == "peer-joined":
+            if self._adopt(msg) is None:
+                self._add(msg)  # the newcomer offers to us
+            self.on_change()
+        elif kind == "peer-left":
+            await self._on_peer_left(msg["peer_id"], msg.get("reason", ""))
+        elif kind == "signal":
+            await self._on_signal(msg["from"], msg["data"])
+        elif kind == "peer-state":
+            peer = self.peers.get(msg["peer_id"])
+            if peer is not None:
+                peer.muted, peer.camera = bool(msg["muted"]), bool(msg["camera"])
+                self.on_change()
+        elif kind == "left":
+            await self.clear()
+        elif kind == "error":
+            log.warning("mesh: server error %s: %s", msg.get("code"), msg.get("message"))
+
+    def _add(self, entry: dict[str, Any]) -> Peer | None:
+        remote = str(entry["peer_id"])
+        if remote == self.local_id or remote in self.peers or self.local_id is None:
+            return self.peers.get(remote)
+        live = [p for p in self.peers.values() if not p.stale]
+        if len(live) + 1 >= self.max_room_size:
+            log.warning("mesh: room cap %d reached; not connecting to %s", self.max_room_size, remote)
+            return None
+        peer = Peer(
+            local_id=self.local_id,
+            remote_id=remote,
+            name=str(entry.get("name") or ""),
+            kind=str(entry.get("kind") or "unit"),
+            policy=self.policy,
+            media=self.media,
+            send_signal=self.send_signal,
+            on_change=lambda _p: self.on_change(),
+            stamp_reader=self.stamp_reader,
+        )
+        self.peers[remote] = peer
+        log.info("mesh: peer %s (%s) added", remote, peer.name)
+        return peer
+
+    def _adopt(self, entry: dict[str, Any]) -> Peer | None:
+        """Re-key a stale but live link to a reappearing participant of the same name."""
+        name = str(entry.get("name") or "")
+        remote = str(entry["peer_id"])
+        if not name or remote in self.peers or self.local_id is None:
+            return None
+        same = [p for p in self.peers.values() if p.stale and p.name == name]
+        if len(same) != 1:
+            return None
+        peer = same[0]
+        age = peer.last_media_age()
+        if peer.connection_state != "connected" or age is None or age > self.stale_grace:
+            return None
+        del self.peers[peer.remote_id]
+        peer.rekey(self.local_id, remote)
+        self.peers[remote] = peer
+        return peer
+
+    async def _on_peer_left(self, remote: str, reason: str) -> None:
+        peer = self.peers.get(remote)
+        if peer is None:
+            return
+        age = peer.last_media_age()
+        if reason != "left" and peer.connection_state == "connected" and age is not None and age < 1.0:
+            log.info("mesh: %s lost signaling (%s) but media flows; keeping it for now", remote, reason)
+            peer.stale = True
+            return
+        await self._drop(remote, reason or "left")
+
+    async def _drop(self, remote: str, why: str) -> None:
+        peer = self.peers.pop(remote, None)
+        if peer is not None:
+            log.info("mesh: peer %s (%s) dropped: %s", remote, peer.name, why)
+            await peer.close()
+            self.on_change()
+
+    async def _on_signal(self, sender: str, data: dict[str, Any]) -> None:
+        peer = self.peers.get(sender)
+        if peer is None:
+            sdp = data.get("sdp") if isinstance(data, dict) else None
+            if not (isinstance(sdp, dict) and sdp.get("type") == "offer"):
+                return
+            peer = self._add({"peer_id": sender})  # offer raced ahead of peer-joined
+            if peer is None:
+                return
+        self._spawn(peer.handle_signal(data), f"signal-{sender}")
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick)
+            now = time.monotonic()
+            for remote, peer in list(self.peers.items()):
+                if peer.stale:
+                    age = peer.last_media_age()
+                    if peer.connection_state != "connected" or age is None or age > self.stale_grace:
+                        await self._drop(remote, "gone (no media, not in the room)")
+                        continue
+                elif peer.needs_rebuild(now):
+                    log.info("mesh: rebuilding the connection to %s", remote)
+                    self._spawn(peer.rebuild(), f"rebuild-{remote}")
+                try:
+                    await peer.sample_stats()
+                except Exception as exc:  # noqa: BLE001 - stats are best effort; never stop the tick
+                    log.debug("mesh: stats of %s failed: %s", remote, exc)
+            self.on_change()
+
+    def status(self) -> list[dict[str, Any]]:
+        return [p.status() for p in self.peers.values()]

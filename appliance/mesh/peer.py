@@ -1,0 +1,314 @@
+"""One remote participant: an RTCPeerConnection, its negotiation, and what it receives.
+
+Negotiation follows DESIGN.md: the participant that joins later offers; later
+offers (a rebuilt connection, a browser renegotiating) follow "perfect
+negotiation", where the *polite* side is the one whose peer id sorts lower.
+aiortc cannot roll back a local offer or restart ICE on a live connection, so
+the polite side resolves a collision — and any answerer resolves a fresh offer
+on an established connection — by replacing its RTCPeerConnection with a new
+one that answers. The media tracks are per-peer views of the unit's shared
+encoder and microphone, so a replacement costs no extra encoding.
+
+Every connection is built with an explicit RTCConfiguration (only the site's
+ICE servers) and gathers host candidates inside :func:`appliance.mesh.ice.gathering`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from appliance.mesh import ice
+from appliance.mesh.codecs import prefer_h264
+from appliance.mesh.receive import AudioReceiver, VideoReceiver
+from appliance.mesh.stats import StatsSampler
+
+log = logging.getLogger(__name__)
+
+SendSignal = Callable[[str, dict[str, Any]], Awaitable[bool]]
+
+
+class LocalMedia(Protocol):
+    """What a peer needs from the unit's own media (see ``appliance.unit.media``)."""
+
+    def video_track(self) -> Any | None:
+        """A new per-peer video track (encoded packets of the shared encoder), or None."""
+
+    def audio_track(self) -> Any | None:
+        """A new per-peer microphone track, or None."""
+
+    def bind_video_sender(self, sender: Any) -> None:
+        """Route the sender's keyframe requests to the shared encoder."""
+
+    def remote_audio(self, peer_id: str) -> Callable[[Any], None] | None:
+        """Where this peer's decoded audio goes (the mixer's input), or None to drop it."""
+
+
+class Peer:
+    """The unit's link with one remote participant, rebuilt as needed under one identity."""
+
+    def __init__(
+        self,
+        *,
+        local_id: str,
+        remote_id: str,
+        name: str = "",
+        kind: str = "unit",
+        policy: ice.IcePolicy,
+        media: LocalMedia,
+        send_signal: SendSignal,
+        on_change: Callable[[Peer], None] = lambda p: None,
+        stamp_reader: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.local_id = local_id
+        self.remote_id = remote_id
+        self.name = name
+        self.kind = kind
+        self.policy = policy
+        self.media = media
+        self.send_signal = send_signal
+        self.on_change = on_change
+        self.stamp_reader = stamp_reader
+        self.muted = False
+        self.camera = True
+        self.stale = False  # not (yet) in the room roster of the current signaling session
+        self.created_at = time.monotonic()
+        self.connected_at: float | None = None
+        self.failures = 0
+        self.rebuilds = 0
+        self.pc: Any = None
+        self.video: VideoReceiver | None = None
+        self.audio: AudioReceiver | None = None
+        self.stats = StatsSampler()
+        self._local_tracks: list[Any] = []
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._failed_at: float | None = None
+        self._built_at = time.monotonic()
+
+    # -- identity and roles --------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        return f"{self.local_id}->{self.remote_id}({self.name})"
+
+    @property
+    def polite(self) -> bool:
+        return self.local_id < self.remote_id
+
+    @property
+    def connection_state(self) -> str:
+        if self._closed:
+            return "closed"
+        return self.pc.connectionState if self.pc is not None else "new"
+
+    def last_media_age(self) -> float | None:
+        """Seconds since the newest frame (video or audio) from this peer, None if never."""
+        times = []
+        if self.video is not None and self.video.latest.frame_time is not None:
+            times.append(self.video.latest.frame_time)
+        if self.audio is not None and self.audio.last_frame_at is not None:
+            times.append(self.audio.last_frame_at)
+        return time.monotonic() - max(times) if times else None
+
+    def rekey(self, local_id: str, remote_id: str) -> None:
+        """Keep this connection under new signaling ids (after the server came back)."""
+        log.info("peer %s: now known as %s->%s", self.label, local_id, remote_id)
+        self.local_id, self.remote_id = local_id, remote_id
+        self.stale = False
+
+    # -- building the connection ---------------------------------------------------------
+
+    async def _new_pc(self) -> None:
+        from aiortc import RTCPeerConnection
+
+        await self._drop_pc()
+        pc = RTCPeerConnection(self.policy.rtc_configuration())
+        self.pc = pc
+        self._failed_at = None
+        self._built_at = time.monotonic()
+        video_track = self.media.video_track()
+        vt = pc.addTransceiver(video_track or "video", direction="sendrecv" if video_track else "recvonly")
+        prefer_h264(vt)
+        if video_track is not None:
+            self._local_tracks.append(video_track)
+            self.media.bind_video_sender(vt.sender)
+        audio_track = self.media.audio_track()
+        pc.addTransceiver(audio_track or "audio", direction="sendrecv" if audio_track else "recvonly")
+        if audio_track is not None:
+            self._local_tracks.append(audio_track)
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            if pc is not self.pc:
+                return
+            if track.kind == "video":
+                self.video = VideoReceiver(track, label=self.label, stamp_reader=self.stamp_reader)
+                self.video.start()
+            elif track.kind == "audio":
+                self.audio = AudioReceiver(track, label=self.label, on_frame=self.media.remote_audio(self.remote_id))
+                self.audio.start()
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc is not self.pc:
+                return
+            state = pc.connectionState
+            log.info("peer %s: connection %s", self.label, state)
+            if state == "connected":
+                self.connected_at = time.monotonic()
+                self.failures = 0
+            elif state == "failed":
+                self.failures += 1
+                self._failed_at = time.monotonic()
+            self.on_change(self)
+
+    async def _drop_pc(self) -> None:
+        pc, self.pc = self.pc, None
+        video, audio, self.video, self.audio = self.video, self.audio, None, None
+        tracks, self._local_tracks = self._local_tracks, []
+        for rx in (video, audio):
+            if rx is not None:
+                await rx.close()
+        for track in tracks:
+            track.stop()
+        if pc is not None:
+            await pc.close()
+
+    async def _describe(self, description: Any) -> None:
+        with ice.gathering(self.policy):
+            await self.pc.setLocalDescription(description)
+        local = self.pc.localDescription
+        await self.send_signal(self.remote_id, {"sdp": {"type": local.type, "sdp": local.sdp}})
+
+    async def offer(self) -> None:
+        """Start (or restart) the connection with a fresh offer."""
+        async with self._lock:
+            if self._closed:
+                return
+            await self._new_pc()
+            await self._describe(await self.pc.createOffer())
+            log.info("peer %s: offer sent", self.label)
+
+    async def rebuild(self) -> None:
+        self.rebuilds += 1
+        await self.offer()
+
+    def needs_rebuild(self, now: float, backoff_max: float = 10.0) -> bool:
+        """Failed long enough ago (backoff grows with consecutive failures) to try again."""
+        if self._closed:
+            return False
+        if self._failed_at is None:
+            # never connected: an offer or answer lost while the server was away
+            stuck = self.pc is not None and self.pc.connectionState in ("new", "connecting")
+            return stuck and now - self._built_at > (15.0 if not self.polite else 20.0)
+        delay = min(backoff_max, 0.5 * 2 ** min(self.failures, 6))
+        if self.polite:
+            delay += 1.0  # let the impolite side offer first; avoids a collision
+        return now - self._failed_at >= delay
+
+    # -- incoming signals ----------------------------------------------------------------
+
+    async def handle_signal(self, data: dict[str, Any]) -> None:
+        async with self._lock:
+            if self._closed:
+                return
+            if "sdp" in data:
+                await self._handle_sdp(data["sdp"])
+            elif "candidate" in data:
+                await self._handle_candidate(data["candidate"])
+
+    async def _handle_sdp(self, sdp: Any) -> None:
+        from aiortc import RTCSessionDescription
+
+        if not isinstance(sdp, dict) or not isinstance(sdp.get("sdp"), str):
+            log.warning("peer %s: ignoring a malformed description", self.label)
+            return
+        kind = sdp.get("type")
+        text = self.policy.filter_sdp(sdp["sdp"])
+        if kind == "offer":
+            pc = self.pc
+            collision = pc is not None and pc.signalingState == "have-local-offer"
+            if collision and not self.polite:
+                log.info("peer %s: offer collision, impolite side keeps its own offer", self.label)
+                return
+            # aiortc can neither roll back nor restart ICE: answer on a fresh connection.
+            if pc is None or collision or pc.remoteDescription is not None:
+                await self._new_pc()
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="offer"))
+            await self._describe(await self.pc.createAnswer())
+            log.info("peer %s: answer sent", self.label)
+        elif kind == "answer":
+            if self.pc is None or self.pc.signalingState != "have-local-offer":
+                log.info("peer %s: ignoring an answer in state %s", self.label, self.pc and self.pc.signalingState)
+                return
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
+        else:
+            log.info("peer %s: ignoring description of type %r", self.label, kind)
+
+    async def _handle_candidate(self, cand: Any) -> None:
+        from aiortc.sdp import candidate_from_sdp
+
+        if self.pc is None or self.pc.remoteDescription is None:
+            return  # our offers carry all candidates; late trickle for a replaced pc is moot
+        if not isinstance(cand, dict):
+            return
+        line = cand.get("candidate")
+        if not isinstance(line, str) or not line.strip():
+            return  # end-of-candidates
+        line = line.strip()
+        if line.startswith("candidate:"):
+            line = line[len("candidate:") :]
+        if not self.policy.accepts_candidate("candidate:" + line):
+            log.debug("peer %s: ignoring an mDNS candidate (not resolved in this mode)", self.label)
+            return
+        try:
+            candidate = candidate_from_sdp(line)
+        except (ValueError, IndexError):
+            log.info("peer %s: ignoring an unparsable candidate", self.label)
+            return
+        candidate.sdpMid = cand.get("sdpMid")
+        candidate.sdpMLineIndex = cand.get("sdpMLineIndex")
+        try:
+            await self.pc.addIceCandidate(candidate)
+        except (ValueError, KeyError, OSError) as exc:
+            log.info("peer %s: candidate refused: %s", self.label, exc)
+
+    # -- figures and teardown ------------------------------------------------------------
+
+    async def sample_stats(self) -> None:
+        if self.pc is not None and self.connection_state == "connected":
+            await self.stats.sample(self.pc)
+
+    def status(self) -> dict[str, Any]:
+        video = self.video
+        fig = self.stats.figures
+        lat = sorted(video.latencies_ms)[-1] if video and video.latencies_ms else None
+        return {
+            "id": self.remote_id,
+            "name": self.name,
+            "kind": self.kind,
+            "connection": self.connection_state,
+            "fps": round(video.fps, 1) if video else 0.0,
+            "frames": video.frames if video else 0,
+            "bitrate": fig.bitrate,
+            "loss": fig.loss,
+            "rtt": fig.rtt,
+            "latency_ms": round(video.latencies_ms[-1], 1) if video and video.latencies_ms else None,
+            "latency_max_ms": None if lat is None else round(lat, 1),
+            "muted": self.muted,
+            "camera": self.camera,
+            "stale": self.stale,
+        }
+
+    async def close(self) -> None:
+        """Release everything: receivers' tasks, local per-peer tracks, the connection. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        async with self._lock:
+            await self._drop_pc()
+        log.info("peer %s: closed", self.label)

@@ -1,0 +1,151 @@
+"""Receiving one remote participant: decoded video kept newest-only, audio handed to the mixer.
+
+aiortc decodes a remote track on its own thread and queues the frames for
+``recv()``. A :class:`VideoReceiver` drains that queue as fast as frames come
+and keeps only the newest one (with its decode time and, for test-pattern
+senders, the capture stamp read from its pixels), so a display that draws at
+its own pace never sees a backlog. Everything here runs on the event loop and
+costs a few microseconds per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+StampReader = Callable[[Any], Any]
+
+
+def default_stamp_reader() -> StampReader | None:
+    """The test pattern's stamp reader, when the capture part provides it."""
+    try:
+        from appliance.capture.pattern import read_stamp
+    except ImportError:
+        return None
+    return read_stamp
+
+
+@dataclass
+class Latest:
+    """The newest decoded frame of a stream."""
+
+    frame: Any = None
+    frame_time: float | None = None  # time.monotonic() when it was ready
+    stamp: Any = None  # capture stamp read from the pixels, or None
+
+
+class _Rate:
+    """Events per second over a sliding window."""
+
+    def __init__(self, window: float = 1.0) -> None:
+        self.window = window
+        self.times: collections.deque[float] = collections.deque()
+
+    def tick(self, now: float) -> None:
+        self.times.append(now)
+        while self.times and now - self.times[0] > self.window:
+            self.times.popleft()
+
+    def rate(self, now: float) -> float:
+        while self.times and now - self.times[0] > self.window:
+            self.times.popleft()
+        return len(self.times) / self.window
+
+
+class VideoReceiver:
+    """Drains one remote video track; exposes :attr:`latest`, fps and glass-to-glass latency."""
+
+    def __init__(self, track: Any, *, label: str, stamp_reader: StampReader | None = None, keep: int = 600) -> None:
+        self.track = track
+        self.label = label
+        self.stamp_reader = stamp_reader
+        self.latest = Latest()
+        self.frames = 0
+        self.first_frame_at: float | None = None
+        self.latencies_ms: collections.deque[float] = collections.deque(maxlen=keep)
+        self._rate = _Rate()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._pump(), name=f"video-rx-{self.label}")
+
+    @property
+    def fps(self) -> float:
+        return self._rate.rate(time.monotonic())
+
+    @property
+    def last_frame_age(self) -> float | None:
+        t = self.latest.frame_time
+        return None if t is None else time.monotonic() - t
+
+    async def _pump(self) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        while True:
+            try:
+                frame = await self.track.recv()
+            except MediaStreamError:
+                return
+            now = time.monotonic()
+            stamp = None
+            if self.stamp_reader is not None:
+                try:
+                    stamp = self.stamp_reader(frame)
+                except (ValueError, IndexError, TypeError):
+                    stamp = None
+                if stamp is not None:
+                    self.latencies_ms.append((time.time() - stamp.capture_time) * 1000.0)
+            self.latest = Latest(frame, now, stamp)
+            self.frames += 1
+            if self.first_frame_at is None:
+                self.first_frame_at = now
+                log.info("rx %s: first video frame %dx%d", self.label, frame.width, frame.height)
+            self._rate.tick(now)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self.latest = Latest()
+
+
+class AudioReceiver:
+    """Drains one remote audio track into ``on_frame(frame)`` (the mixer's input for this peer)."""
+
+    def __init__(self, track: Any, *, label: str, on_frame: Callable[[Any], None] | None = None) -> None:
+        self.track = track
+        self.label = label
+        self.on_frame = on_frame
+        self.frames = 0
+        self.last_frame_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._pump(), name=f"audio-rx-{self.label}")
+
+    async def _pump(self) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        while True:
+            try:
+                frame = await self.track.recv()
+            except MediaStreamError:
+                return
+            self.frames += 1
+            self.last_frame_at = time.monotonic()
+            if self.on_frame is not None:
+                self.on_frame(frame)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

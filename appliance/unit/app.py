@@ -1,0 +1,263 @@
+"""The unit daemon's composition root: config in, a running wall unit out.
+
+:class:`UnitDaemon` builds every part from a :class:`~appliance.unit.config.UnitConfig`
+— the unit's media (camera behind one shared encoder, microphone, speaker), the
+mesh of peer connections, the signaling client, the state machine and the
+loopback status endpoint — and is the production
+:class:`~appliance.unit.controller.UnitController` that buttons, the status
+endpoint and the display drive. It owns the order of start-up and shutdown;
+each part owns its own resources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from appliance.display.model import Tile, UnitState, WallModel, quality_from
+from appliance.mesh import ice
+from appliance.mesh.mesh import Mesh
+from appliance.mesh.receive import default_stamp_reader
+from appliance.unit.media import UnitMedia
+from appliance.unit.signaling import SignalClient
+from appliance.unit.state import StateMachine
+
+log = logging.getLogger(__name__)
+
+StatusCallback = Callable[[dict[str, Any]], None]
+
+
+def process_figures() -> dict[str, Any]:
+    """Resident memory, open file descriptors and asyncio tasks of this process (leak checks)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            rss_kb = int(fh.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except (OSError, ValueError, IndexError):
+        rss_kb = None
+    try:
+        fds = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        fds = None
+    try:
+        tasks = len(asyncio.all_tasks())
+    except RuntimeError:
+        tasks = None
+    return {"pid": os.getpid(), "rss_kb": rss_kb, "fds": fds, "tasks": tasks}
+
+
+class UnitDaemon:
+    """One wall unit: media, mesh, signaling, state and status, wired together."""
+
+    def __init__(self, conf: Any) -> None:
+        self.conf = conf
+        self.name = conf.server.name or socket.gethostname().split(".")[0]
+        self.machine = StateMachine(name=self.name, room=conf.room)
+        self.volume = 70
+        self.started_wall = time.time()
+        self.media = UnitMedia(conf, sender=zlib.crc32(self.name.encode()) & 0xFFFF, name=self.name)
+        self.signal = SignalClient(conf, self, name=self.name)
+        self.mesh = Mesh(
+            policy=ice.IcePolicy.from_config(conf.ice),
+            media=self.media,
+            send_signal=self.signal.send_signal,
+            on_change=self._changed,
+            stamp_reader=default_stamp_reader(),
+        )
+        self.status_server: Any = None
+        self._listeners: list[StatusCallback] = []
+        self._file_task: asyncio.Task[None] | None = None
+        self._notify_pending = False
+        self._closed = False
+        self.machine.subscribe(lambda _m: self._changed())
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open devices (a missing one raises DeviceError), then signaling, mesh and status."""
+        Path(self.conf.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        await self.media.start()
+        self.mesh.start()
+        from appliance.unit.status import StatusServer
+
+        self.status_server = StatusServer(self, self.conf.status.host, self.conf.status.port)
+        await self.status_server.start()
+        if self.conf.status.file:
+            self._file_task = asyncio.create_task(self._write_status_file(), name="status-file")
+        if self.conf.autojoin:
+            self.machine.to(UnitState.JOINING, "autojoin at start")
+        await self.signal.start()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.signal.close()
+        await self.mesh.close()
+        if self._file_task is not None:
+            self._file_task.cancel()
+            await asyncio.gather(self._file_task, return_exceptions=True)
+        if self.status_server is not None:
+            await self.status_server.close()
+        await self.media.close()
+
+    # -- SignalHandler ---------------------------------------------------------------------
+
+    async def on_session(self, welcome: dict[str, Any]) -> None:
+        self.mesh.set_session(welcome)
+        await self.signal.send_state(self.machine.muted, self.machine.camera)
+
+    async def on_joined(self, msg: dict[str, Any]) -> None:
+        await self.mesh.on_joined(msg)
+        if self.machine.state != UnitState.IN_CALL:
+            self.machine.to(UnitState.IN_CALL, f"joined {msg.get('room')}")
+
+    async def on_server_message(self, msg: dict[str, Any]) -> None:
+        if msg["type"] == "error" and msg.get("code") in ("forbidden", "room_full") and msg.get("ref") in (None, "join"):
+            self.machine.fail(f"cannot join {self.conf.room}: {msg.get('message')}", msg.get("code", "error"))
+        await self.mesh.on_message(msg)
+
+    async def on_signaling_down(self) -> None:
+        if self.machine.state in (UnitState.IN_CALL, UnitState.JOINING):
+            self.machine.to(UnitState.RECONNECTING, "signaling server unreachable")
+
+    # -- UnitController --------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        m = self.machine
+        return {
+            "state": m.state.value,
+            "room": self.mesh.room or m.room,
+            "name": self.name,
+            "muted": m.muted,
+            "camera": m.camera,
+            "volume": self.volume,
+            "message": m.message,
+            "since": round(time.monotonic() - m.since, 3),
+            "peer_id": self.signal.peer_id,
+            "signaling": {
+                "connected": self.signal.connected.is_set(),
+                "sessions": self.signal.sessions,
+                "error": self.signal.last_error,
+            },
+            "peers": self.mesh.status(),
+            "media": self.media.status(),
+            "process": process_figures(),
+            "status_url": self.status_server.url if self.status_server is not None else None,
+            "started": self.started_wall,
+            "time": time.time(),
+        }
+
+    async def join(self) -> None:
+        if self.machine.in_room and self.signal.want_room:
+            return
+        self.machine.to(UnitState.JOINING, "join requested")
+        await self.signal.join(self.conf.room)
+
+    async def hangup(self) -> None:
+        await self.signal.leave()
+        await self.mesh.clear()
+        if self.machine.state != UnitState.IDLE:
+            self.machine.to(UnitState.IDLE, "hang-up")
+
+    async def set_muted(self, muted: bool) -> None:
+        self.media.set_muted(muted)
+        if self.machine.set_muted(muted):
+            await self.signal.send_state(self.machine.muted, self.machine.camera)
+
+    async def set_camera(self, on: bool) -> None:
+        self.media.set_camera(on)
+        if self.machine.set_camera(on):
+            await self.signal.send_state(self.machine.muted, self.machine.camera)
+
+    async def restart_call(self) -> None:
+        await self.hangup()
+        await self.join()
+
+    async def change_volume(self, delta: int) -> None:
+        volume = max(0, min(100, self.volume + int(delta)))
+        if volume != self.volume:
+            self.volume = volume
+            mixer = self.media.mixer
+            if mixer is not None and hasattr(mixer, "set_volume"):
+                mixer.set_volume(volume / 100.0)
+            self._changed()
+
+    def subscribe(self, callback: StatusCallback) -> Callable[[], None]:
+        self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def wall_model(self) -> WallModel:
+        m = self.machine
+        tiles = []
+        for peer in self.mesh.peers.values():
+            latest = peer.video.latest if peer.video is not None else None
+            fig = peer.stats.figures
+            tiles.append(
+                Tile(
+                    peer_id=peer.remote_id,
+                    name=peer.name,
+                    frame=latest.frame if latest else None,
+                    frame_time=latest.frame_time if latest else None,
+                    muted=peer.muted,
+                    camera=peer.camera,
+                    quality=quality_from(fig.loss, fig.rtt),
+                    reconnecting=peer.stale or peer.connection_state != "connected",
+                )
+            )
+        return WallModel(
+            state=m.state,
+            room=self.mesh.room or m.room,
+            unit_name=self.name,
+            tiles=tiles,
+            muted=m.muted,
+            camera=m.camera,
+            message=m.message,
+        )
+
+    # -- change notification ---------------------------------------------------------------
+
+    def _changed(self) -> None:
+        """Coalesce bursts of changes into one status callback per loop iteration."""
+        if self._notify_pending or self._closed:
+            return
+        self._notify_pending = True
+        asyncio.get_running_loop().call_soon(self._notify)
+
+    def _notify(self) -> None:
+        self._notify_pending = False
+        status = self.status()
+        for callback in list(self._listeners):
+            try:
+                callback(status)
+            except Exception:  # noqa: BLE001 - a broken listener must not stop the unit
+                log.exception("%s: status listener failed", self.name)
+        live = [p for p in self.mesh.peers.values() if not p.stale]
+        losses = [p.stats.figures.out_loss for p in live if p.stats.figures.out_loss is not None]
+        self.media.apply_quality(len(live) + 1, max(losses) if losses else None)
+
+    async def _write_status_file(self) -> None:
+        """Write the status document atomically, twice a second (tests and the demo read it)."""
+        path = Path(self.conf.status.file)
+        tmp = path.with_name(path.name + ".tmp")
+        while True:
+            data = json.dumps(self.status(), default=str)
+            await asyncio.to_thread(_write, tmp, path, data)
+            await asyncio.sleep(0.5)
+
+
+def _write(tmp: Path, path: Path, data: str) -> None:
+    tmp.write_text(data)
+    os.replace(tmp, path)

@@ -1,0 +1,115 @@
+"""The unit daemon's configuration (``/etc/wallmesh/unit.toml``).
+
+One frozen tree of sections, every key with a default, read by
+:func:`appliance.config.load`. The display, buttons and LED sections belong to
+the display/controls part and are imported from there when it is installed;
+without it those sections accept nothing but their (empty) defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance import config as cfg
+from appliance.capture.settings import AudioSettings, VideoSettings
+from appliance.config import section, setting
+
+ROOM_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+@dataclass(frozen=True)
+class _Empty:
+    """Placeholder for a section whose owner part is not installed."""
+
+
+def _optional(module: str, name: str) -> type:
+    try:
+        mod = __import__(module, fromlist=[name])
+        return getattr(mod, name)
+    except (ImportError, AttributeError):
+        return _Empty
+
+
+DisplayConfig: Any = _optional("appliance.display.config", "DisplayConfig")
+ButtonsConfig: Any = _optional("appliance.controls.config", "ButtonsConfig")
+LedsConfig: Any = _optional("appliance.controls.config", "LedsConfig")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    url: str = setting(
+        "discover",
+        help="signaling server base URL (http://host:port or https://host:port), or 'discover' to find it by mDNS",
+        pattern=r"^(discover|https?://[^\s/]+(/[^\s]*)?)$",
+    )
+    fingerprint: str = setting(
+        "",
+        help="SHA-256 of the server's TLS certificate (hex, colons allowed); pins the server instead of a CA",
+        pattern=r"^([0-9A-Fa-f]{2}(:?[0-9A-Fa-f]{2}){31})?$",
+    )
+    name: str = setting("", help="name shown to others in the room (default: the host name)")
+    device_id: str = setting(
+        "", help="this unit's device id (default: host name + machine id)", pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$"
+    )
+    enrollment_token_file: str = setting(
+        "", help="file holding a fleet enrollment token, used once when the state dir has no device secret"
+    )
+    discover_interfaces: tuple[str, ...] = setting(
+        [], help="addresses mDNS discovery listens on (empty: every interface)"
+    )
+    discover_timeout_s: float = setting(10.0, help="how long one mDNS browse waits", min=0.5, max=300)
+    backoff_max_s: float = setting(10.0, help="cap of the reconnect backoff", min=0.5, max=600)
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    upload_kbps: int = setting(
+        20000, help="upload budget: (peers - 1) x tier bitrate stays within it", min=100, max=1_000_000
+    )
+    adaptive: bool = setting(True, help="let the quality policy change resolution and bitrate with mesh size and loss")
+
+
+@dataclass(frozen=True)
+class IceConfig:
+    interfaces: tuple[str, ...] = setting(
+        [], help="network interfaces whose addresses become host candidates (empty: every non-loopback interface)"
+    )
+    addresses: tuple[str, ...] = setting([], help="explicit host-candidate addresses; wins over interfaces")
+    loopback: bool = setting(False, help="test mode: gather 127.0.0.1 only and ignore .local mDNS candidates")
+    resolve_mdns: bool = setting(True, help="resolve browsers' .local ICE candidates by mDNS (ignored in loopback mode)")
+
+
+@dataclass(frozen=True)
+class StatusConfig:
+    host: str = setting("127.0.0.1", help="address of the local status endpoint (keep it on loopback)")
+    port: int = setting(8787, help="port of the local status endpoint (0: any free port)", min=0, max=65535)
+    file: str = setting("", help="also write the status as JSON to this file twice a second (tests, demo)")
+
+
+@dataclass(frozen=True)
+class UnitConfig:
+    room: str = setting("lobby", help="room this unit joins at start", pattern=ROOM_PATTERN)
+    state_dir: str = setting("/var/lib/wallmesh", help="device secret, pinned fingerprint, logs (mode 0700)")
+    autojoin: bool = setting(True, help="join the room at start (false: wait for the join button)")
+    server: ServerConfig = section(ServerConfig)
+    video: VideoSettings = section(VideoSettings)
+    audio: AudioSettings = section(AudioSettings)
+    quality: QualityConfig = section(QualityConfig)
+    ice: IceConfig = section(IceConfig)
+    status: StatusConfig = section(StatusConfig)
+    display: DisplayConfig = section(DisplayConfig)
+    buttons: ButtonsConfig = section(ButtonsConfig)
+    leds: LedsConfig = section(LedsConfig)
+
+
+def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> UnitConfig:
+    """Read a unit config file; errors name the file, the key and what is allowed."""
+    return cfg.load(UnitConfig, path, overrides)
+
+
+def replace(conf: UnitConfig, **changes: Any) -> UnitConfig:
+    """A copy with top-level fields changed (handy for tests and the demo)."""
+    return dataclasses.replace(conf, **changes)

@@ -1,0 +1,155 @@
+"""The unit's own media, as the mesh sees it: shared video, microphone, speaker.
+
+:class:`UnitMedia` is the composition of the capture and fan-out parts for one
+unit: it opens the configured camera behind one shared encoder, the microphone
+and the speaker, hands every peer connection its own tracks, feeds remote audio
+to the mixer, applies the quality policy to the shared encoder and implements
+mute (no microphone content leaves) and camera privacy (no video leaves).
+Devices are opened in :meth:`start`; an absent one raises
+:class:`~appliance.errors.DeviceError` naming the config key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from appliance.capture import base
+
+log = logging.getLogger(__name__)
+
+
+def _optional(module: str) -> Any:
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError:
+        return None
+
+
+class UnitMedia:
+    """Implements :class:`appliance.mesh.peer.LocalMedia` for a unit daemon."""
+
+    def __init__(self, conf: Any, *, sender: int, name: str) -> None:
+        self.conf = conf
+        self.sender = sender
+        self.name = name
+        self.video: Any = None
+        self.mic: Any = None
+        self.sink: Any = None
+        self.mixer: Any = None
+        self.audio_out: Any = None  # per-peer microphone tracks come from here
+        self.policy: Any = None
+        self.muted = False
+        self.camera = True
+        self.tier: Any = None
+
+    async def start(self) -> None:
+        from appliance.mesh.fanout import SharedVideo
+
+        v = self.conf.video
+        source = base.open_video_source(v, sender=self.sender, prefix="video")
+        self.video = SharedVideo(source, width=v.width, height=v.height, fps=v.fps, bitrate=v.bitrate, name=self.name)
+        await self.video.start()
+        audio = _optional("appliance.mesh.audio")
+        if audio is not None and self.conf.audio.source != "none":
+            self.mic = base.open_audio_source(self.conf.audio, sender=self.sender, prefix="audio")
+            self.sink = base.open_audio_sink(self.conf.audio, prefix="audio")
+            await self.mic.start()
+            await self.sink.start()
+            self.audio_out = _build(audio, "SharedAudio", self.mic)
+            self.mixer = _build(audio, "AudioMixer", self.sink)
+            for part in (self.audio_out, self.mixer):
+                start = getattr(part, "start", None)
+                if start is not None:
+                    result = start()
+                    if hasattr(result, "__await__"):
+                        await result
+        quality = _optional("appliance.mesh.quality")
+        if quality is not None and hasattr(quality, "QualityPolicy"):
+            try:
+                self.policy = quality.QualityPolicy(upload_kbps=self.conf.quality.upload_kbps)
+            except TypeError:
+                self.policy = None
+
+    # -- LocalMedia ------------------------------------------------------------------------
+
+    def video_track(self) -> Any | None:
+        if self.video is None or not self.camera:
+            return None
+        return self.video.track()
+
+    def audio_track(self) -> Any | None:
+        if self.audio_out is None:
+            return None
+        return self.audio_out.track()
+
+    def bind_video_sender(self, sender: Any) -> None:
+        if self.video is not None:
+            self.video.attach(sender)
+
+    def remote_audio(self, peer_id: str) -> Callable[[Any], None] | None:
+        if self.mixer is None:
+            return None
+        feed = getattr(self.mixer, "input", None) or getattr(self.mixer, "feed", None)
+        if feed is None:
+            return None
+        return lambda frame: feed(peer_id, frame)
+
+    # -- controls --------------------------------------------------------------------------
+
+    def set_muted(self, muted: bool) -> None:
+        self.muted = muted
+        if self.audio_out is not None and hasattr(self.audio_out, "set_muted"):
+            self.audio_out.set_muted(muted)
+
+    def set_camera(self, on: bool) -> None:
+        self.camera = on
+        if self.video is not None and hasattr(self.video, "set_paused"):
+            self.video.set_paused(not on)
+
+    def apply_quality(self, peers: int, worst_loss: float | None) -> None:
+        """Let the quality policy pick a tier for this mesh size and loss; reconfigure the encoder."""
+        if self.policy is None or self.video is None or not self.conf.quality.adaptive:
+            return
+        try:
+            tier = self.policy.update(peers=peers, loss=worst_loss)
+        except TypeError:
+            return
+        if tier is not None and tier != self.tier:
+            log.info("%s: quality tier %s for %d peers", self.name, tier, peers)
+            self.tier = tier
+            self.video.reconfigure(tier)
+
+    def status(self) -> dict[str, Any]:
+        stats = getattr(self.video, "stats", None)
+        return {
+            "encoder": None
+            if stats is None
+            else {
+                "width": self.video.width,
+                "height": self.video.height,
+                "bitrate": self.video.bitrate,
+                "frames": stats.frames_encoded,
+                "keyframes": stats.keyframes,
+            }
+        }
+
+    async def close(self) -> None:
+        for part in (self.video, self.audio_out, self.mixer, self.mic, self.sink):
+            if part is None:
+                continue
+            close = getattr(part, "close", None) or getattr(part, "stop", None)
+            if close is None:
+                continue
+            try:
+                result = close()
+                if hasattr(result, "__await__"):
+                    await result
+            except Exception as exc:  # noqa: BLE001 - closing everything matters more than one error
+                log.warning("%s: closing %s failed: %s", self.name, type(part).__name__, exc)
+
+
+def _build(module: Any, name: str, arg: Any) -> Any:
+    cls = getattr(module, name, None)
+    return None if cls is None else cls(arg)
