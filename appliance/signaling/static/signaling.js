@@ -10,8 +10,8 @@
 // the old one as gone, so listeners get a "session" event and must drop every
 // peer connection built under the old id.
 
-const PING_EVERY_MS = 10000;     // a ping this often ...
-const PONG_GRACE_MS = 25000;     // ... and a connection silent for this long is dead
+const PING_EVERY_MS = 5000;      // a ping this often ...
+const PONG_GRACE_MS = 15000;     // ... and a connection silent for this long is dead
 const HELLO_TIMEOUT_MS = 8000;
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 10000;

@@ -1,0 +1,106 @@
+"""Two browsers in one room through the real signaling server: video both ways, state, leave.
+
+Each page is a real Chromium tab (fake camera) running the shipped client; only the DOM and
+``window.wallmesh.stats()`` (getStats) are read, so these tests see what a user would see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+async def _wait_frames_flowing(page, peer_id: str, minimum: int = 10, timeout: float = 30.0) -> int:
+    """Waits until ``page`` has decoded ``minimum`` frames from ``peer_id``; returns the count."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    frames = {}
+    while loop.time() < deadline:
+        frames = await page.frames_decoded()
+        if frames.get(peer_id, 0) >= minimum:
+            return frames[peer_id]
+        await asyncio.sleep(0.5)
+    stats = await page.eval("wallmesh.stats()")
+    raise AssertionError(f"no video from {peer_id}: {stats} console: {page.console_messages()[-10:]}")
+
+
+def _shot_dir(tmp_path: Path) -> Path:
+    # WALLMESH_E2E_SHOTS keeps the screenshots for a person to look at.
+    return Path(os.environ.get("WALLMESH_E2E_SHOTS") or tmp_path)
+
+
+async def test_two_browsers_see_each_other(open_client, tmp_path):
+    alice = await open_client("alice", "e2e-room")
+    bob = await open_client("bob", "e2e-room")
+    alice_id = (await alice.eval("wallmesh.state()"))["peer_id"]
+    bob_id = (await bob.eval("wallmesh.state()"))["peer_id"]
+    assert alice_id and bob_id and alice_id != bob_id
+
+    # Video flows both ways and keeps flowing.
+    first_ab = await _wait_frames_flowing(alice, bob_id)
+    first_ba = await _wait_frames_flowing(bob, alice_id)
+    await asyncio.sleep(2.0)
+    later = await alice.frames_decoded(), await bob.frames_decoded()
+    assert later[0][bob_id] > first_ab + 10, "alice stopped decoding bob's video"
+    assert later[1][alice_id] > first_ba + 10, "bob stopped decoding alice's video"
+
+    # H.264 is what the browsers agree on (the units' shared encoder speaks only that),
+    # and the media path stays on loopback.
+    stats = await alice.eval("wallmesh.stats()")
+    peer = stats["peers"][bob_id]
+    assert peer["codec"]["mimeType"].lower() == "video/h264"
+    assert "packetization-mode=1" in peer["codec"]["sdpFmtpLine"]
+    assert peer["candidatePair"]["local"].startswith("127.0.0.1:")
+    assert peer["candidatePair"]["remote"].startswith("127.0.0.1:")
+    assert peer["video"]["frameWidth"] > 0 and peer["video"]["frameHeight"] > 0
+
+    # The grid shows the other participant by name.
+    names = await alice.eval("[...document.querySelectorAll('#grid .tile .name')].map(e => e.textContent)")
+    assert names == ["bob"]
+    shot = await alice.screenshot(_shot_dir(tmp_path) / "two-browsers-alice.png")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_mute_camera_and_leave_reach_the_other_side(open_client):
+    alice = await open_client("alice", "e2e-state")
+    bob = await open_client("bob", "e2e-state")
+    alice_id = (await alice.eval("wallmesh.state()"))["peer_id"]
+    bob_id = (await bob.eval("wallmesh.state()"))["peer_id"]
+    await _wait_frames_flowing(bob, alice_id, minimum=5)
+    tile = f"document.querySelector('#grid .tile[data-peer=\"{alice_id}\"]')"
+
+    await alice.click("#btn-mic")
+    await bob.wait_for(f"!{tile}.querySelector('.badge-muted').hidden")
+    assert (await alice.eval("wallmesh.state()"))["muted"] is True
+
+    await alice.click("#btn-cam")
+    await bob.wait_for(f"{tile}.classList.contains('camera-off')")
+    # With the camera off nothing is sent: bob's decoded count stops growing.
+    await asyncio.sleep(1.0)
+    frozen = (await bob.frames_decoded())[alice_id]
+    await asyncio.sleep(1.5)
+    assert (await bob.frames_decoded())[alice_id] <= frozen + 2
+
+    await alice.click("#btn-cam")
+    await bob.wait_for(f"!{tile}.classList.contains('camera-off')")
+    await _wait_frames_flowing(bob, alice_id, minimum=frozen + 10)
+
+    await alice.click("#btn-leave")
+    await bob.wait_for(f"!{tile} && wallmesh.state().peers.length === 0")
+    assert (await bob.eval("wallmesh.state()"))["peers"] == []
+    assert bob_id not in await alice.frames_decoded()
+
+
+async def test_rooms_do_not_leak(open_client):
+    alice = await open_client("alice", "e2e-one")
+    bob = await open_client("bob", "e2e-two")
+    await asyncio.sleep(3.0)
+    assert (await alice.eval("wallmesh.state()"))["peers"] == []
+    assert (await bob.eval("wallmesh.state()"))["peers"] == []
+    assert await alice.eval("document.querySelectorAll('#grid .tile').length") == 0
+    assert await alice.eval("!document.getElementById('empty').hidden")
