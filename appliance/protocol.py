@@ -1,0 +1,306 @@
+"""Wire protocol v1 of the signaling WebSocket: parse, validate and serialize, nothing else.
+
+Both ends use this module: the server parses what clients send (:func:`parse_client`) and
+builds its answers with the ``encode_*`` helpers; a unit's signaling client builds its
+requests with the same helpers and parses the server's frames with :func:`parse_server`.
+It is pure: no I/O, no logging, no clock, so it can be fuzzed and imported anywhere.
+
+Every frame is one JSON object with a string ``type``, at most :data:`MAX_FRAME_BYTES`
+bytes. Anything else raises :class:`~appliance.errors.ProtocolError` whose ``code`` is one
+of :data:`ERROR_CODES` and whose ``ref`` is the offending ``type`` when one was readable.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Union
+
+import orjson
+
+from appliance.errors import ProtocolError
+
+VERSION = 1
+MAX_FRAME_BYTES = 64 * 1024
+ROOM_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_ROOM_RE = re.compile(ROOM_PATTERN)
+MAX_NAME_CHARS = 64
+MAX_PEER_ID_CHARS = 64
+MAX_TOKEN_CHARS = 8192
+
+ERROR_CODES = (
+    "bad_message",
+    "unauthorized",
+    "forbidden",
+    "room_full",
+    "unknown_peer",
+    "not_in_room",
+    "rate_limited",
+    "too_large",
+)
+
+# WebSocket close codes used by the server (4000-4999 is the application range).
+CLOSE_UNAUTHORIZED = 4401  # no hello in time, bad token, or revoked identity
+CLOSE_RATE_LIMITED = 4429  # sustained flooding
+CLOSE_BAD_MESSAGES = 4400  # sustained malformed input
+
+
+# --- client -> server --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    token: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    to: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    muted: bool
+    camera: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    id: str | int | None = None
+
+
+ClientMessage = Union[Hello, Join, Signal, State, Leave, Ping]
+
+
+def valid_room(name: object) -> bool:
+    """True when ``name`` is a string allowed as a room name."""
+    return isinstance(name, str) and _ROOM_RE.match(name) is not None and not name.endswith("\n")
+
+
+def load_frame(frame: bytes | str) -> dict[str, Any]:
+    """Decode one frame into a JSON object that has a string ``type``; size checked first."""
+    size = len(frame.encode("utf-8")) if isinstance(frame, str) else len(frame)
+    if size > MAX_FRAME_BYTES:
+        raise ProtocolError("too_large", f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
+    try:
+        obj = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        raise ProtocolError("bad_message", "frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_message", "frame must be a JSON object")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_message", "frame needs a string 'type'")
+    return obj
+
+
+def parse_client(frame: bytes | str) -> ClientMessage:
+    """Parse and validate one client->server frame."""
+    obj = load_frame(frame)
+    kind = obj["type"]
+    parser = _CLIENT_PARSERS.get(kind)
+    if parser is None:
+        raise ProtocolError("bad_message", "unknown message type", _ref(kind))
+    return parser(obj)
+
+
+def _ref(kind: str) -> str:
+    return kind if len(kind) <= 32 else kind[:32]
+
+
+def _bad(kind: str, message: str) -> ProtocolError:
+    return ProtocolError("bad_message", message, kind)
+
+
+def _string(obj: dict[str, Any], key: str, kind: str, limit: int, *, optional: bool = False) -> str | None:
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _bad(kind, f"'{key}' must be a non-empty string")
+    if len(value) > limit:
+        raise _bad(kind, f"'{key}' is longer than {limit} characters")
+    return value
+
+
+def _parse_hello(obj: dict[str, Any]) -> Hello:
+    token = _string(obj, "token", "hello", MAX_TOKEN_CHARS)
+    name = _string(obj, "name", "hello", MAX_NAME_CHARS, optional=True)
+    return Hello(token=token, name=name)  # type: ignore[arg-type]
+
+
+def _parse_join(obj: dict[str, Any]) -> Join:
+    room = obj.get("room")
+    if not valid_room(room):
+        raise _bad("join", "'room' must match " + ROOM_PATTERN)
+    return Join(room=room)  # type: ignore[arg-type]
+
+
+def _parse_signal(obj: dict[str, Any]) -> Signal:
+    to = _string(obj, "to", "signal", MAX_PEER_ID_CHARS)
+    data = obj.get("data")
+    if not isinstance(data, dict):
+        raise _bad("signal", "'data' must be an object")
+    if "sdp" in data:
+        sdp = data["sdp"]
+        if (
+            not isinstance(sdp, dict)
+            or not isinstance(sdp.get("type"), str)
+            or sdp["type"] not in ("offer", "answer", "pranswer", "rollback")
+            or not isinstance(sdp.get("sdp", ""), str)
+        ):
+            raise _bad("signal", "'data.sdp' must be {type: offer|answer|pranswer|rollback, sdp: string}")
+    elif "candidate" in data:
+        if not isinstance(data["candidate"], dict):
+            raise _bad("signal", "'data.candidate' must be an object")
+    else:
+        raise _bad("signal", "'data' must hold 'sdp' or 'candidate'")
+    return Signal(to=to, data=data)  # type: ignore[arg-type]
+
+
+def _parse_state(obj: dict[str, Any]) -> State:
+    muted, camera = obj.get("muted"), obj.get("camera")
+    if not isinstance(muted, bool) or not isinstance(camera, bool):
+        raise _bad("state", "'muted' and 'camera' must be booleans")
+    return State(muted=muted, camera=camera)
+
+
+def _parse_leave(obj: dict[str, Any]) -> Leave:
+    return Leave()
+
+
+def _parse_ping(obj: dict[str, Any]) -> Ping:
+    ident = obj.get("id")
+    if ident is not None and (isinstance(ident, bool) or not isinstance(ident, (str, int))):
+        raise _bad("ping", "'id' must be a string or an integer")
+    if isinstance(ident, str) and len(ident) > 128:
+        raise _bad("ping", "'id' is longer than 128 characters")
+    if isinstance(ident, int) and not -(2**53) <= ident <= 2**53:
+        raise _bad("ping", "'id' is out of range")
+    return Ping(id=ident)
+
+
+_CLIENT_PARSERS = {
+    "hello": _parse_hello,
+    "join": _parse_join,
+    "signal": _parse_signal,
+    "state": _parse_state,
+    "leave": _parse_leave,
+    "ping": _parse_ping,
+}
+
+
+def encode_client(msg: ClientMessage) -> bytes:
+    """Serialize a client->server message (what a unit or test client sends)."""
+    if isinstance(msg, Hello):
+        obj: dict[str, Any] = {"type": "hello", "token": msg.token}
+        if msg.name is not None:
+            obj["name"] = msg.name
+    elif isinstance(msg, Join):
+        obj = {"type": "join", "room": msg.room}
+    elif isinstance(msg, Signal):
+        obj = {"type": "signal", "to": msg.to, "data": msg.data}
+    elif isinstance(msg, State):
+        obj = {"type": "state", "muted": msg.muted, "camera": msg.camera}
+    elif isinstance(msg, Leave):
+        obj = {"type": "leave"}
+    elif isinstance(msg, Ping):
+        obj = {"type": "ping"} if msg.id is None else {"type": "ping", "id": msg.id}
+    else:
+        raise TypeError(f"not a client message: {msg!r}")
+    return orjson.dumps(obj)
+
+
+# --- server -> client --------------------------------------------------------
+
+
+def peer_entry(peer_id: str, name: str, kind: str, muted: bool, camera: bool) -> dict[str, Any]:
+    """One roster entry as carried in ``joined``."""
+    return {"peer_id": peer_id, "name": name, "kind": kind, "state": {"muted": muted, "camera": camera}}
+
+
+def encode_welcome(peer_id: str, ice_servers: list[dict[str, Any]], max_room_size: int) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "welcome",
+            "peer_id": peer_id,
+            "ice_servers": ice_servers,
+            "limits": {"max_room_size": max_room_size, "max_frame_bytes": MAX_FRAME_BYTES},
+        }
+    )
+
+
+def encode_joined(room: str, peer_id: str, peers: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps({"type": "joined", "room": room, "peer_id": peer_id, "peers": peers})
+
+
+def encode_signal(sender: str, data: dict[str, Any]) -> bytes:
+    """The relayed form of a validated ``signal``: ``{type, from, data}``."""
+    return orjson.dumps({"type": "signal", "from": sender, "data": data})
+
+
+def encode_peer_joined(peer_id: str, name: str, kind: str) -> bytes:
+    return orjson.dumps({"type": "peer-joined", "peer_id": peer_id, "name": name, "kind": kind})
+
+
+def encode_peer_left(peer_id: str, reason: str) -> bytes:
+    return orjson.dumps({"type": "peer-left", "peer_id": peer_id, "reason": reason})
+
+
+def encode_peer_state(peer_id: str, muted: bool, camera: bool) -> bytes:
+    return orjson.dumps({"type": "peer-state", "peer_id": peer_id, "muted": muted, "camera": camera})
+
+
+def encode_left(room: str) -> bytes:
+    return orjson.dumps({"type": "left", "room": room})
+
+
+def encode_pong(ident: str | int | None) -> bytes:
+    return orjson.dumps({"type": "pong", "id": ident})
+
+
+def encode_error(code: str, message: str, ref: str | None = None) -> bytes:
+    if code not in ERROR_CODES:
+        raise ValueError(f"unknown error code {code!r}")
+    err: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if ref is not None:
+        err["ref"] = ref
+    return orjson.dumps(err)
+
+
+_SERVER_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "welcome": {"peer_id": str, "ice_servers": list, "limits": dict},
+    "joined": {"room": str, "peer_id": str, "peers": list},
+    "signal": {"from": str, "data": dict},
+    "peer-joined": {"peer_id": str, "name": str, "kind": str},
+    "peer-left": {"peer_id": str, "reason": str},
+    "peer-state": {"peer_id": str, "muted": bool, "camera": bool},
+    "left": {"room": str},
+    "pong": {},
+    "error": {"code": str, "message": str},
+}
+
+
+def parse_server(frame: bytes | str) -> dict[str, Any]:
+    """Parse one server->client frame; the dict is returned after its fields are checked."""
+    obj = load_frame(frame)
+    kind = obj["type"]
+    fields = _SERVER_FIELDS.get(kind)
+    if fields is None:
+        raise ProtocolError("bad_message", "unknown server message type", _ref(kind))
+    for key, typ in fields.items():
+        if not isinstance(obj.get(key), typ):
+            raise _bad(kind, f"'{key}' is missing or has the wrong type")
+    return obj

@@ -1,0 +1,290 @@
+"""The signaling server's aiohttp application: HTTP API, ``/ws``, ``/metrics``, static files.
+
+:func:`create_app` takes every backend as a parameter (store, key ring, hasher) and keeps
+them in typed ``web.AppKey`` state; background jobs (store probe, revocation poll,
+heartbeat sweep) run inside a ``cleanup_ctx`` so they stop with the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import WSCloseCode, web
+
+from appliance import protocol
+from appliance.errors import AuthError, StoreUnavailable
+from appliance.signaling.auth import Hasher, LoginThrottle, TokenService
+from appliance.signaling.config import SignalConfig
+from appliance.signaling.metrics import Metrics
+from appliance.signaling.rooms import Hub, Peer
+from appliance.signaling.store import Conflict, Store
+
+log = logging.getLogger(__name__)
+
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+@dataclass
+class Services:
+    """Everything a request handler needs, built once per app."""
+
+    config: SignalConfig
+    store: Store
+    tokens: TokenService
+    hasher: Hasher
+    metrics: Metrics
+    hub: Hub
+    throttle: LoginThrottle
+    url: str = ""
+    fingerprint: str | None = None
+    revoked: set[str] = field(default_factory=set)
+    connections: set[Any] = field(default_factory=set)
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def json_error(status: int, code: str, message: str) -> web.Response:
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Every failure under /api is a JSON body {error: {code, message}}."""
+    try:
+        return await handler(request)
+    except StoreUnavailable:
+        return json_error(503, "store_unavailable", "the store is unreachable; try again shortly")
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        return json_error(exc.status, _STATUS_CODES.get(exc.status, "error"), exc.reason)
+
+
+async def _body(request: web.Request, *keys: str) -> dict[str, str]:
+    try:
+        data = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise web.HTTPBadRequest(reason="body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(reason="body must be a JSON object")
+    out = {}
+    for key in keys:
+        value = data.get(key)
+        if not isinstance(value, str) or not value or len(value) > 1024:
+            raise web.HTTPBadRequest(reason=f"'{key}' must be a non-empty string")
+        out[key] = value
+    return out
+
+
+async def login(request: web.Request) -> web.Response:
+    s = request.app[SERVICES]
+    body = await _body(request, "username", "password")
+    username = body["username"]
+    try:
+        s.throttle.check("user:" + username)
+        user = await s.store.get_user(username)
+        ok = await s.hasher.verify(user["hash"] if user else None, body["password"])
+    except AuthError as exc:  # throttled account or hashing queue full
+        s.metrics.login_failures.labels(exc.code).inc()
+        return json_error(429, "rate_limited", exc.message)
+    if not ok:
+        s.throttle.failed("user:" + username)
+        s.metrics.login_failures.labels("invalid_credentials").inc()
+        return json_error(401, "invalid_credentials", "unknown user or wrong password")
+    s.throttle.succeeded("user:" + username)
+    s.metrics.logins.labels("user").inc()
+    ttl = s.config.tokens.user_ttl_s
+    token = s.tokens.issue("user", username, username, user["rooms"], ttl)  # type: ignore[index]
+    return json_response({"token": token, "expires_in": ttl})
+
+
+async def enroll(request: web.Request) -> web.Response:
+    s = request.app[SERVICES]
+    data = await _body(request, "enrollment_token", "device_id")
+    device_id = data["device_id"]
+    try:
+        raw = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raw = {}
+    name = raw.get("name") or device_id
+    if not DEVICE_ID_RE.match(device_id) or not isinstance(name, str) or len(name) > protocol.MAX_NAME_CHARS:
+        return json_error(400, "bad_request", "device_id must match " + DEVICE_ID_RE.pattern + " and name be at most 64 characters")
+    try:
+        claims = s.tokens.verify(data["enrollment_token"], "enroll")
+    except AuthError:
+        s.metrics.login_failures.labels("enrollment").inc()
+        return json_error(401, "unauthorized", "enrollment token refused")
+    record = await s.store.get_enrollment(claims.jti)
+    if record is None or record.get("revoked"):
+        s.metrics.login_failures.labels("enrollment").inc()
+        return json_error(401, "unauthorized", "enrollment token refused")
+    secret = secrets.token_urlsafe(32)
+    try:
+        secret_hash = await s.hasher.hash(secret)
+        await s.store.add_device(device_id, name, secret_hash, record["rooms"], claims.jti)
+    except AuthError as exc:
+        return json_error(429, "rate_limited", exc.message)
+    except Conflict:
+        return json_error(409, "device_exists", "a device with this id is already enrolled")
+    log.info("device %s enrolled", device_id)
+    return json_response({"device_id": device_id, "device_secret": secret}, 201)
+
+
+async def device_login(request: web.Request) -> web.Response:
+    s = request.app[SERVICES]
+    body = await _body(request, "device_id", "device_secret")
+    key = "device:" + body["device_id"]
+    try:
+        s.throttle.check(key)
+        device = await s.store.get_device(body["device_id"])
+        ok = await s.hasher.verify(device["hash"] if device else None, body["device_secret"])
+    except AuthError as exc:
+        s.metrics.login_failures.labels(exc.code).inc()
+        return json_error(429, "rate_limited", exc.message)
+    if not ok or device is None or device.get("revoked"):
+        s.throttle.failed(key)
+        s.metrics.login_failures.labels("invalid_credentials").inc()
+        return json_error(401, "invalid_credentials", "unknown device, wrong secret or revoked")
+    s.throttle.succeeded(key)
+    s.metrics.logins.labels("device").inc()
+    ttl = s.config.tokens.device_ttl_s
+    token = s.tokens.issue("device", device["_id"], device.get("name") or device["_id"], device["rooms"], ttl)
+    return json_response({"token": token, "expires_in": ttl})
+
+
+async def health(request: web.Request) -> web.Response:
+    s = request.app[SERVICES]
+    if s.store.available or await s.store.ping():
+        return json_response({"status": "ok", "store": "ok"})
+    body = {"status": "degraded", "store": "unreachable", "error": {"code": "store_unavailable", "message": "the store is unreachable"}}
+    return json_response(body, 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    s = request.app[SERVICES]
+    m = s.metrics
+    m.connections.set(len(s.connections))
+    m.rooms.set(len(s.hub.rooms))
+    m.members.set(s.hub.members)
+    m.store_up.set(1 if s.store.available else 0)
+    return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    root: Path = request.app[STATIC]
+    page = root / "index.html"
+    if not page.exists():
+        raise web.HTTPNotFound()
+    return web.FileResponse(page)
+
+
+STATIC = web.AppKey("static", Path)
+
+
+async def _revocations(s: Services) -> None:
+    """Re-read revoked devices; close their live connections (the CLI may revoke while we run)."""
+    while True:
+        try:
+            revoked = await s.store.revoked_devices()
+        except StoreUnavailable:
+            revoked = s.revoked
+        s.revoked = revoked
+        for peer in list(s.hub.peers.values()):
+            if peer.kind == "device" and peer.claims.sub in revoked:
+                log.warning("device %s revoked: closing peer %s", peer.claims.sub, peer.peer_id)
+                peer.send(protocol.encode_error("unauthorized", "this device was revoked"))
+                peer.close(protocol.CLOSE_UNAUTHORIZED, "revoked")
+        await asyncio.sleep(s.config.revocation_poll_s)
+
+
+async def _heartbeat(s: Services) -> None:
+    """Ping quiet connections; evict those silent past the timeout (peer-left at once)."""
+    hb = s.config.heartbeat
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(min(1.0, hb.idle_s / 2))
+        now = loop.time()
+        for conn in list(s.connections):
+            idle = now - conn.last_rx
+            if idle > hb.timeout_s:
+                log.info("evicting %s: silent for %.1f s", conn.peer.peer_id if conn.peer else conn.remote, idle)
+                conn.close(WSCloseCode.GOING_AWAY, "timeout")
+            elif idle > hb.idle_s:
+                conn.outbox.ping()
+
+
+def create_app(
+    config: SignalConfig,
+    *,
+    store: Store,
+    tokens: TokenService,
+    hasher: Hasher,
+    url: str = "",
+    fingerprint: str | None = None,
+    static_dir: Path | None = None,
+) -> web.Application:
+    """Build the app around the given backends; background jobs live and die with it."""
+    app = web.Application(middlewares=[api_errors], client_max_size=protocol.MAX_FRAME_BYTES)
+    m = Metrics()
+    store.on_calllog_dropped = lambda n: m.calllog_dropped.inc(n)
+
+    def on_call(event: str, room: str, peer: Peer) -> None:
+        store.log_call(event, room, peer.peer_id, peer.claims.sub, peer.kind, peer.name)
+
+    services = Services(
+        config=config, store=store, tokens=tokens, hasher=hasher, metrics=m,
+        hub=Hub(max_room_size=config.max_room_size, on_call=on_call),
+        throttle=LoginThrottle(failures=config.rate.login_failures, window_s=config.rate.login_window_s),
+        url=url, fingerprint=fingerprint,
+    )
+    app[SERVICES] = services
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        tasks = [
+            asyncio.create_task(store.watch(1.0), name="store-watch"),
+            asyncio.create_task(_revocations(services), name="revocations"),
+            asyncio.create_task(_heartbeat(services), name="heartbeat"),
+        ]
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for conn in list(services.connections):
+            conn.close(WSCloseCode.GOING_AWAY, "server stopping")
+
+    app.cleanup_ctx.append(background)
+
+    from appliance.signaling import ws
+
+    app.router.add_post("/api/auth/login", login)
+    app.router.add_post("/api/auth/device", device_login)
+    app.router.add_post("/api/devices/enroll", enroll)
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/ws", ws.handle)
+    root = Path(static_dir) if static_dir else STATIC_DIR
+    app[STATIC] = root
+    if root.is_dir():
+        app.router.add_get("/", index)
+        app.router.add_static("/", root, follow_symlinks=False)
+    return app

@@ -1,0 +1,276 @@
+"""Tokens, signing keys, password hashing and login throttling for the signaling server.
+
+Tokens are JWTs signed with **Ed25519** (``EdDSA``). An asymmetric key means there is no
+shared secret to confuse with an HMAC key, and verification pins the one algorithm, so
+``alg: none`` and HMAC-with-the-public-key forgeries fail by construction. Each key has a
+``kid``; rotation makes a new key current and keeps the old one for verification until
+every token it could have signed has expired.
+
+Passwords and device secrets are stored only as argon2id hashes, computed in a small
+thread pool (the event loop never hashes), with a bounded queue so a login flood is
+answered with 429 instead of stalling every connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+import secrets
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import AuthError
+
+log = logging.getLogger(__name__)
+
+ALGORITHM = "EdDSA"
+KINDS = ("user", "device", "enroll")
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """The verified content of a token."""
+
+    sub: str
+    kind: str
+    name: str
+    rooms: tuple[str, ...]
+    exp: float
+    jti: str
+    extra: dict[str, Any]
+
+    def grants(self, room: str) -> bool:
+        return "*" in self.rooms or room in self.rooms
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+class KeyRing:
+    """Ed25519 signing keys in ``<state_dir>/keys`` (files mode 0600)."""
+
+    def __init__(self, state_dir: Path, *, max_token_ttl_s: float) -> None:
+        self.dir = state_dir / "keys"
+        self.max_ttl = max_token_ttl_s
+        self.current: str = ""
+        self._private: dict[str, Any] = {}
+        self._public: dict[str, Any] = {}
+        self._loaded_at = 0.0
+
+    def _index(self) -> dict[str, Any]:
+        path = self.dir / "index.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        return {"current": "", "retired": {}}
+
+    def load(self) -> None:
+        """Read the keys, generating the first one when there is none."""
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        index = self._index()
+        if not index["current"]:
+            self.rotate()
+            return
+        now = time.time()
+        private, public = {}, {}
+        for kid in [index["current"], *index["retired"]]:
+            retired = index["retired"].get(kid)
+            if retired is not None and retired + self.max_ttl < now:
+                continue  # every token it signed has expired
+            path = self.dir / f"{kid}.pem"
+            if not path.exists():
+                continue
+            key = load_pem_private_key(path.read_bytes(), password=None)
+            private[kid], public[kid] = key, key.public_key()
+        self._private, self._public, self.current = private, public, index["current"]
+        self._loaded_at = time.monotonic()
+
+    def rotate(self) -> str:
+        """Make a fresh key current; the previous one still verifies until its tokens expire."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = Ed25519PrivateKey.generate()
+        kid = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        _write_private(self.dir / f"{kid}.pem", pem)
+        index = self._index()
+        if index["current"]:
+            index["retired"][index["current"]] = time.time()
+        index["current"] = kid
+        _write_private(self.dir / "index.json", json.dumps(index, indent=1).encode())
+        log.info("signing key %s is now current", kid)
+        self.load()
+        return kid
+
+    def signing_key(self) -> tuple[str, Any]:
+        return self.current, self._private[self.current]
+
+    def public_key(self, kid: str) -> Any:
+        key = self._public.get(kid)
+        if key is None and time.monotonic() - self._loaded_at > 1.0:
+            self.load()  # a key made by another process (CLI rotation) since we last looked
+            key = self._public.get(kid)
+        return key
+
+
+class TokenService:
+    """Issues and verifies wallmesh JWTs."""
+
+    def __init__(self, keys: KeyRing, *, issuer: str, audience: str) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+
+    def issue(self, kind: str, sub: str, name: str, rooms: tuple[str, ...] | list[str], ttl_s: int, **extra: Any) -> str:
+        import jwt
+
+        if kind not in KINDS:
+            raise ValueError(f"unknown token kind {kind!r}")
+        now = int(time.time())
+        payload = {
+            "iss": self.issuer, "aud": self.audience, "sub": sub, "kind": kind, "name": name,
+            "rooms": list(rooms), "iat": now, "exp": now + int(ttl_s), "jti": uuid.uuid4().hex, **extra,
+        }
+        kid, key = self.keys.signing_key()
+        return jwt.encode(payload, key, algorithm=ALGORITHM, headers={"kid": kid})
+
+    def verify(self, token: str, kind: str) -> Claims:
+        """Check signature, algorithm, iss, aud, exp, sub and kind; raise AuthError otherwise."""
+        import jwt
+
+        if not isinstance(token, str) or len(token) > 8192:
+            raise AuthError("unauthorized", "malformed token")
+        try:
+            header = jwt.get_unverified_header(token)
+            kid = header.get("kid")
+            key = self.keys.public_key(kid) if isinstance(kid, str) else None
+            if key is None or header.get("alg") != ALGORITHM:
+                raise AuthError("unauthorized", "token not signed by this site")
+            payload = jwt.decode(
+                token, key, algorithms=[ALGORITHM], audience=self.audience, issuer=self.issuer,
+                options={"require": ["iss", "aud", "exp", "iat", "sub", "jti"], "verify_signature": True},
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthError("unauthorized", f"token refused: {type(exc).__name__}") from None
+        if payload.get("iss") != self.issuer or payload.get("aud") != self.audience:
+            raise AuthError("unauthorized", "token refused: issuer or audience")
+        if payload.get("kind") != kind:
+            raise AuthError("unauthorized", f"a {kind} token is required")
+        rooms = payload.get("rooms", [])
+        sub, name = payload.get("sub"), payload.get("name", payload.get("sub"))
+        if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
+            raise AuthError("unauthorized", "token refused: rooms claim")
+        if not isinstance(sub, str) or not sub or not isinstance(name, str):
+            raise AuthError("unauthorized", "token refused: sub or name claim")
+        known = {"iss", "aud", "sub", "kind", "name", "rooms", "iat", "exp", "jti"}
+        return Claims(
+            sub=sub, kind=kind, name=name, rooms=tuple(rooms), exp=float(payload["exp"]), jti=str(payload["jti"]),
+            extra={k: v for k, v in payload.items() if k not in known},
+        )
+
+
+class Hasher:
+    """argon2id hashing in a bounded thread pool."""
+
+    def __init__(self, *, memory_kib: int, time_cost: int, parallelism: int, workers: int, queue: int) -> None:
+        from argon2 import PasswordHasher, Type
+
+        self._ph = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, hash_len=32, salt_len=16, type=Type.ID
+        )
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._limit = workers + queue
+        self._pending = 0
+        self._dummy: str | None = None
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        if self._pending >= self._limit:
+            raise AuthError("rate_limited", "too many logins in progress; retry shortly")
+        self._pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        finally:
+            self._pending -= 1
+
+    async def hash(self, secret: str) -> str:
+        return await self._run(self._ph.hash, secret)
+
+    async def verify(self, stored: str | None, secret: str) -> bool:
+        """True when ``secret`` matches; with ``stored=None`` spends the same time and says False."""
+        if stored is None:
+            if self._dummy is None:
+                self._dummy = await self.hash(secrets.token_hex(16))
+            stored = self._dummy
+            await self._run(self._check, stored, secret)
+            return False
+        return await self._run(self._check, stored, secret)
+
+    def _check(self, stored: str, secret: str) -> bool:
+        from argon2.exceptions import InvalidHashError, VerificationError
+
+        try:
+            return self._ph.verify(stored, secret)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class LoginThrottle:
+    """Counts failed logins per account name; over the limit, the account answers 429 for a while.
+
+    Keyed by the name as sent, so an unknown name and a real one behave the same.
+    """
+
+    def __init__(self, *, failures: int, window_s: float, max_accounts: int = 100_000) -> None:
+        self.failures = failures
+        self.window = window_s
+        self.max_accounts = max_accounts
+        self._seen: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
+
+    def _recent(self, key: str, now: float) -> collections.deque[float] | None:
+        times = self._seen.get(key)
+        if times is None:
+            return None
+        while times and times[0] < now - self.window:
+            times.popleft()
+        if not times:
+            del self._seen[key]
+            return None
+        return times
+
+    def check(self, key: str) -> None:
+        times = self._recent(key, time.monotonic())
+        if times is not None and len(times) >= self.failures:
+            raise AuthError("rate_limited", "too many failed logins; try again later")
+
+    def failed(self, key: str) -> None:
+        now = time.monotonic()
+        times = self._recent(key, now)
+        if times is None:
+            times = self._seen[key] = collections.deque(maxlen=self.failures)
+            while len(self._seen) > self.max_accounts:
+                self._seen.popitem(last=False)
+        times.append(now)
+
+    def succeeded(self, key: str) -> None:
+        self._seen.pop(key, None)

@@ -1,0 +1,87 @@
+"""The signaling server's config schema (``/etc/wallmesh/signal.toml``).
+
+Every key has a default, so ``SignalConfig(host="127.0.0.1", port=0)`` is a working
+loopback server with an embedded store; ``config/signal.toml`` documents each key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.config import section, setting
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    frames_per_s: float = setting(200.0, help="sustained frames per second one connection may send", min=1)
+    burst: int = setting(2000, help="frames a connection may send in a burst above the sustained rate", min=1)
+    strikes: int = setting(50, help="rate-limited or malformed frames before the connection is closed (4429/4400)", min=1)
+    login_failures: int = setting(5, help="failed logins per account before it is throttled", min=1)
+    login_window_s: float = setting(300.0, help="window over which failed logins are counted, seconds", min=1)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    idle_s: float = setting(3.0, help="send a WebSocket ping to a connection silent this long, seconds", min=0.5)
+    timeout_s: float = setting(8.0, help="evict a connection silent this long (any frame proves it alive), seconds", min=1, max=60)
+    hello_timeout_s: float = setting(5.0, help="close with 4401 when no hello arrives within this many seconds", min=0.5)
+
+
+@dataclass(frozen=True)
+class Ice:
+    stun_urls: tuple[str, ...] = setting([], help="STUN urls handed to clients, e.g. 'stun:10.0.0.2:3478'; none: LAN host candidates only")
+    turn_urls: tuple[str, ...] = setting([], help="TURN urls, e.g. 'turn:10.0.0.2:3478?transport=udp'")
+    turn_secret: str = setting("", help="coturn static-auth-secret for TURN REST credentials (use-auth-secret)")
+    turn_ttl_s: int = setting(3600, help="lifetime of issued TURN credentials, seconds", min=60, max=86400)
+
+
+@dataclass(frozen=True)
+class Tls:
+    cert_file: str = setting("", help="PEM server certificate (chain); empty: generated in the state directory")
+    key_file: str = setting("", help="PEM private key of cert_file")
+
+
+@dataclass(frozen=True)
+class Mdns:
+    enabled: bool = setting(True, help="advertise _wallmesh._tcp on the LAN")
+    interfaces: tuple[str, ...] = setting([], help="IP addresses to advertise on; empty: every address of the host (or 127.0.0.1 on a loopback bind)")
+    instance: str = setting("wallmesh", help="service instance name", pattern=r"[A-Za-z0-9 ._-]{1,63}")
+
+
+@dataclass(frozen=True)
+class Tokens:
+    issuer: str = setting("wallmesh", help="JWT 'iss' claim")
+    audience: str = setting("wallmesh-signal", help="JWT 'aud' claim")
+    user_ttl_s: int = setting(12 * 3600, help="lifetime of user tokens, seconds", min=60)
+    device_ttl_s: int = setting(24 * 3600, help="lifetime of device tokens, seconds", min=60)
+    enrollment_ttl_s: int = setting(7 * 24 * 3600, help="default lifetime of fleet enrollment tokens, seconds", min=60)
+
+
+@dataclass(frozen=True)
+class Hashing:
+    memory_kib: int = setting(19456, help="argon2id memory cost, KiB (OWASP minimum 19456)", min=19456)
+    time_cost: int = setting(2, help="argon2id iterations (OWASP minimum 2)", min=2)
+    parallelism: int = setting(1, help="argon2id lanes", min=1, max=8)
+    workers: int = setting(2, help="threads hashing passwords and secrets (never the event loop)", min=1, max=16)
+    queue: int = setting(64, help="hash requests allowed to wait before logins answer 429", min=1)
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    host: str = setting("0.0.0.0", help="address to listen on; a loopback address may serve plain HTTP")
+    port: int = setting(8443, help="TCP port; 0 picks a free one", min=0, max=65535)
+    url: str = setting("", help="URL units and browsers use to reach this server (put in enrollment tokens); empty: derived from host and port")
+    state_dir: str = setting("/var/lib/wallmesh/signal", help="keys, certificates and the embedded store")
+    mongodb_uri: str = setting("", help="MongoDB URI; empty: start the embedded store in state_dir")
+    database: str = setting("wallmesh", help="database name in the store", pattern=r"[A-Za-z0-9_-]{1,63}")
+    tls_on_loopback: bool = setting(False, help="serve HTTPS even on a loopback bind")
+    max_room_size: int = setting(6, help="participants per room; the next one gets room_full", min=2, max=32)
+    revocation_poll_s: float = setting(1.0, help="how often to re-read device revocations from the store, seconds", min=0.2, max=5)
+    static_dir: str = setting("", help="directory served at / ; empty: the bundled browser client if present")
+    rate: RateLimits = section(RateLimits)
+    heartbeat: Heartbeat = section(Heartbeat)
+    ice: Ice = section(Ice)
+    tls: Tls = section(Tls)
+    mdns: Mdns = section(Mdns)
+    tokens: Tokens = section(Tokens)
+    hashing: Hashing = section(Hashing)

@@ -1,0 +1,141 @@
+"""The embedded store: an ``nx-27017`` MongoDB-wire-protocol server (SQLite underneath).
+
+A site with no MongoDB gets one of these in its state directory, on a free loopback port,
+owned by exactly one process at a time. Ownership is an exclusive ``flock`` on
+``store/owner.lock``; the owner writes ``store.uri`` so that ``wallmesh user``/``device``
+run beside a live server talk to the server's store instead of opening the same SQLite
+files from a second process (see :func:`running_uri`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from appliance.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+_LAUNCH = "import sys; from nx_27017.nx_27017 import main; sys.argv[0] = 'nx-27017'; sys.exit(main())"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def uri_file(state_dir: Path) -> Path:
+    return state_dir / "store.uri"
+
+
+def running_uri(state_dir: Path) -> str | None:
+    """The URI of the embedded store another process owns in ``state_dir``, if any."""
+    path = uri_file(state_dir)
+    if not path.exists():
+        return None
+    lock_path = state_dir / "store" / "owner.lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return path.read_text().strip() or None  # someone holds it: their URI is live
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None  # stale file left by a process that died
+    finally:
+        os.close(fd)
+
+
+class EmbeddedStore:
+    """One ``nx-27017`` child process serving ``<state_dir>/store`` on loopback."""
+
+    def __init__(self, state_dir: Path, *, port: int = 0, publish: bool = True) -> None:
+        self.dir = state_dir / "store"
+        self.state_dir = state_dir
+        self.port = port
+        self.publish = publish
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock_fd: int | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _acquire(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.dir / "owner.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreUnavailable(f"the embedded store in {self.dir} is owned by another process") from None
+        self._lock_fd = fd
+
+    async def start(self) -> None:
+        """Start (or restart on the same port) the child and wait until it accepts connections."""
+        if self.running:
+            return
+        if self._lock_fd is None:
+            self._acquire()
+        if not self.port:
+            self.port = free_port()
+        args = [
+            sys.executable, "-c", _LAUNCH,
+            "--data-dir", str(self.dir / "data"),
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--log-file", str(self.dir / "nx-27017.log"),
+            "--pid-file", str(self.dir / "nx-27017.pid"),
+        ]
+        (self.dir / "data").mkdir(exist_ok=True, mode=0o700)
+        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log.info("embedded store: starting nx-27017 pid %d on 127.0.0.1:%d", self._proc.pid, self.port)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while loop.time() < deadline:
+            if self._proc.poll() is not None:
+                raise StoreUnavailable(f"nx-27017 exited with status {self._proc.returncode}; see {self.dir / 'nx-27017.log'}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            if self.publish:
+                tmp = uri_file(self.state_dir).with_suffix(".tmp")
+                tmp.write_text(self.uri + "\n")
+                tmp.replace(uri_file(self.state_dir))
+            return
+        await self.stop()
+        raise StoreUnavailable("nx-27017 did not start listening within 30 s")
+
+    async def stop(self, *, release: bool = True) -> None:
+        """Stop the child. ``release=False`` keeps ownership (a restart will follow)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                await asyncio.to_thread(proc.wait, 10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+            log.info("embedded store: stopped")
+        if release and self._lock_fd is not None:
+            if self.publish:
+                uri_file(self.state_dir).unlink(missing_ok=True)
+            os.close(self._lock_fd)
+            self._lock_fd = None

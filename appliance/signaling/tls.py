@@ -1,0 +1,111 @@
+"""The site certificate: a small CA and a server certificate generated on first start.
+
+A LAN appliance has no public name, so the site signs its own certificate and hands its
+SHA-256 fingerprint to units (in enrollment tokens and the mDNS advert); units pin it.
+Files live in ``<state_dir>/tls`` (keys mode 0600) unless the config names a cert and key.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def fingerprint_pem(pem: bytes) -> str:
+    """SHA-256 of the first certificate's DER, as colon-separated upper-case hex."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    cert = x509.load_pem_x509_certificate(pem)
+    digest = cert.fingerprint(hashes.SHA256())
+    return ":".join(f"{b:02X}" for b in digest)
+
+
+def fingerprint_der(der: bytes) -> str:
+    import hashlib
+
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+
+
+def _names(host: str) -> tuple[list[str], list[str]]:
+    dns = {"localhost", socket.gethostname(), socket.gethostname() + ".local"}
+    ips = {"127.0.0.1", "::1"}
+    try:
+        ipaddress.ip_address(host)
+        if host not in ("0.0.0.0", "::"):
+            ips.add(host)
+    except ValueError:
+        if host:
+            dns.add(host)
+    return sorted(dns), sorted(ips)
+
+
+def _write(path: Path, data: bytes, private: bool) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def ensure_site_cert(state_dir: Path, host: str) -> tuple[Path, Path]:
+    """Return (cert, key) paths in ``<state_dir>/tls``, creating the CA and server cert if absent."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    tls_dir = state_dir / "tls"
+    cert_path, key_path = tls_dir / "server.crt", tls_dir / "server.key"
+    if cert_path.exists() and key_path.exists():
+        return cert_path, key_path
+    tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    pem = serialization.Encoding.PEM
+    plain = serialization.NoEncryption()
+    pkcs8 = serialization.PrivateFormat.PKCS8
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"wallmesh site CA {socket.gethostname()}")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    dns, ips = _names(host)
+    san = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, socket.gethostname())]))
+        .issuer_name(ca_name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=825))
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write(tls_dir / "ca.key", ca_key.private_bytes(pem, pkcs8, plain), True)
+    _write(tls_dir / "ca.crt", ca.public_bytes(pem), False)
+    _write(key_path, key.private_bytes(pem, pkcs8, plain), True)
+    _write(cert_path, cert.public_bytes(pem) + ca.public_bytes(pem), False)
+    log.info("generated the site CA and server certificate in %s", tls_dir)
+    return cert_path, key_path
+
+
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+

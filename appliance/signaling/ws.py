@@ -1,0 +1,233 @@
+"""The ``/ws`` endpoint: one coroutine per connection speaking wire protocol v1.
+
+A connection must say ``hello`` with a valid token within the hello timeout, else it is
+closed with 4401. After that every text frame is parsed by :mod:`appliance.protocol`;
+a bad one gets a typed ``error`` and is never relayed. Sustained flooding (4429) or
+sustained garbage (4400) closes the connection. Liveness is judged by *any* frame
+received (including pongs), so a loop delayed by a storm does not drop healthy clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from appliance import protocol
+from appliance.errors import AuthError, ProtocolError
+from appliance.signaling.outbox import Outbox
+from appliance.signaling.rooms import Peer
+from appliance.signaling.turn import ice_servers
+
+if TYPE_CHECKING:
+    from appliance.signaling.app import Services
+
+log = logging.getLogger(__name__)
+
+# aiohttp reads (and inflates) frames up to this size, so that a frame just over the
+# protocol limit can be answered with ``too_large``; anything larger, compressed or not,
+# is refused by aiohttp itself with close code 1009 before it is held in memory.
+READ_LIMIT = 4 * protocol.MAX_FRAME_BYTES
+
+
+class Bucket:
+    """Token bucket: ``rate`` per second, up to ``burst`` at once."""
+
+    __slots__ = ("rate", "burst", "level", "stamp")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst, self.level, self.stamp = rate, burst, burst, now
+
+    def take(self, now: float) -> bool:
+        level = self.level + (now - self.stamp) * self.rate
+        self.stamp = now
+        if level > self.burst:
+            level = self.burst
+        if level < 1.0:
+            self.level = level
+            return False
+        self.level = level - 1.0
+        return True
+
+
+class Connection:
+    """The server side of one WebSocket."""
+
+    def __init__(self, services: Services, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.s = services
+        self.ws = ws
+        self.remote = request.remote or "?"
+        self.transport = request.transport
+        self.loop = asyncio.get_running_loop()
+        now = self.loop.time()
+        rate = services.config.rate
+        self.flood = Bucket(rate.frames_per_s, rate.burst, now)
+        self.abuse = Bucket(max(1.0, rate.strikes / 10), rate.strikes, now)
+        self.outbox = Outbox(ws, on_overflow=lambda: self.close(WSCloseCode.TRY_AGAIN_LATER, "slow consumer"))
+        self.peer: Peer | None = None
+        self.last_rx = now
+        self._closing = False
+
+    # --- output ---------------------------------------------------------------
+
+    def error(self, code: str, message: str, ref: str | None = None) -> None:
+        self.s.metrics.errors.labels(code).inc()
+        self.outbox.put(protocol.encode_error(code, message, ref))
+
+    def close(self, code: int, reason: str) -> None:
+        """Close from anywhere (hub, revocation poller, heartbeat); never blocks the caller."""
+        if self._closing:
+            return
+        self._closing = True
+        self.s.metrics.closes.labels(reason).inc()
+        if self.peer is not None:
+            self.s.hub.remove(self.peer, reason)
+        self.loop.create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        await self.outbox.close()  # what was queued (e.g. the error saying why) goes first
+        try:
+            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()[:120]), 2.0)
+        except (asyncio.TimeoutError, ConnectionError):
+            pass
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()  # a vanished client never answers the close handshake
+
+    # --- input ----------------------------------------------------------------
+
+    async def serve(self) -> None:
+        s = self.s
+        s.connections.add(self)
+        try:
+            if await self._hello():
+                await self._loop()
+        finally:
+            s.connections.discard(self)
+            if self.peer is not None:
+                s.hub.remove(self.peer, "disconnected")
+            await self.outbox.close()
+
+    async def _hello(self) -> bool:
+        deadline = self.loop.time() + self.s.config.heartbeat.hello_timeout_s
+        while True:
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                self.error("unauthorized", "no hello in time")
+                self.close(protocol.CLOSE_UNAUTHORIZED, "hello timeout")
+                return False
+            try:
+                msg = await self.ws.receive(timeout=remaining)
+            except asyncio.TimeoutError:
+                continue
+            if msg.type == WSMsgType.PING:
+                await self.ws.pong(msg.data)
+                continue
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                return False
+            if not self._admit():
+                continue
+            try:
+                hello = protocol.parse_client(msg.data)
+            except ProtocolError as exc:
+                self.error(exc.code, exc.message, exc.ref)
+                continue
+            if not isinstance(hello, protocol.Hello):
+                self.error("unauthorized", "send hello first", type(hello).__name__.lower())
+                continue
+            return self._welcome(hello)
+
+    def _welcome(self, hello: protocol.Hello) -> bool:
+        s = self.s
+        claims = None
+        for kind in ("user", "device"):
+            try:
+                claims = s.tokens.verify(hello.token, kind)
+                break
+            except AuthError:
+                continue
+        if claims is None or (claims.kind == "device" and claims.sub in s.revoked):
+            self.error("unauthorized", "token refused", "hello")
+            self.close(protocol.CLOSE_UNAUTHORIZED, "unauthorized")
+            return False
+        name = hello.name or claims.name
+        self.peer = Peer(claims, name, self.outbox.put, self.close)
+        s.hub.add(self.peer)
+        self.outbox.put(
+            protocol.encode_welcome(self.peer.peer_id, ice_servers(s.config.ice, self.peer.peer_id), s.config.max_room_size)
+        )
+        log.info("peer %s connected (%s %s from %s)", self.peer.peer_id, claims.kind, claims.sub, self.remote)
+        return True
+
+    def _admit(self) -> bool:
+        """Count a frame against the flood bucket; False (and maybe a close) when over."""
+        now = self.loop.time()
+        self.last_rx = now
+        if self.flood.take(now):
+            return True
+        self.error("rate_limited", "slow down")
+        if not self.abuse.take(now):
+            self.close(protocol.CLOSE_RATE_LIMITED, "rate limited")
+        return False
+
+    async def _loop(self) -> None:
+        ws, hub, peer, metrics = self.ws, self.s.hub, self.peer, self.s.metrics
+        assert peer is not None
+        while True:
+            msg = await ws.receive()
+            kind = msg.type
+            if kind is WSMsgType.TEXT:
+                metrics.received += 1
+                if not self._admit():
+                    continue
+                try:
+                    m = protocol.parse_client(msg.data)
+                    if type(m) is protocol.Signal:
+                        hub.relay(peer, m.to, m.data)
+                        metrics.relayed += 1
+                    elif type(m) is protocol.Join:
+                        self.outbox.put(hub.join(peer, m.room))
+                    elif type(m) is protocol.State:
+                        hub.set_state(peer, m.muted, m.camera)
+                    elif type(m) is protocol.Leave:
+                        self.outbox.put(hub.leave(peer))
+                    elif type(m) is protocol.Ping:
+                        self.outbox.put(protocol.encode_pong(m.id))
+                    else:
+                        raise ProtocolError("bad_message", "already said hello", "hello")
+                except ProtocolError as exc:
+                    self.error(exc.code, exc.message, exc.ref)
+                    if exc.code in ("bad_message", "too_large") and not self.abuse.take(self.loop.time()):
+                        self.close(protocol.CLOSE_BAD_MESSAGES, "malformed frames")
+            elif kind is WSMsgType.PONG:
+                self.last_rx = self.loop.time()
+            elif kind is WSMsgType.PING:
+                self.last_rx = self.loop.time()
+                await ws.pong(msg.data)
+            elif kind is WSMsgType.BINARY:
+                self.last_rx = self.loop.time()
+                self.error("bad_message", "frames are JSON text")
+                if not self.abuse.take(self.loop.time()):
+                    self.close(protocol.CLOSE_BAD_MESSAGES, "malformed frames")
+            else:  # CLOSE, CLOSING, CLOSED, ERROR (aiohttp already answered a protocol error)
+                if kind is WSMsgType.ERROR:
+                    log.info("peer %s: connection error %s", peer.peer_id, type(msg.data).__name__)
+                return
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    from appliance.signaling.app import SERVICES
+
+    services = request.app[SERVICES]
+    ws = web.WebSocketResponse(
+        autoping=False, max_msg_size=READ_LIMIT, compress=True, decode_text=False, timeout=2.0,
+    )
+    await ws.prepare(request)
+    conn = Connection(services, ws, request)
+    try:
+        await conn.serve()
+    finally:
+        if not ws.closed:
+            await ws.close()
+    return ws
