@@ -1,0 +1,376 @@
+"""``wallmesh bench signaling``: the site's signaling server under a power-cut join storm.
+
+One run measures two loads, first against ``wallmesh signal`` and then against the stock
+PeerJS server, with the same traffic:
+
+1. *join storm* — every unit of a site reboots at once: all clients connected, then every
+   room of four does its full-mesh join at the same instant (per pair an offer and an
+   answer of ~3 KB and ten trickled candidates each way). Figures: frames relayed per
+   second, relay latency p50/p99, time until the last frame is delivered, frames lost,
+   server memory.
+2. *steady state* — the same clients stay connected while rooms join, negotiate and leave
+   at a site's usual pace (a few hundred frames a second in all): relay latency p50/p99.
+
+The servers run in their own processes and the clients in one or two load processes
+(:mod:`appliance.bench.signaling_load`), so a figure is the server's and not the load
+generator's; the generators' CPU use is reported alongside to show they were not the limit.
+Latency is measured from the sender building a frame to the receiver reading it, both on
+CLOCK_MONOTONIC, which every process of a Linux host shares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import resource
+import secrets
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.bench import signaling_traffic as traffic
+from appliance.bench.report import Result
+from appliance.bench.signaling_servers import BenchError, ServerProcess, _env, add_user, start_peerjs, start_wallmesh
+
+BENCH_USER = "bench"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How big the loads are."""
+
+    clients: int = 2000
+    workers: int = 2
+    storm_timeout_s: float = 90.0
+    steady_s: float = 20.0
+    steady_rate: float = 2.5  # room joins per second in steady state: ~330 relayed frames/s
+    targets: tuple[str, ...] = ("wallmesh", "peerjs")
+
+
+FULL = Plan()
+QUICK = Plan(clients=200, workers=1, storm_timeout_s=30.0, steady_s=5.0)
+
+
+def run(quick: bool) -> list[Result]:
+    """The ``wallmesh bench`` entry point."""
+    return asyncio.run(measure(QUICK if quick else FULL))
+
+
+def progress(msg: str, *args: object) -> None:
+    print("# signaling: " + (msg % args if args else msg), file=sys.stderr, flush=True)
+
+
+# --- figures ------------------------------------------------------------------------
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile; ``None`` for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@dataclass
+class Phase:
+    """One load phase, summed over the load processes."""
+
+    expected: int = 0
+    received: int = 0
+    duplicates: int = 0
+    misrouted: int = 0
+    stray: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+    last_ns: int = 0
+    client_cpu_s: float = 0.0
+
+    @classmethod
+    def merge(cls, reports: list[dict[str, Any]]) -> Phase:
+        phase = cls()
+        for rep in reports:
+            phase.expected += rep["expected"]
+            phase.received += rep["received"]
+            phase.duplicates += rep["duplicates"]
+            phase.misrouted += rep["misrouted"]
+            phase.stray += rep["stray"]
+            phase.errors.update(rep["errors"])
+            phase.latencies_ms.extend(us / 1000 for us in rep["latencies_us"])
+            phase.last_ns = max(phase.last_ns, rep["last_ns"])
+            phase.client_cpu_s += rep["cpu_s"]
+        return phase
+
+    @property
+    def lost(self) -> int:
+        return self.expected - self.received
+
+    def p(self, pct: float) -> float | None:
+        return percentile(self.latencies_ms, pct)
+
+
+@dataclass
+class Figures:
+    """Everything measured against one server."""
+
+    server: str
+    clients: int = 0
+    connect_errors: Counter[str] = field(default_factory=Counter)
+    storm: Phase | None = None
+    storm_t0: int = 0
+    storm_server_cpu_s: float = 0.0
+    steady: Phase | None = None
+    steady_s: float = 0.0
+    rss_mb: float | None = None
+    peak_rss_mb: float | None = None
+    failure: str = ""
+
+    @property
+    def drain_s(self) -> float | None:
+        if self.storm is None or not self.storm.last_ns:
+            return None
+        return (self.storm.last_ns - self.storm_t0) / 1e9
+
+    @property
+    def frames_per_s(self) -> float | None:
+        drain = self.drain_s
+        if self.storm is None or not drain:
+            return None
+        return self.storm.received / drain
+
+
+# --- load processes -------------------------------------------------------------------
+
+
+class LoadProcess:
+    """One :mod:`signaling_load` process, driven over its stdin/stdout."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, index: int) -> None:
+        self.proc = proc
+        self.index = index
+
+    @classmethod
+    async def spawn(cls, dialect: str, url: str, first: int, count: int, index: int, secret: str) -> LoadProcess:
+        argv = [sys.executable, "-m", "appliance.bench.signaling_load", "--dialect", dialect, "--url", url]
+        argv += ["--first", str(first), "--count", str(count), "--worker", str(index + 1)]
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=_env(),
+            start_new_session=True, limit=256 * 1024 * 1024,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(secret.encode() + b"\n")
+        return cls(proc, index)
+
+    async def call(self, op: str, wait_s: float, **args: Any) -> dict[str, Any]:
+        import orjson
+
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(orjson.dumps({"op": op, **args}) + b"\n")
+        await self.proc.stdin.drain()
+        deadline = time.monotonic() + wait_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BenchError(f"load process {self.index} did not finish {op!r} in {wait_s:.0f} s")
+            try:
+                line = await asyncio.wait_for(self.proc.stdout.readline(), timeout=remaining)
+            except asyncio.TimeoutError:
+                continue
+            if not line:
+                raise BenchError(f"load process {self.index} exited during {op!r} (status {await self.proc.wait()})")
+            reply = orjson.loads(line)
+            if reply.get("ev") == op:
+                return reply
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(BenchError, OSError, ValueError):
+                await self.call("close", wait_s=20)
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        await self.proc.wait()
+
+
+async def _spawn_loads(plan: Plan, dialect: str, url: str, secret: str) -> list[LoadProcess]:
+    rooms = plan.clients // traffic.ROOM_SIZE
+    per = [rooms // plan.workers + (1 if i < rooms % plan.workers else 0) for i in range(plan.workers)]
+    loads, first = [], 0
+    for index, n in enumerate(per):
+        if n:
+            loads.append(await LoadProcess.spawn(dialect, url, first * traffic.ROOM_SIZE, n * traffic.ROOM_SIZE, index, secret))
+        first += n
+    return loads
+
+
+async def _drive(plan: Plan, figures: Figures, server: ServerProcess, dialect: str, secret: str) -> None:
+    """Connect every client, run the storm, then the steady state; fill ``figures``."""
+    loads = await _spawn_loads(plan, dialect, server.url, secret)
+    try:
+        progress("%s: connecting %d clients", figures.server, plan.clients)
+        replies = await asyncio.gather(*(w.call("connect", wait_s=300) for w in loads))
+        figures.clients = sum(r["connected"] for r in replies)
+        for r in replies:
+            figures.connect_errors.update(r["errors"])
+        if not server.alive():
+            raise BenchError(f"{figures.server} exited while clients connected: {server.log_tail()}")
+        await asyncio.sleep(1.0)
+
+        progress("%s: join storm of %d rooms", figures.server, figures.clients // traffic.ROOM_SIZE)
+        cpu0 = server.cpu_s()
+        t0 = time.monotonic_ns() + 500_000_000
+        figures.storm_t0 = t0
+        replies = await asyncio.gather(*(w.call("storm", wait_s=plan.storm_timeout_s + 60, t0=t0, timeout=plan.storm_timeout_s) for w in loads))
+        figures.storm = Phase.merge(replies)
+        figures.storm_server_cpu_s = server.cpu_s() - cpu0
+        figures.rss_mb, figures.peak_rss_mb = server.rss_mb()
+        progress("%s: storm delivered %d/%d frames in %.2f s", figures.server, figures.storm.received, figures.storm.expected, figures.drain_s or 0)
+
+        if dialect == "wallmesh":
+            await asyncio.gather(*(w.call("leave", wait_s=60) for w in loads))
+        await asyncio.sleep(1.0)
+
+        progress("%s: steady state for %.0f s", figures.server, plan.steady_s)
+        t0 = time.monotonic_ns() + 300_000_000
+        share = plan.steady_rate / len(loads)
+        replies = await asyncio.gather(*(w.call("steady", wait_s=plan.steady_s + 90, t0=t0, seconds=plan.steady_s, rate=share) for w in loads))
+        figures.steady = Phase.merge(replies)
+        figures.steady_s = max(r["seconds"] for r in replies)
+        if not server.alive():
+            raise BenchError(f"{figures.server} exited during the load: {server.log_tail()}")
+    finally:
+        await asyncio.gather(*(w.close() for w in loads), return_exceptions=True)
+
+
+async def _login(url: str, username: str, password: str) -> str:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url + "/api/auth/login", json={"username": username, "password": password}) as resp:
+            body = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise BenchError(f"login to {url} failed: HTTP {resp.status} {body.get('error', {}).get('code')}")
+            return body["token"]
+
+
+async def _bench_wallmesh(plan: Plan, workdir: Path) -> Figures:
+    figures = Figures("wallmesh")
+    password = secrets.token_urlsafe(18)
+    await asyncio.to_thread(add_user, workdir, BENCH_USER, password)
+    server = await asyncio.to_thread(start_wallmesh, workdir)
+    try:
+        progress("wallmesh signal at %s (pid %d)", server.url, server.pid)
+        token = await _login(server.url, BENCH_USER, password)
+        await _drive(plan, figures, server, "wallmesh", token)
+    finally:
+        server.stop()
+    return figures
+
+
+async def _bench_peerjs(plan: Plan, workdir: Path) -> Figures:
+    figures = Figures("peerjs")
+    server = await asyncio.to_thread(start_peerjs, workdir)
+    try:
+        progress("PeerJS server at %s (pid %d)", server.url, server.pid)
+        await _drive(plan, figures, server, "peerjs", "peerjs")
+    finally:
+        server.stop()
+    return figures
+
+
+def raise_fd_limit(clients: int) -> None:
+    """Every client is a socket in a load process and another in the server."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 4 * clients + 1024)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if want < 2 * clients + 256:
+        progress("file descriptor limit %d is low for %d clients", want, clients)
+
+
+async def measure(plan: Plan) -> list[Result]:
+    """Run the loads of ``plan`` against each target server; the figures as results."""
+    if plan.clients % traffic.ROOM_SIZE:
+        raise BenchError(f"clients must be a multiple of the room size {traffic.ROOM_SIZE}")
+    raise_fd_limit(plan.clients)
+    found: dict[str, Figures] = {}
+    with tempfile.TemporaryDirectory(prefix="wallmesh-bench-signaling-") as tmp:
+        for target, bench in (("wallmesh", _bench_wallmesh), ("peerjs", _bench_peerjs)):
+            if target not in plan.targets:
+                continue
+            workdir = Path(tmp) / target
+            workdir.mkdir()
+            try:
+                found[target] = await bench(plan, workdir)
+            except BenchError as exc:
+                progress("%s: %s", target, exc)
+                found[target] = Figures(target, failure=str(exc))
+    return results(plan, found)
+
+
+# --- results --------------------------------------------------------------------------
+
+
+def _r(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def results(plan: Plan, found: dict[str, Figures]) -> list[Result]:
+    out: list[Result] = []
+    w = found.get("wallmesh")
+    p = found.get("peerjs")
+    if w is not None:
+        out += _storm_results("signal", plan, w)
+    if p is not None:
+        out += _storm_results("peerjs", plan, p)
+    if w is not None and p is not None and w.frames_per_s and p.frames_per_s:
+        out.append(Result("signal_vs_peerjs_ratio", round(w.frames_per_s / p.frames_per_s, 3), "x", "signal_frames_per_s / peerjs_frames_per_s in the same run (bar: >= 1.0)"))
+    return out
+
+
+def _storm_results(prefix: str, plan: Plan, f: Figures) -> list[Result]:
+    if f.failure:
+        return [Result(f"{prefix}_frames_per_s", None, "frames/s", f"not measured: {f.failure[:200]}")]
+    storm, steady = f.storm, f.steady
+    assert storm is not None and steady is not None
+    drain = f.drain_s
+    gen_cpu = storm.client_cpu_s / drain if drain else None
+    srv_cpu = f.storm_server_cpu_s / drain if drain else None
+    load = f"{plan.workers} load process(es) used {gen_cpu or 0:.2f} CPU, server {srv_cpu or 0:.2f} CPU" if drain else ""
+    problems = _problems(storm)
+    storm_note = f"{storm.received}/{storm.expected} frames in {f.clients // traffic.ROOM_SIZE} rooms of {traffic.ROOM_SIZE}; {load}{problems}"
+    steady_note = f"{steady.received}/{steady.expected} frames, {steady.received / f.steady_s if f.steady_s else 0:.0f} frames/s over {f.steady_s:.0f} s{_problems(steady)}"
+    rows = []
+    if prefix == "signal":
+        rows.append(Result("signal_clients", f.clients, "clients", f"of {plan.clients}" + (f"; connect errors {dict(f.connect_errors)}" if f.connect_errors else "")))
+    else:
+        rows.append(Result("peerjs_clients", f.clients, "clients", f"of {plan.clients}" + (f"; connect errors {dict(f.connect_errors)}" if f.connect_errors else "")))
+    rows += [
+        Result(f"{prefix}_frames_per_s", _r(f.frames_per_s, 0), "frames/s", storm_note),
+        Result(f"{prefix}_storm_p50_ms", _r(storm.p(50)), "ms", "join storm relay latency"),
+        Result(f"{prefix}_storm_p99_ms", _r(storm.p(99)), "ms", "join storm relay latency"),
+        Result(f"{prefix}_storm_drain_s", _r(drain, 3), "s", "storm start → last frame delivered"),
+        Result(f"{prefix}_frames_lost", storm.lost, "frames", "expected minus delivered in the storm (bar: 0)"),
+        Result(f"{prefix}_rss_mb", _r(f.peak_rss_mb, 1), "MiB", f"server peak RSS (now {f.rss_mb or 0:.1f} MiB after the storm)"),
+        Result(f"{prefix}_relay_p50_ms", _r(steady.p(50)), "ms", "steady state: " + steady_note),
+        Result(f"{prefix}_relay_p99_ms", _r(steady.p(99)), "ms", "steady state" + (" (bar: <= 10)" if prefix == "signal" else "")),
+    ]
+    return rows
+
+
+def _problems(phase: Phase) -> str:
+    notes = []
+    if phase.duplicates:
+        notes.append(f"{phase.duplicates} duplicated")
+    if phase.misrouted:
+        notes.append(f"{phase.misrouted} MISROUTED")
+    if phase.stray:
+        notes.append(f"{phase.stray} late")
+    if phase.errors:
+        notes.append(f"errors {dict(phase.errors)}")
+    return ("; " + ", ".join(notes)) if notes else ""

@@ -1,0 +1,478 @@
+"""A load-generator process of ``wallmesh bench signaling``: many WebSocket clients, one loop.
+
+The benchmark runs two or three of these (``python -m appliance.bench.signaling_load``)
+next to the server under test, so the clients have their own CPU and the server's figures
+are not the generator's. Each process owns whole rooms of :data:`ROOM_SIZE` clients and is
+driven by the benchmark over its stdin/stdout, one JSON object per line:
+
+* ``{"op": "connect"}`` opens every client (bounded concurrency) → ``{"ev": "connect", ...}``
+* ``{"op": "storm", "t0": ns, "timeout": s}`` at monotonic time ``t0`` every room does a
+  full-mesh join at once → latencies, frames received/expected, last delivery time
+* ``{"op": "leave"}`` every member leaves its room (wallmesh only)
+* ``{"op": "steady", "t0": ns, "seconds": s, "rate": rooms_per_s}`` rooms join, exchange
+  and leave one after another at a site's pace → latencies
+* ``{"op": "close"}``
+
+The first stdin line is the secret the clients authenticate with, so it never appears in a
+process listing. Two dialects speak the same traffic: ``wallmesh`` (protocol v1 over
+``/ws``: ``hello``, ``join``, ``signal``, ``leave``) and ``peerjs`` (the PeerJS server's
+``/peerjs`` socket: ``OFFER``, ``ANSWER``, ``CANDIDATE``, ``HEARTBEAT``). In both, the member
+that comes later in a room sends the offer and its candidates; the other answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import resource
+import secrets
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import aiohttp
+import orjson
+
+from appliance.bench import signaling_traffic as traffic
+
+CONNECT_CONCURRENCY = 48
+PEERJS_HEARTBEAT_S = 5.0  # what the PeerJS browser client sends by default
+STEADY_ARRIVAL_S = 0.1  # steady state: members of a room arrive this far apart
+STEADY_TRICKLE_S = 0.002  # steady state: gap between two trickled candidates
+
+
+def log(msg: str, *args: object) -> None:
+    print("signaling-load: " + (msg % args if args else msg), file=sys.stderr, flush=True)
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Member:
+    """One client: a WebSocket, its room, and the id the server knows it by."""
+
+    __slots__ = ("index", "room", "ws", "peer_id", "seed")
+
+    def __init__(self, index: int, room: Room) -> None:
+        self.index = index
+        self.room = room
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.peer_id = ""
+        self.seed = index
+
+
+class Room:
+    """A room of members and the exchange in progress in it, if any."""
+
+    __slots__ = ("index", "name", "members", "pending", "done", "left", "busy")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.name = f"bench-{index}"
+        self.members: list[Member] = []
+        self.pending = 0
+        self.done = asyncio.Event()
+        self.left = 0
+        self.busy = False
+
+    def complete(self) -> bool:
+        return len(self.members) == traffic.ROOM_SIZE and all(m.ws is not None for m in self.members)
+
+
+class Tally:
+    """What the receivers saw in one phase."""
+
+    def __init__(self) -> None:
+        self.latencies_us: list[int] = []
+        self.received = 0
+        self.duplicates = 0
+        self.misrouted = 0
+        self.stray = 0
+        self.errors: Counter[str] = Counter()
+        self.last_ns = 0
+        self.seen: set[int] = set()
+
+    def record(self, member: Member, sender: Member | None, sent_ns: int, key: int) -> None:
+        now = time.monotonic_ns()
+        if sender is None or sender.room is not member.room:
+            self.misrouted += 1
+            return
+        if key in self.seen:
+            self.duplicates += 1
+            return
+        self.seen.add(key)
+        room = member.room
+        if room.pending <= 0:
+            self.stray += 1
+            return
+        self.received += 1
+        self.latencies_us.append((now - sent_ns) // 1000)
+        self.last_ns = now
+        room.pending -= 1
+        if room.pending == 0:
+            room.done.set()
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "latencies_us": self.latencies_us,
+            "received": self.received,
+            "duplicates": self.duplicates,
+            "misrouted": self.misrouted,
+            "stray": self.stray,
+            "errors": dict(self.errors),
+            "last_ns": self.last_ns,
+        }
+
+
+class Load:
+    """The clients of this process and the phases the benchmark drives them through."""
+
+    def __init__(self, dialect: str, url: str, first: int, count: int, worker: int, secret: str) -> None:
+        self.dialect = dialect
+        self.url = url.rstrip("/")
+        self.secret = secret
+        self.worker = worker
+        self.rooms = [Room(first // traffic.ROOM_SIZE + i) for i in range(count // traffic.ROOM_SIZE)]
+        self.members = [Member(room.index * traffic.ROOM_SIZE + j, room) for room in self.rooms for j in range(traffic.ROOM_SIZE)]
+        for member in self.members:
+            member.room.members.append(member)
+        self.by_id: dict[str, Member] = {}
+        self.tally = Tally()
+        self.seq = 0
+        self.session: aiohttp.ClientSession | None = None
+        self.readers: list[asyncio.Task[None]] = []
+        self.background: list[asyncio.Task[None]] = []
+        self.connect_errors: Counter[str] = Counter()
+        self.closing = False
+        self.exchanges: set[asyncio.Task[None]] = set()
+        self.trickle_s = 0.0
+        self.offer_sdp = [traffic.sdp("offer", s) for s in range(8)]
+        self.answer_sdp = [traffic.sdp("answer", s) for s in range(8)]
+
+    # --- connections ----------------------------------------------------------------
+
+    async def connect(self) -> dict[str, Any]:
+        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        self.session = aiohttp.ClientSession(connector=connector)
+        gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        started = time.monotonic()
+
+        async def one(member: Member) -> None:
+            async with gate:
+                try:
+                    await self._open(member)
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, KeyError) as exc:
+                    self.connect_errors[type(exc).__name__] += 1
+                    member.ws = None
+                    return
+            self.readers.append(asyncio.create_task(self._read(member)))
+
+        await asyncio.gather(*(one(m) for m in self.members))
+        if self.dialect == "peerjs":
+            self.background.append(asyncio.create_task(self._heartbeats()))
+        connected = sum(1 for m in self.members if m.ws is not None)
+        # The clients live for the whole run: keep the collector from walking them again
+        # and again, so that the generator's own pauses do not show up as relay latency.
+        gc.collect()
+        gc.freeze()
+        log("worker %d: %d/%d clients connected in %.1f s", self.worker, connected, len(self.members), time.monotonic() - started)
+        return {"connected": connected, "clients": len(self.members), "errors": dict(self.connect_errors)}
+
+    async def _open(self, member: Member) -> None:
+        assert self.session is not None
+        timeout = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0)
+        if self.dialect == "wallmesh":
+            ws = await self.session.ws_connect(self.url + "/ws", timeout=timeout, max_msg_size=1 << 20, decode_text=False)
+            await ws.send_frame(orjson.dumps({"type": "hello", "token": self.secret, "name": f"bench-{member.index}"}), aiohttp.WSMsgType.TEXT)
+            msg = await ws.receive(timeout=30)
+            obj = orjson.loads(msg.data) if msg.type is aiohttp.WSMsgType.TEXT else {}
+            if obj.get("type") != "welcome":
+                await ws.close()
+                raise ValueError(f"no welcome: {obj.get('type') or msg.type!r}")
+            member.peer_id = obj["peer_id"]
+        else:
+            member.peer_id = f"b{member.index}"
+            query = {"key": "peerjs", "id": member.peer_id, "token": secrets.token_hex(8)}
+            ws = await self.session.ws_connect(self.url + "/peerjs", params=query, timeout=timeout, max_msg_size=1 << 20, decode_text=False)
+            msg = await ws.receive(timeout=30)
+            obj = orjson.loads(msg.data) if msg.type is aiohttp.WSMsgType.TEXT else {}
+            if obj.get("type") != "OPEN":
+                await ws.close()
+                raise ValueError(f"no OPEN: {obj.get('type') or msg.type!r}")
+        member.ws = ws
+        self.by_id[member.peer_id] = member
+
+    async def _heartbeats(self) -> None:
+        """PeerJS evicts a client that sends nothing for its alive timeout; its browser
+        client sends HEARTBEAT every 5 s, spread here over the period."""
+        beat = orjson.dumps({"type": "HEARTBEAT"})
+        live = [m for m in self.members if m.ws is not None]
+        pause = PEERJS_HEARTBEAT_S / max(1, len(live))
+        while True:
+            for member in live:
+                if member.ws is not None and not member.ws.closed:
+                    await member.ws.send_frame(beat, aiohttp.WSMsgType.TEXT)
+                await asyncio.sleep(pause)
+
+    async def _read(self, member: Member) -> None:
+        ws = member.ws
+        assert ws is not None
+        handle = self._on_wallmesh if self.dialect == "wallmesh" else self._on_peerjs
+        try:
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    await handle(member, orjson.loads(msg.data))
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            self.tally.errors[f"socket:{type(exc).__name__}"] += 1
+        if not self.closing:
+            self.tally.errors[f"closed:{ws.close_code}"] += 1
+
+    # --- sending --------------------------------------------------------------------
+
+    def _key(self) -> int:
+        self.seq += 1
+        return self.worker * 1_000_000_000 + self.seq
+
+    async def _send(self, member: Member, obj: dict[str, Any]) -> None:
+        ws = member.ws
+        if ws is None or ws.closed:
+            self.tally.errors["send_on_closed"] += 1
+            return
+        await ws.send_frame(orjson.dumps(obj), aiohttp.WSMsgType.TEXT)
+
+    def _spawn_exchange(self, member: Member, to: str, kind: str) -> None:
+        """Negotiate with ``to`` in a task of its own, so the member keeps reading meanwhile."""
+        task = asyncio.create_task(self._exchange(member, to, kind))
+        self.exchanges.add(task)
+        task.add_done_callback(self.exchanges.discard)
+
+    async def _pause(self) -> None:
+        # Between two frames of one exchange: in the storm only a yield (so this process's
+        # receivers run, as a unit's receiving does not wait for its own sending), in the
+        # steady state the pace at which a unit's ICE agent trickles its candidates.
+        await asyncio.sleep(self.trickle_s)
+
+    async def _exchange(self, member: Member, to: str, kind: str) -> None:
+        """Send one SDP (``offer`` or ``answer``) and the trickled candidates to ``to``."""
+        pool = self.offer_sdp if kind == "offer" else self.answer_sdp
+        text = pool[member.seed % len(pool)]
+        if self.dialect == "wallmesh":
+            await self._send(member, {"type": "signal", "to": to, "data": {"sdp": {"type": kind, "sdp": text}, "t": time.monotonic_ns(), "k": self._key()}})
+            for i in range(traffic.CANDIDATES):
+                await self._pause()
+                cand = traffic.candidate(i, member.seed)
+                await self._send(member, {"type": "signal", "to": to, "data": {"candidate": cand, "t": time.monotonic_ns(), "k": self._key()}})
+        else:
+            conn = f"mc_{min(member.peer_id, to)}_{max(member.peer_id, to)}"
+            kind_up = "OFFER" if kind == "offer" else "ANSWER"
+            await self._send(member, {"type": kind_up, "dst": to, "payload": {"sdp": {"type": kind, "sdp": text}, "type": "media", "connectionId": conn, "t": time.monotonic_ns(), "k": self._key()}})
+            for i in range(traffic.CANDIDATES):
+                await self._pause()
+                cand = traffic.candidate(i, member.seed)
+                await self._send(member, {"type": "CANDIDATE", "dst": to, "payload": {"candidate": cand, "type": "media", "connectionId": conn, "t": time.monotonic_ns(), "k": self._key()}})
+
+    # --- receiving ------------------------------------------------------------------
+
+    async def _on_wallmesh(self, member: Member, obj: dict[str, Any]) -> None:
+        kind = obj.get("type")
+        if kind == "signal":
+            data = obj["data"]
+            sender = obj.get("from", "")
+            self.tally.record(member, self.by_id.get(sender), data["t"], data["k"])
+            sdp = data.get("sdp")
+            if sdp is not None and sdp.get("type") == "offer":
+                self._spawn_exchange(member, sender, "answer")
+        elif kind == "joined":
+            for peer in obj.get("peers", ()):
+                self._spawn_exchange(member, peer["peer_id"], "offer")
+        elif kind == "left":
+            member.room.left += 1
+        elif kind == "error":
+            self.tally.errors[str(obj.get("code"))] += 1
+
+    async def _on_peerjs(self, member: Member, obj: dict[str, Any]) -> None:
+        kind = obj.get("type")
+        if kind in ("OFFER", "ANSWER", "CANDIDATE"):
+            payload = obj["payload"]
+            sender = obj.get("src", "")
+            self.tally.record(member, self.by_id.get(sender), payload["t"], payload["k"])
+            if kind == "OFFER":
+                self._spawn_exchange(member, sender, "answer")
+        elif kind in ("ERROR", "EXPIRE", "ID-TAKEN", "LEAVE"):
+            self.tally.errors[kind] += 1
+
+    # --- phases ---------------------------------------------------------------------
+
+    async def _begin(self, room: Room, stagger_s: float = 0.0) -> None:
+        """Start one full-mesh join of ``room``: its members arrive ``stagger_s`` apart
+        (all at once in the storm), each later one offering to those already there."""
+        room.pending = traffic.frames_per_room()
+        room.done.clear()
+        room.busy = True
+        for later, member in enumerate(room.members):
+            if later and stagger_s:
+                await asyncio.sleep(stagger_s)
+            if self.dialect == "wallmesh":
+                await self._send(member, {"type": "join", "room": room.name})
+            else:
+                for earlier in room.members[:later]:
+                    self._spawn_exchange(member, earlier.peer_id, "offer")
+
+    async def _end(self, room: Room) -> None:
+        room.busy = False
+        if self.dialect == "wallmesh":
+            for member in room.members:
+                await self._send(member, {"type": "leave"})
+
+    def _phase(self) -> tuple[Tally, float, float]:
+        self.tally = Tally()
+        return self.tally, cpu_seconds(), time.monotonic()
+
+    async def storm(self, t0: int, timeout: float) -> dict[str, Any]:
+        tally, cpu0, _ = self._phase()
+        self.trickle_s = 0.0
+        rooms = [r for r in self.rooms if r.complete()]
+        await _sleep_until(t0)
+        for room in rooms:
+            await self._begin(room)
+        sent_ns = time.monotonic_ns()
+        deadline = t0 / 1e9 + timeout
+        await _wait_rooms(rooms, deadline)
+        out = tally.report()
+        out.update(expected=len(rooms) * traffic.frames_per_room(), rooms=len(rooms), cpu_s=cpu_seconds() - cpu0, sent_ns=sent_ns)
+        log("worker %d: storm %d/%d frames", self.worker, tally.received, out["expected"])
+        for room in rooms:
+            room.pending = 0
+            room.busy = False
+        return out
+
+    async def leave(self) -> dict[str, Any]:
+        rooms = [r for r in self.rooms if r.complete()]
+        for room in rooms:
+            room.left = 0
+            await self._end(room)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(r.left < len(r.members) for r in rooms):
+            await asyncio.sleep(0.05)
+        return {"left": sum(r.left for r in rooms)}
+
+    async def steady(self, t0: int, seconds: float, rate: float) -> dict[str, Any]:
+        tally, cpu0, _ = self._phase()
+        self.trickle_s = STEADY_TRICKLE_S
+        rooms = [r for r in self.rooms if r.complete()]
+        cycles: list[asyncio.Task[None]] = []
+        await _sleep_until(t0)
+        start = time.monotonic()
+        started = 0
+        if rooms and rate > 0:
+            period = 1.0 / rate
+            index = 0
+            while time.monotonic() - start < seconds:
+                room = rooms[index % len(rooms)]
+                index += 1
+                if not room.busy:
+                    cycles.append(asyncio.create_task(self._cycle(room)))
+                    started += 1
+                await asyncio.sleep(max(0.0, start + index * period - time.monotonic()))
+        if cycles:
+            await asyncio.wait(cycles, timeout=20)
+        out = tally.report()
+        out.update(expected=started * traffic.frames_per_room(), rooms=started, cpu_s=cpu_seconds() - cpu0, seconds=time.monotonic() - start)
+        log("worker %d: steady %d/%d frames in %d room joins", self.worker, tally.received, out["expected"], started)
+        return out
+
+    async def _cycle(self, room: Room) -> None:
+        await self._begin(room, STEADY_ARRIVAL_S)
+        try:
+            await asyncio.wait_for(room.done.wait(), timeout=10)
+        except asyncio.TimeoutError:
+            pass
+        room.pending = 0
+        await asyncio.sleep(0.5)
+        await self._end(room)
+
+    async def close(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        for task in [*self.background, *self.exchanges]:
+            task.cancel()
+        await asyncio.gather(*(m.ws.close() for m in self.members if m.ws is not None), return_exceptions=True)
+        for task in self.readers:
+            task.cancel()
+        if self.session is not None:
+            await self.session.close()
+
+
+async def _sleep_until(t_ns: int) -> None:
+    delay = (t_ns - time.monotonic_ns()) / 1e9
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+async def _wait_rooms(rooms: list[Room], deadline: float) -> None:
+    for room in rooms:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            await asyncio.wait_for(room.done.wait(), timeout=remaining)
+        except asyncio.TimeoutError:
+            return
+
+
+async def serve(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    secret = (await reader.readline()).decode().strip()
+    load = Load(args.dialect, args.url, args.first, args.count, args.worker, secret)
+    try:
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            cmd = orjson.loads(line)
+            op = cmd.pop("op")
+            if op == "connect":
+                out = await load.connect()
+            elif op == "storm":
+                out = await load.storm(cmd["t0"], cmd["timeout"])
+            elif op == "leave":
+                out = await load.leave()
+            elif op == "steady":
+                out = await load.steady(cmd["t0"], cmd["seconds"], cmd["rate"])
+            elif op == "close":
+                await load.close()
+                _emit({"ev": "close"})
+                break
+            else:
+                out = {"error": f"unknown op {op!r}"}
+            _emit({"ev": op, **out})
+    finally:
+        await load.close()
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.buffer.write(orjson.dumps(obj) + b"\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dialect", choices=("wallmesh", "peerjs"), required=True)
+    parser.add_argument("--url", required=True, help="http://127.0.0.1:PORT of the server under test")
+    parser.add_argument("--first", type=int, required=True, help="index of this process's first client (a multiple of the room size)")
+    parser.add_argument("--count", type=int, required=True, help="clients in this process (a multiple of the room size)")
+    parser.add_argument("--worker", type=int, default=0)
+    args = parser.parse_args(argv)
+    asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
