@@ -3,7 +3,7 @@
 Every frame has, in a band of black and white blocks near its top edge, a 128-bit stamp:
 a sync word, the sender id, a frame counter, the wall-clock capture time in milliseconds
 (``time.time()`` based, so it compares across processes on one machine) and a CRC-16.
-The blocks are big enough (``width // 36`` pixels, 8 px at 320×240) to survive H.264 at
+The blocks are big enough (``width / 36`` pixels, about 9 px at 320×240) to survive H.264 at
 250 kbps; the reader samples each block's centre and uses the sync word's known bits to
 pick its threshold, so it also works on decoded, scaled or RGB-converted frames.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -54,14 +55,34 @@ def sender_id(name: str) -> int:
     return binascii.crc_hqx(name.encode(), 0) & 0xFFFF
 
 
-def block_size(width: int) -> int:
-    """Side of one stamp block for a frame ``width`` pixels wide."""
-    return max(4, width // 36)
+def block_size(width: int) -> float:
+    """Side of one stamp block, in pixels, for a frame ``width`` pixels wide.
+
+    Every position in the band is a fixed fraction of the width, so a scaled copy of a
+    frame (a display tile, an upscaled tier switch) still reads correctly.
+    """
+    return width / 36
 
 
-def _geometry(width: int) -> tuple[int, int, int]:
-    b = block_size(width)
-    return b, (width - COLS * b) // 2, b // 2
+@functools.lru_cache(maxsize=16)
+def _layout(width: int) -> tuple[slice, slice, np.ndarray, np.ndarray]:
+    """Band rectangle and, for each pixel row/column in it, the stamp row/column it shows."""
+    u = block_size(width)
+    top, bottom = round(0.5 * u), round((0.5 + ROWS) * u)
+    left, right = round(2 * u), round((2 + COLS) * u)
+    rows = np.clip(((np.arange(top, bottom) + 0.5) / u - 0.5).astype(int), 0, ROWS - 1)
+    cols = np.clip(((np.arange(left, right) + 0.5) / u - 2).astype(int), 0, COLS - 1)
+    return slice(top, bottom), slice(left, right), rows, cols
+
+
+@functools.lru_cache(maxsize=16)
+def _samples(width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel rows and columns sampled in the middle of every block (5×5 points each)."""
+    u = block_size(width)
+    f = np.array([0.3, 0.4, 0.5, 0.6, 0.7])
+    ys = ((0.5 + np.arange(ROWS)[:, None] + f[None, :]) * u).astype(int).ravel()
+    xs = ((2 + np.arange(COLS)[:, None] + f[None, :]) * u).astype(int).ravel()
+    return ys, xs
 
 
 def _payload(stamp: Stamp) -> bytes:
@@ -82,15 +103,14 @@ def _bits(stamp: Stamp) -> list[int]:
 def stamp_planes(y: np.ndarray, u: np.ndarray | None, v: np.ndarray | None, stamp: Stamp) -> None:
     """Write ``stamp`` in place into a frame's planes (chroma made neutral under the band)."""
     height, width = y.shape
-    b, x0, y0 = _geometry(width)
-    if y0 + ROWS * b > height:
+    rs, cs, rows, cols = _layout(width)
+    if rs.stop > height or width < 72:
         raise ValueError(f"frame {width}x{height} too small for a stamp")
-    band = np.empty((ROWS, COLS), dtype=np.uint8)
-    band.flat[:] = [WHITE if bit else BLACK for bit in _bits(stamp)]
-    y[y0 : y0 + ROWS * b, x0 : x0 + COLS * b] = np.kron(band, np.ones((b, b), dtype=np.uint8))
+    band = np.array([WHITE if bit else BLACK for bit in _bits(stamp)], dtype=np.uint8).reshape(ROWS, COLS)
+    y[rs, cs] = band[rows[:, None], cols[None, :]]
     for plane in (u, v):
         if plane is not None:
-            plane[y0 // 2 : (y0 + ROWS * b + 1) // 2, x0 // 2 : (x0 + COLS * b + 1) // 2] = 128
+            plane[rs.start // 2 : (rs.stop + 1) // 2, cs.start // 2 : (cs.stop + 1) // 2] = 128
 
 
 def stamp_frame(frame: av.VideoFrame, stamp: Stamp) -> av.VideoFrame:
@@ -118,12 +138,11 @@ def read_stamp(image: av.VideoFrame | np.ndarray) -> Stamp | None:
         if luma.ndim == 3:
             luma = luma[..., :3].mean(axis=2)
     height, width = luma.shape[:2]
-    b, x0, y0 = _geometry(width)
-    if y0 + ROWS * b > height or x0 < 0:
+    if width < 72 or _layout(width)[0].stop > height:
         return None
-    q = max(1, b // 4)
-    cells = luma[y0 : y0 + ROWS * b, x0 : x0 + COLS * b].astype(np.float32)
-    cells = cells.reshape(ROWS, b, COLS, b)[:, q : b - q, :, q : b - q].mean(axis=(1, 3)).ravel()
+    ys, xs = _samples(width)
+    cells = luma[ys[:, None], xs[None, :]].astype(np.float32)
+    cells = cells.reshape(ROWS, 5, COLS, 5).mean(axis=(1, 3)).ravel()
     sync_bits = np.array([(SYNC >> (15 - i)) & 1 for i in range(16)], dtype=bool)
     ones, zeros = cells[:16][sync_bits], cells[:16][~sync_bits]
     if ones.min() - zeros.max() < 40:

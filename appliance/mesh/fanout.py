@@ -114,20 +114,27 @@ class FanoutTrack(MediaStreamTrack):
         self._max_queue = max_queue
         self._wake = asyncio.Event()
         self.waiting_for_keyframe = True
+        self._ask_on_resume = False
         self.packets_delivered = 0
         self.drops = 0
 
     def _push(self, packet: av.Packet) -> bool:
-        """Offer a packet; returns True when this track now needs a keyframe."""
+        """Offer a packet; returns True when the track overflowed and dropped its backlog.
+
+        An overflowing track asks for a keyframe only when its reader comes back (in
+        :meth:`recv`), so a peer that is stuck for a while costs the others one IDR, not many.
+        """
         if packet.is_keyframe:
             self._queue.clear()
             self.waiting_for_keyframe = False
+            self._ask_on_resume = False
         elif self.waiting_for_keyframe:
             return False
         elif len(self._queue) >= self._max_queue:
             self.drops += len(self._queue) + 1
             self._queue.clear()
             self.waiting_for_keyframe = True
+            self._ask_on_resume = True
             return True
         self._queue.append(packet)
         self._wake.set()
@@ -137,6 +144,9 @@ class FanoutTrack(MediaStreamTrack):
         while not self._queue:
             if self.readyState != "live":
                 raise MediaStreamError
+            if self._ask_on_resume and self._owner is not None:
+                self._ask_on_resume = False
+                self._owner.request_keyframe()
             self._wake.clear()
             await self._wake.wait()
         self.packets_delivered += 1
@@ -320,7 +330,6 @@ class SharedVideo:
                 self._set_state("stopped")
 
     def _deliver(self, packets: list[av.Packet]) -> None:
-        need_key = False
         for packet in packets:
             self.stats.bytes_out += packet.size
             if packet.is_keyframe:
@@ -330,6 +339,3 @@ class SharedVideo:
             for track in list(self._tracks):
                 if track._push(packet):
                     self.stats.overflow_drops += 1
-                    need_key = True
-        if need_key:
-            self.request_keyframe()

@@ -1,0 +1,107 @@
+"""Which video tier a unit sends: a pure policy over mesh size, upload budget and loss.
+
+A full mesh sends the same stream N-1 times, so the upload a unit needs is
+``(participants - 1) × bitrate``. :func:`ceiling` is the best tier that fits the configured
+budget (and an optional cap). :class:`QualityPolicy` then follows measured packet loss:
+sustained loss above ``loss_high`` steps one tier down; a long clean spell (loss below
+``loss_low``) steps one tier back up, never above the ceiling. The gap between the two
+thresholds and the longer wait to go up are the hysteresis that keeps it from flapping.
+A change of mesh size applies at once (it changes what the budget allows).
+
+No media here: the unit feeds it figures from getStats and gives the chosen tier to
+:meth:`appliance.mesh.fanout.SharedVideo.reconfigure`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    width: int
+    height: int
+    bitrate: int  # bit/s
+    fps: int = 30
+
+
+TIERS: tuple[Tier, ...] = (
+    Tier("low", 320, 240, 250_000),
+    Tier("medium", 640, 480, 500_000),
+    Tier("hd", 1280, 720, 1_500_000),
+    Tier("fullhd", 1920, 1080, 3_000_000),
+)
+
+
+def tier_named(name: str) -> Tier:
+    for tier in TIERS:
+        if tier.name == name:
+            return tier
+    raise ValueError(f"unknown tier {name!r}; known: {', '.join(t.name for t in TIERS)}")
+
+
+def ceiling(participants: int, upload_budget: int, max_tier: Tier = TIERS[-1]) -> Tier:
+    """The best tier with ``(participants - 1) × bitrate ≤ upload_budget``, at most ``max_tier``.
+
+    When even the lowest tier does not fit, the lowest tier is returned: sending something
+    beats sending nothing, and loss feedback cannot go lower anyway.
+    """
+    receivers = max(1, participants - 1)
+    best = TIERS[0]
+    for tier in TIERS:
+        if tier.bitrate > max_tier.bitrate:
+            break
+        if receivers * tier.bitrate <= upload_budget:
+            best = tier
+    return best
+
+
+class QualityPolicy:
+    """Tier choice with loss-driven step-down and hysteresis; feed it with :meth:`update`."""
+
+    def __init__(
+        self,
+        *,
+        upload_budget: int = 20_000_000,
+        max_tier: Tier = TIERS[-1],
+        loss_high: float = 0.05,
+        loss_low: float = 0.01,
+        down_after: float = 2.0,
+        up_after: float = 10.0,
+    ) -> None:
+        if not 0 <= loss_low < loss_high <= 1:
+            raise ValueError("need 0 <= loss_low < loss_high <= 1")
+        self.upload_budget = upload_budget
+        self.max_tier = max_tier
+        self.loss_high, self.loss_low = loss_high, loss_low
+        self.down_after, self.up_after = down_after, up_after
+        self._loss_cap = len(TIERS) - 1  # index loss allows
+        self._bad_since: float | None = None
+        self._clean_since: float | None = None
+        self._ceiling = TIERS.index(ceiling(2, upload_budget, max_tier))
+        self.tier = TIERS[self._ceiling]
+
+    def update(self, participants: int, loss: float, now: float) -> Tier:
+        """Fold in the current mesh size and the worst peer's loss fraction (0..1) at ``now`` (s)."""
+        self._ceiling = TIERS.index(ceiling(participants, self.upload_budget, self.max_tier))
+        current = min(self._ceiling, self._loss_cap)
+        if loss >= self.loss_high:
+            self._clean_since = None
+            if self._bad_since is None:
+                self._bad_since = now
+            elif now - self._bad_since >= self.down_after and current > 0:
+                self._loss_cap = current - 1
+                self._bad_since = now  # another full spell before the next step down
+        elif loss <= self.loss_low:
+            self._bad_since = None
+            if self._clean_since is None:
+                self._clean_since = now
+            elif now - self._clean_since >= self.up_after and self._loss_cap < self._ceiling:
+                self._loss_cap = min(self._loss_cap, self._ceiling) + 1
+                self._clean_since = now
+        else:  # between the thresholds: hold, and restart both spells
+            self._bad_since = self._clean_since = None
+        self._loss_cap = max(self._loss_cap, 0)
+        self.tier = TIERS[min(self._ceiling, self._loss_cap)]
+        return self.tier
