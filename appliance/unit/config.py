@@ -69,7 +69,10 @@ class QualityConfig:
     upload_kbps: int = setting(
         20000, help="upload budget: (peers - 1) x tier bitrate stays within it", min=100, max=1_000_000
     )
-    adaptive: bool = setting(True, help="let the quality policy change resolution and bitrate with mesh size and loss")
+    adaptive: bool = setting(
+        True, help="let the quality policy pick resolution and bitrate from mesh size and loss (false: keep [video])"
+    )
+    max_tier: str = setting("fullhd", help="best tier the policy may pick", choices=("low", "medium", "hd", "fullhd"))
 
 
 @dataclass(frozen=True)

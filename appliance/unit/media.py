@@ -12,6 +12,7 @@ Devices are opened in :meth:`start`; an absent one raises
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -65,12 +66,11 @@ class UnitMedia:
                     result = start()
                     if hasattr(result, "__await__"):
                         await result
-        quality = _optional("appliance.mesh.quality")
-        if quality is not None and hasattr(quality, "QualityPolicy"):
-            try:
-                self.policy = quality.QualityPolicy(upload_kbps=self.conf.quality.upload_kbps)
-            except TypeError:
-                self.policy = None
+        if self.conf.quality.adaptive:
+            from appliance.mesh.quality import QualityPolicy, tier_named
+
+            q = self.conf.quality
+            self.policy = QualityPolicy(upload_budget=q.upload_kbps * 1000, max_tier=tier_named(q.max_tier))
 
     # -- LocalMedia ------------------------------------------------------------------------
 
@@ -110,14 +110,12 @@ class UnitMedia:
 
     def apply_quality(self, peers: int, worst_loss: float | None) -> None:
         """Let the quality policy pick a tier for this mesh size and loss; reconfigure the encoder."""
-        if self.policy is None or self.video is None or not self.conf.quality.adaptive:
+        if self.policy is None or self.video is None:
             return
-        try:
-            tier = self.policy.update(peers=peers, loss=worst_loss)
-        except TypeError:
-            return
-        if tier is not None and tier != self.tier:
-            log.info("%s: quality tier %s for %d peers", self.name, tier, peers)
+        tier = self.policy.update(peers, worst_loss or 0.0, time.monotonic())
+        if tier != self.tier:
+            log.info("%s: quality tier %s (%dx%d, %d bit/s) for %d participants", self.name, tier.name,
+                     tier.width, tier.height, tier.bitrate, peers)
             self.tier = tier
             self.video.reconfigure(tier)
 
