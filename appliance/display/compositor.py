@@ -1,0 +1,199 @@
+"""The compositor: draws a :class:`~appliance.display.model.WallModel` onto a screen.
+
+Each call to :meth:`Compositor.draw` composes one frame: the scene's base, the
+newest picture of every tile, then the overlays (names, icons), and presents it.
+A tile's picture is converted only when a new frame arrived (the previous one is
+kept, so a stream that hiccups freezes on its last picture instead of flashing
+black); frames that arrived and were replaced before a draw are simply never
+converted. Pictures keep their shape: they are letterboxed into their tile.
+
+Two paths, one scene:
+
+* software (tests, snapshots, ``WindowScreen``): PyAV's swscale converts and
+  scales a decoded frame straight to the tile's size in one pass;
+* GPU (``RendererScreen``, the Pi): one streaming texture per tile at the
+  source's size; the GPU scales it while drawing.
+
+The compositor runs on the display thread (see :mod:`appliance.display.runner`),
+never on the event loop. It records how long each draw took and the latency it
+added to every new frame (frame decoded → presented) for ``wallmesh bench``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pygame
+
+from appliance.display.config import DisplayConfig
+from appliance.display.layout import Rect, fit
+from appliance.display.model import WallModel
+from appliance.display.screen import Screen
+from appliance.display.screens import Scene, SceneBuilder, Slot
+from appliance.display.theme import Fonts
+from appliance.display.tiles import SELF
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Picture:
+    """The last picture drawn in one slot, and what it was made from."""
+
+    frame: Any
+    frame_time: float | None
+    src_size: tuple[int, int]
+    box: Rect | None = None
+    surface: pygame.Surface | None = None
+    keep: Any = None  # memory the surface borrows (a reformatted frame)
+    texture: Any = None
+
+
+def frame_size(frame: Any) -> tuple[int, int]:
+    """(width, height) of an ``av.VideoFrame`` or an HxWx3 array; ValueError for anything else."""
+    if hasattr(frame, "width") and hasattr(frame, "height") and hasattr(frame, "reformat"):
+        return int(frame.width), int(frame.height)
+    shape = getattr(frame, "shape", None)
+    if shape is not None and len(shape) == 3 and shape[2] == 3:
+        return int(shape[1]), int(shape[0])
+    raise ValueError(f"not a picture: {type(frame).__name__}")
+
+
+def _rgb_array(frame: Any):
+    import numpy as np
+
+    if hasattr(frame, "to_ndarray"):
+        return frame.to_ndarray(format="rgb24")
+    arr = np.asarray(frame)
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+class Compositor:
+    """Composes wall frames on ``screen``; ``options`` is the ``[display]`` config."""
+
+    def __init__(self, screen: Screen, options: DisplayConfig | None = None, fonts: Fonts | None = None) -> None:
+        self.screen = screen
+        self.options = options or DisplayConfig()
+        self.size = tuple(screen.size)
+        self.builder = SceneBuilder(self.size, fonts or Fonts(self.options.font), self.options)
+        self._pictures: dict[str, Picture] = {}
+        self._reformatters: dict[str, Any] = {}
+        self._base_texture: Any = None
+        self._base_id = 0
+        self._overlay_textures: list = []
+        self._bad: set[str] = set()
+        self.frames = 0
+        self.last_scene: Scene | None = None
+        self.draw_ms: collections.deque[float] = collections.deque(maxlen=1000)
+        self.added_ms: collections.deque[float] = collections.deque(maxlen=5000)
+
+    def draw(self, model: WallModel) -> Scene:
+        """Compose and present one frame of ``model``; returns the scene drawn."""
+        start = time.perf_counter()
+        live = {t.peer_id for t in model.tiles} | {SELF}
+        for key in [k for k in self._pictures if k not in live]:
+            del self._pictures[key]
+            self._reformatters.pop(key, None)
+        pictures = {k for k in self._pictures} | {t.peer_id for t in model.tiles if t.frame is not None}
+        if model.self_view is not None:
+            pictures.add(SELF)
+        scene = self.builder.build(model, pictures)
+        fresh: list[float] = []
+        if self.screen.gpu:
+            self._draw_gpu(scene, fresh)
+        else:
+            self._draw_software(scene, fresh)
+        self.screen.present()
+        presented = time.monotonic()
+        self.added_ms.extend((presented - t) * 1000 for t in fresh)
+        self.draw_ms.append((time.perf_counter() - start) * 1000)
+        self.frames += 1
+        self.last_scene = scene
+        return scene
+
+    def save_snapshot(self, path: str) -> None:
+        """Write the last composed frame as a PNG (``--snapshot``)."""
+        pygame.image.save(self.screen.snapshot(), str(path))
+
+    # pictures --------------------------------------------------------------
+
+    def _update(self, slot: Slot, fresh: list[float]) -> Picture | None:
+        """The slot's picture, refreshed when a new frame came; None when there has never been one."""
+        pic = self._pictures.get(slot.key)
+        new = slot.frame is not None and (pic is None or slot.frame is not pic.frame or slot.frame_time != pic.frame_time)
+        if new:
+            try:
+                size = frame_size(slot.frame)
+            except ValueError as exc:
+                if slot.key not in self._bad:
+                    log.warning("display: tile %s: %s; keeping the last picture", slot.key, exc)
+                    self._bad.add(slot.key)
+                return pic
+            pic = Picture(slot.frame, slot.frame_time, size, texture=pic.texture if pic else None)
+            self._pictures[slot.key] = pic
+            if slot.frame_time is not None:
+                fresh.append(slot.frame_time)
+        return pic
+
+    def _draw_software(self, scene: Scene, fresh: list[float]) -> None:
+        target = self.screen.surface
+        target.blit(scene.base, (0, 0))
+        for slot in scene.slots:
+            pic = self._update(slot, fresh)
+            if pic is None:
+                continue
+            box = fit(pic.src_size[0], pic.src_size[1], slot.box)
+            if pic.surface is None or pic.box != box:
+                pic.surface, pic.keep = self._scaled(slot.key, pic.frame, box)
+                pic.box = box
+            target.blit(pic.surface, (box.x, box.y))
+        for surface, pos in scene.overlays:
+            target.blit(surface, pos)
+
+    def _scaled(self, key: str, frame: Any, box: Rect):
+        if hasattr(frame, "reformat"):
+            from av.video.reformatter import VideoReformatter
+
+            reformatter = self._reformatters.get(key)
+            if reformatter is None:
+                reformatter = self._reformatters[key] = VideoReformatter()
+            rgb = reformatter.reformat(frame, width=box.w, height=box.h, format="rgb24")
+            plane = rgb.planes[0]
+            return pygame.image.frombuffer(plane, (box.w, box.h), "RGB", plane.line_size), rgb
+        arr = _rgb_array(frame)
+        src = pygame.image.frombuffer(arr, (arr.shape[1], arr.shape[0]), "RGB")
+        if src.get_size() == (box.w, box.h):
+            return src, arr
+        return pygame.transform.smoothscale(src, (box.w, box.h)), None
+
+    def _draw_gpu(self, scene: Scene, fresh: list[float]) -> None:
+        from pygame._sdl2.video import Texture
+
+        renderer = self.screen.renderer
+        if self._base_texture is None or self._base_id != id(scene.base):
+            self._base_texture = Texture.from_surface(renderer, scene.base)
+            self._overlay_textures = [(Texture.from_surface(renderer, s), pos, s.get_size()) for s, pos in scene.overlays]
+            self._base_id = id(scene.base)
+        self._base_texture.draw(dstrect=(0, 0, *self.size))
+        for slot in scene.slots:
+            fresh_before = len(fresh)
+            pic = self._update(slot, fresh)
+            if pic is None:
+                continue
+            if pic.texture is None or pic.texture.get_rect().size != pic.src_size:
+                pic.texture = Texture(renderer, pic.src_size, streaming=True)
+                pic.surface = None
+            if pic.surface is None or len(fresh) > fresh_before:
+                arr = _rgb_array(pic.frame)
+                pic.surface = pygame.image.frombuffer(arr, pic.src_size, "RGB")
+                pic.keep = arr
+                pic.texture.update(pic.surface)
+            pic.texture.draw(dstrect=tuple(fit(pic.src_size[0], pic.src_size[1], slot.box)))
+        for texture, pos, size in self._overlay_textures:
+            texture.draw(dstrect=(pos[0], pos[1], size[0], size[1]))
