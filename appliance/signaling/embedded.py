@@ -76,14 +76,21 @@ class EmbeddedStore:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def _acquire(self) -> None:
+    async def _acquire(self, wait_s: float = 10.0) -> None:
+        """Become the store's only owner; waits a little for a short-lived owner (a CLI command)."""
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.dir / "owner.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreUnavailable(f"the embedded store in {self.dir} is owned by another process") from None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if loop.time() >= deadline:
+                    os.close(fd)
+                    raise StoreUnavailable(f"the embedded store in {self.dir} is owned by another process") from None
+                await asyncio.sleep(0.1)
         self._lock_fd = fd
 
     async def start(self) -> None:
@@ -91,7 +98,7 @@ class EmbeddedStore:
         if self.running:
             return
         if self._lock_fd is None:
-            self._acquire()
+            await self._acquire()
         if not self.port:
             self.port = free_port()
         args = [

@@ -53,7 +53,7 @@ def tune_gc() -> None:
 
 
 def server_info_file(state_dir: Path) -> Path:
-    """Where a running server records its URL and fingerprint (read by ``wallmesh device token``)."""
+    """Where the server records its last URL and fingerprint (read by ``wallmesh device token``)."""
     return state_dir / "server.json"
 
 
@@ -190,10 +190,4 @@ class SignalServer:
             self._hasher.close()
         if self.embedded is not None:
             await self.embedded.stop()
-        info = server_info_file(self.state_dir)
-        try:
-            if info.exists() and json.loads(info.read_text()).get("pid") == os.getpid():
-                info.unlink()
-        except (OSError, ValueError):
-            pass
         self._set_state("stopped")

@@ -69,7 +69,10 @@ class Store:
     def _set_available(self, up: bool) -> None:
         if up != self.available:
             self.available = up
-            log.warning("store is %s", "reachable" if up else "UNREACHABLE")
+            if up:
+                log.info("store is reachable")
+            else:
+                log.warning("store is unreachable; logins fail closed, rooms keep relaying")
             self.on_availability(up)
             if up:
                 self._calllog_wakeup.set()

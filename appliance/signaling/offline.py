@@ -1,0 +1,85 @@
+"""Administration from the command line, with or without a running server.
+
+``wallmesh user``/``device`` need the store. With a MongoDB URI they use it. Without one
+they look for a server running on the same state directory: a live owner of the embedded
+store publishes ``store.uri`` and holds a lock, so the CLI talks to that store over the
+wire instead of opening the same SQLite files from a second process. When nobody runs it,
+the CLI starts the embedded store itself for the length of the command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from appliance.config import load
+from appliance.signaling.admin import Admin
+from appliance.signaling.auth import Hasher, KeyRing, TokenService
+from appliance.signaling.config import SignalConfig
+from appliance.signaling.embedded import EmbeddedStore, running_uri
+from appliance.signaling.server import server_info_file
+from appliance.signaling.store import Store
+
+DEFAULT_CONFIG = Path("/etc/wallmesh/signal.toml")
+
+
+def load_config(path: str | None, overrides: Mapping[str, Any]) -> SignalConfig:
+    """The server config from ``path`` (or /etc/wallmesh/signal.toml when present) plus CLI flags."""
+    chosen: Path | None = Path(path) if path else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    return load(SignalConfig, chosen, {k: v for k, v in overrides.items() if v is not None})
+
+
+def _last_known(state_dir: Path, config: SignalConfig) -> tuple[str, str | None]:
+    """The URL and fingerprint a unit should use, as the server last recorded them."""
+    url, fp = config.url, None
+    info = server_info_file(state_dir)
+    if info.exists():
+        try:
+            data = json.loads(info.read_text())
+            url = url or data.get("url") or ""
+            fp = data.get("fingerprint")
+        except ValueError:
+            pass
+    if fp is None and (state_dir / "tls" / "server.crt").exists():
+        from appliance.signaling.tls import fingerprint_pem
+
+        fp = fingerprint_pem((state_dir / "tls" / "server.crt").read_bytes())
+    if not url:
+        url = f"https://{config.host}:{config.port}"
+    return url, fp
+
+
+@contextlib.asynccontextmanager
+async def open_admin(config: SignalConfig, state_dir: Path | None = None) -> AsyncIterator[Admin]:
+    """An :class:`Admin` on the right store for the duration of a command."""
+    state = Path(state_dir or config.state_dir)
+    embedded = None
+    uri = config.mongodb_uri or running_uri(state)
+    if not uri:
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        embedded = EmbeddedStore(state, publish=False)
+        await embedded.start()
+        uri = embedded.uri
+    store = Store(uri, config.database)
+    t, h = config.tokens, config.hashing
+    keys = KeyRing(state, max_token_ttl_s=max(t.user_ttl_s, t.device_ttl_s, t.enrollment_ttl_s))
+    hasher = Hasher(memory_kib=h.memory_kib, time_cost=h.time_cost, parallelism=h.parallelism, workers=1, queue=4)
+    try:
+        keys.load()
+        await store.setup()
+        url, fp = _last_known(state, config)
+        yield Admin(store, TokenService(keys, issuer=t.issuer, audience=t.audience), hasher,
+                    url=url, fingerprint=fp, enrollment_ttl_s=t.enrollment_ttl_s)
+    finally:
+        hasher.close()
+        await store.close()
+        if embedded is not None:
+            await embedded.stop()
+
+
+def state_dir_of(config: SignalConfig, flag: str | None) -> Path:
+    return Path(flag or os.environ.get("WALLMESH_STATE_DIR") or config.state_dir)
