@@ -1,0 +1,72 @@
+"""A loopback signaling server for the demo, tests and benchmarks, runnable as its own process.
+
+``python -m appliance.demo.server --state-dir D [--port P]`` starts a
+:class:`~appliance.signaling.server.SignalServer` on 127.0.0.1 (plain HTTP, no
+mDNS advert), writes a fleet enrollment token to ``D/enroll.token`` (mode 0600)
+and prints ``listening on <url>``; it runs until SIGTERM. Running it as a child
+process lets tests kill the server outright and start it again on the same port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+TOKEN_FILE = "enroll.token"
+
+
+def signal_config(port: int = 0, **extra: Any) -> Any:
+    """A loopback-only server config: plain HTTP on 127.0.0.1, mDNS off."""
+    from appliance.config import build
+    from appliance.signaling.config import SignalConfig
+
+    data = {"host": "127.0.0.1", "port": port, "mdns": {"enabled": False}}
+    data.update(extra)
+    return build(SignalConfig, data, "<demo>")
+
+
+async def start(state_dir: Path, port: int = 0, **extra: Any) -> Any:
+    """Start a server in this process; make sure an enrollment token is on disk."""
+    from appliance.signaling.server import SignalServer
+
+    server = SignalServer(signal_config(port, **extra), state_dir=state_dir)
+    await server.start()
+    token_path = state_dir / TOKEN_FILE
+    if not token_path.exists():
+        token = await server.admin.enrollment_token(ttl_s=24 * 3600, rooms=("*",))
+        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+    return server
+
+
+async def _main(state_dir: Path, port: int) -> None:
+    server = await start(state_dir, port)
+    print(f"listening on {server.url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m appliance.demo.server")
+    parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    asyncio.run(_main(args.state_dir, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
