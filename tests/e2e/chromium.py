@@ -4,10 +4,11 @@ Playwright and friends download their own browsers; these tests use the distribu
 ``/usr/bin/chromium`` instead and talk to it with a small DevTools client over aiohttp
 websockets (only ``Runtime.evaluate``, ``Page.*`` and ``Target.*`` are needed).
 
-The browser runs with a fake camera and microphone, permission prompts answered, and WebRTC
-kept on loopback: ``--allow-loopback-in-peer-connection`` makes Chromium gather candidates on
-``lo`` (it skips loopback otherwise), and with the mDNS obfuscation of host candidates turned
-off those candidates carry the plain ``127.0.0.1`` address that other peers can reach.
+The browser runs with a fake camera and microphone and permission prompts answered. For
+WebRTC it runs inside a network namespace that holds only ``lo`` (see ``netns.py``):
+``--allow-loopback-in-peer-connection`` makes Chromium gather candidates on ``lo`` (it skips
+loopback otherwise), and with the mDNS obfuscation of host candidates turned off those
+candidates carry the plain ``127.0.0.1`` address that wall units (aiortc) can reach.
 """
 
 from __future__ import annotations
@@ -81,11 +82,13 @@ class Browser:
         self._closed = False
 
     @classmethod
-    async def launch(cls, extra_flags: list[str] | None = None, timeout: float = 30.0) -> "Browser":
+    async def launch(cls, netns=None, extra_flags: list[str] | None = None, timeout: float = 30.0) -> "Browser":
+        """Starts Chromium (inside ``netns`` when given) and connects to its DevTools endpoint."""
         if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
             raise FileNotFoundError(f"{CHROMIUM} not found (scripts/setup installs Debian's chromium)")
         profile = Path(tempfile.mkdtemp(prefix="wallmesh-chromium-"))
-        args = [CHROMIUM, *FLAGS, *(extra_flags or []), f"--user-data-dir={profile}",
+        prefix = netns.exec_prefix() if netns is not None else []
+        args = [*prefix, CHROMIUM, *FLAGS, *(extra_flags or []), f"--user-data-dir={profile}",
                 "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1", "about:blank"]
         log = open(profile / "chromium.log", "wb")
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -104,7 +107,10 @@ class Browser:
                 shutil.rmtree(profile, ignore_errors=True)
                 raise RuntimeError(f"chromium did not start: {text}")
             await asyncio.sleep(0.1)
-        url = f"ws://127.0.0.1:{lines[0].strip()}{lines[1].strip()}"
+        port = int(lines[0].strip())
+        if netns is not None:
+            port = await netns.reach_inside_port(port)
+        url = f"ws://127.0.0.1:{port}{lines[1].strip()}"
         session = aiohttp.ClientSession()
         ws = await session.ws_connect(url, max_msg_size=0)
         return cls(proc, profile, session, ws)

@@ -1,8 +1,10 @@
 """Fixtures for the browser client's end-to-end tests: the real signaling server, headless Chromium.
 
 The server runs in the test's event loop on an ephemeral loopback port with its embedded store
-in a temporary directory; Chromium is Debian's ``/usr/bin/chromium`` with a fake camera, driven
-over the DevTools protocol (see ``chromium.py`` beside this file).
+in a temporary directory. Chromium is Debian's ``/usr/bin/chromium`` with a fake camera, driven
+over the DevTools protocol (``chromium.py``), and runs in a network namespace of its own that
+holds only ``lo`` (``netns.py``), the server relayed into it on the same port: media can only
+ever travel over loopback.
 """
 
 from __future__ import annotations
@@ -26,9 +28,7 @@ def _load_helper(name: str):
 
 
 chromium = _load_helper("chromium")
-
-# Announce only loopback ICE candidates: these tests never put traffic on a real interface.
-LOOPBACK_ONLY = "window.wallmeshOptions = { candidateAddresses: ['127.0.0.1'] };"
+netns_helper = _load_helper("netns")
 
 USERS = {"alice": "correct horse battery", "bob": "staple 42 staple"}
 
@@ -51,8 +51,29 @@ async def signal_server(tmp_path):
 
 
 @pytest.fixture
-async def browser():
-    b = await chromium.Browser.launch()
+async def netns():
+    """A fresh network namespace with only ``lo`` up; deleted afterwards."""
+    try:
+        ns = await netns_helper.Netns.create()
+    except netns_helper.NetnsUnavailable as exc:
+        pytest.skip(f"needs a network namespace to keep WebRTC on loopback: {exc}")
+    try:
+        yield ns
+    finally:
+        await ns.close()
+
+
+@pytest.fixture
+async def site(signal_server, netns):
+    """The signaling server, reachable at the same URL inside the namespace."""
+    port = int(signal_server.url.rstrip("/").rsplit(":", 1)[1])
+    await netns.expose_host_port(port)
+    return signal_server
+
+
+@pytest.fixture
+async def browser(netns):
+    b = await chromium.Browser.launch(netns=netns)
     try:
         yield b
     finally:
@@ -60,11 +81,11 @@ async def browser():
 
 
 @pytest.fixture
-def open_client(browser, signal_server):
+def open_client(browser, site):
     """Factory: a fresh page (own storage) signed in as ``username`` and joined to ``room``."""
 
     async def open_(username: str, room: str):
-        page = await browser.new_page(signal_server.url.rstrip("/") + "/", init_script=LOOPBACK_ONLY)
+        page = await browser.new_page(site.url.rstrip("/") + "/")
         await page.sign_in_and_join(username, USERS[username], room)
         return page
 

@@ -15,11 +15,6 @@ import { icon } from "./icons.js";
 const ROOM_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const TOKEN_KEY = "wallmesh.session";
 
-// Deployment knobs a page embedding wallmesh (or a test harness) may set before
-// this script runs. candidateAddresses limits which local ICE candidates are
-// announced (e.g. ["127.0.0.1"] to keep a test on loopback).
-const options = Object.assign({ candidateAddresses: null }, window.wallmeshOptions || {});
-
 const $ = (id) => document.getElementById(id);
 
 const app = {
@@ -225,12 +220,6 @@ function layoutGrid() {
 
 // ---------------------------------------------------------------- mesh
 
-function candidateFilter(candidate) {
-  if (!options.candidateAddresses) return true;
-  const address = candidate.address || (candidate.candidate.split(" ")[4] || "");
-  return options.candidateAddresses.includes(address);
-}
-
 function addPeer(info, offerer) {
   removePeer(info.peer_id);
   const peer = new Peer({
@@ -241,7 +230,6 @@ function addPeer(info, offerer) {
     offerer,
     iceServers: app.client.iceServers,
     signal: (data) => app.client.signal(info.peer_id, data),
-    candidateFilter,
     localTracks: { audio: localTrack("audio"), video: localTrack("video") },
   });
   const tile = addTile(info);

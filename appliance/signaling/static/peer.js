@@ -59,10 +59,9 @@ export class Peer extends EventTarget {
    * @param {boolean} o.offerer      true when we joined later and make the first offer
    * @param {Array} o.iceServers     from the server's welcome only
    * @param {function} o.signal      (data) => void, sends {sdp}|{candidate} to this peer
-   * @param {function} o.candidateFilter  (RTCIceCandidate) => bool, which candidates to announce
    * @param {object} o.localTracks   {audio, video}: what we send (either may be null)
    */
-  constructor({ selfId, peerId, name, kind, offerer, iceServers, signal, candidateFilter, localTracks }) {
+  constructor({ selfId, peerId, name, kind, offerer, iceServers, signal, localTracks }) {
     super();
     this.selfId = selfId;
     this.peerId = peerId;
@@ -72,7 +71,6 @@ export class Peer extends EventTarget {
     this.offerer = offerer;
     this.iceServers = iceServers || [];
     this._signal = signal;
-    this._candidateFilter = candidateFilter || (() => true);
     this.remoteStream = new MediaStream();
     this.localTracks = { audio: null, video: null, ...(localTracks || {}) };
     this.closed = false;
@@ -91,7 +89,6 @@ export class Peer extends EventTarget {
 
     pc.onicecandidate = ({ candidate }) => {
       if (pc !== this.pc || !candidate || !candidate.candidate) return;
-      if (!this._candidateFilter(candidate)) return;
       this._signal({ candidate: candidate.toJSON() });
     };
     pc.ontrack = ({ track }) => {
