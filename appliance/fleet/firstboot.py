@@ -8,10 +8,11 @@ state; the next boot skips what is recorded and redoes at most the one step
 that was interrupted - every step is safe to redo.
 
 The one window that cannot be made atomic is between the server accepting an
-enrollment and the secret reaching the disk. The journal records that an
-enrollment was sent; if the server then answers ``device_exists`` and no
-secret is on disk, the explanation says to revoke the device on the server,
-after which the next retry enrolls again.
+enrollment and the secret reaching the disk. If the server then answers
+``device_exists`` on the next run, the card holds no secret for that id, so
+it enrolls under the next id (``<id>-2``) and logs which stale entry the
+administrator may revoke; the same happens when a board that was enrolled
+from an earlier card is re-flashed.
 
 Failures (a refused token, an unreachable server, a bad ``wallmesh.toml``)
 are explained in plain words to the journal, to a notice file the wall display
@@ -42,10 +43,15 @@ JOURNAL = "firstboot.json"
 MARKER = "provisioned"
 NOTICE = "firstboot-notice.txt"
 SERVICE_USER = "wallmesh"
+MAX_ID_GENERATIONS = 8
 
 
 class ProvisioningError(WallmeshError, RuntimeError):
     """Provisioning cannot go on; the message says why and what to do, in plain words."""
+
+
+class _DeviceExists(Exception):
+    """The server already has this device id."""
 
 
 @dataclass(frozen=True)
@@ -141,10 +147,13 @@ class Provisioner:
         """One pass over the steps; raises :class:`ProvisioningError` with a plain explanation."""
         state = self.paths.state_dir
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        journal = Journal.load(self.journal_path)
         if not pending(state):
+            if journal.done != list(STEPS):  # cut off between the marker and its journal entry
+                journal.done = list(STEPS)
+                journal.save(self.journal_path)
             log.info("firstboot: already provisioned (%s exists); nothing to do", state / MARKER)
             return
-        journal = Journal.load(self.journal_path)
         try:
             boot = bootfile.read(self.paths.boot, self.paths.fleet_defaults)
         except ConfigError as exc:
@@ -181,9 +190,8 @@ class Provisioner:
     async def _step_enroll(self, boot: bootfile.BootFile, journal: Journal) -> None:
         from appliance.unit import credentials
 
-        device_id = journal.facts["device_id"]
         have = _load_identity(self.paths.state_dir)
-        if have is not None and have.device_id == device_id:
+        if have is not None and have.device_id == journal.facts["device_id"]:
             return
         if not boot.enrollment_token:
             raise ProvisioningError(
@@ -192,12 +200,44 @@ class Provisioner:
             )
         url, fingerprint = await self._locate(boot)
         journal.facts["server_fingerprint"] = fingerprint
-        journal.facts["enroll_sent"] = True
+        for _ in range(MAX_ID_GENERATIONS):
+            device_id = journal.facts["device_id"]
+            name = boot.name or identity.hostname_for(device_id, boot.room)
+            journal.facts["enroll_sent"] = device_id
+            journal.save(self.journal_path)
+            try:
+                ident = await self._enroll(url, fingerprint, boot.enrollment_token, device_id, name)
+            except _DeviceExists:
+                self._next_generation(journal, url)
+                continue
+            self.on_step("enroll", "accepted")
+            text = json.dumps({"device_id": ident.device_id, "device_secret": ident.device_secret})
+            write_atomic(self.paths.state_dir / credentials.SECRET_FILE, text, mode=0o600, owner=_service_owner())
+            return
+        raise ProvisioningError(
+            f"the server at {url} already has devices {journal.facts['device_id_base']} to {journal.facts['device_id']}; "
+            "revoke the stale ones with `wallmesh device revoke ID` and remove them from the store."
+        )
+
+    def _next_generation(self, journal: Journal, url: str) -> None:
+        """The server knows this id but the card holds no secret for it: enroll under the next id.
+
+        That happens when the board was enrolled from an earlier card (the id
+        comes from its serial) or when a power cut struck after the server
+        accepted an enrollment but before the secret was saved. The old entry
+        stays on the server for the administrator to revoke.
+        """
+        old = journal.facts["device_id"]
+        base = journal.facts.setdefault("device_id_base", old)
+        generation = int(journal.facts.get("device_id_generation", 1)) + 1
+        journal.facts["device_id_generation"] = generation
+        journal.facts["device_id"] = f"{base}-{generation}"
         journal.save(self.journal_path)
-        name = boot.name or identity.hostname_for(device_id, boot.room)
-        ident = await self._enroll(url, fingerprint, boot.enrollment_token, device_id, name, journal)
-        text = json.dumps({"device_id": ident.device_id, "device_secret": ident.device_secret})
-        write_atomic(self.paths.state_dir / credentials.SECRET_FILE, text, mode=0o600, owner=_service_owner())
+        log.warning(
+            "firstboot: the server at %s already has a device %s but this card holds no secret for it "
+            "(enrolled from an earlier card, or an attempt was cut off); enrolling as %s instead. "
+            "Revoke %s on the server if nothing uses it.", url, old, journal.facts["device_id"], old,
+        )
 
     async def _step_unit_config(self, boot: bootfile.BootFile, journal: Journal) -> None:
         text = render_unit_config(boot, journal.facts, self.paths.state_dir)
@@ -241,7 +281,7 @@ class Provisioner:
             ) from exc
         return found.url, fingerprint or found.fingerprint
 
-    async def _enroll(self, url: str, fingerprint: str, token: str, device_id: str, name: str, journal: Journal) -> Any:
+    async def _enroll(self, url: str, fingerprint: str, token: str, device_id: str, name: str) -> Any:
         import aiohttp
 
         from appliance.errors import AuthError
@@ -258,11 +298,7 @@ class Provisioner:
                 return await credentials.enroll(session, url, ssl, token, device_id, name)
         except AuthError as exc:
             if exc.code == "device_exists":
-                raise ProvisioningError(
-                    f"the server at {url} already has a device {device_id}, but this card holds no secret for it"
-                    + (" (an earlier attempt was cut off after the server accepted it)" if journal.facts.get("enroll_sent") else "")
-                    + f". On the server run `wallmesh device revoke {device_id}`; this unit will then enroll again."
-                ) from exc
+                raise _DeviceExists(device_id) from exc
             raise ProvisioningError(
                 f"the server at {url} refused the enrollment token ({exc.code}): it is wrong, expired or revoked. "
                 f"Make a new one with `wallmesh device token` and put it in {bootfile.FILENAME} on the boot partition."
