@@ -69,7 +69,10 @@ _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405:
 async def api_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     """Every failure under /api is a JSON body {error: {code, message}}."""
     try:
-        return await handler(request)
+        response = await handler(request)
+        if response.status >= 400 and request.path.startswith("/api/") and response.content_type != "application/json":
+            return json_error(response.status, _STATUS_CODES.get(response.status, "error"), response.reason or "error")
+        return response
     except StoreUnavailable:
         return json_error(503, "store_unavailable", "the store is unreachable; try again shortly")
     except web.HTTPException as exc:
@@ -188,12 +191,19 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
 
 
-async def index(request: web.Request) -> web.StreamResponse:
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """Files of the browser client; never outside its directory, never under /api."""
     root: Path = request.app[STATIC]
-    page = root / "index.html"
-    if not page.exists():
+    rel = request.match_info.get("path", "") or "index.html"
+    if rel.startswith("api/"):
         raise web.HTTPNotFound()
-    return web.FileResponse(page)
+    try:
+        path = (root / rel).resolve()
+    except (OSError, ValueError):
+        raise web.HTTPNotFound() from None
+    if not path.is_relative_to(root.resolve()) or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path)
 
 
 STATIC = web.AppKey("static", Path)
@@ -285,6 +295,5 @@ def create_app(
     root = Path(static_dir) if static_dir else STATIC_DIR
     app[STATIC] = root
     if root.is_dir():
-        app.router.add_get("/", index)
-        app.router.add_static("/", root, follow_symlinks=False)
+        app.router.add_get(r"/{path:(?!api/).*}", static_file)
     return app

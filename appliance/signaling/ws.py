@@ -69,6 +69,7 @@ class Connection:
         self.peer: Peer | None = None
         self.last_rx = now
         self._closing = False
+        self._close_task: asyncio.Task[None] | None = None
 
     # --- output ---------------------------------------------------------------
 
@@ -84,7 +85,7 @@ class Connection:
         self.s.metrics.closes.labels(reason).inc()
         if self.peer is not None:
             self.s.hub.remove(self.peer, reason)
-        self.loop.create_task(self._close(code, reason))
+        self._close_task = self.loop.create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         await self.outbox.close()  # what was queued (e.g. the error saying why) goes first
@@ -107,6 +108,8 @@ class Connection:
             s.connections.discard(self)
             if self.peer is not None:
                 s.hub.remove(self.peer, "disconnected")
+            if self._close_task is not None:
+                await self._close_task  # the close code chosen by close() must win
             await self.outbox.close()
 
     async def _hello(self) -> bool:
