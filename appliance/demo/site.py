@@ -120,7 +120,7 @@ class Site:
         log = open(self.root / "server.log", "ab")
         try:
             self._server_proc = await asyncio.create_subprocess_exec(
-                *cmd, stdout=asyncio.subprocess.PIPE, stderr=log, env=self._env()
+                *cmd, stdout=asyncio.subprocess.PIPE, stderr=log, env=self._env(), start_new_session=True
             )
         finally:
             log.close()
@@ -139,8 +139,14 @@ class Site:
             await server.stop()
         proc, self._server_proc = self._server_proc, None
         if proc is not None and proc.returncode is None:
-            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            # the server and its embedded store form one process group, like a systemd service's cgroup
+            try:
+                os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            except ProcessLookupError:
+                pass
             await proc.wait()
+            if kill:
+                await asyncio.sleep(0.2)  # let the store's children go too
 
     @property
     def token_file(self) -> Path:

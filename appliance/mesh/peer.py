@@ -47,6 +47,11 @@ class LocalMedia(Protocol):
         """Where this peer's decoded audio goes (the mixer's input), or None to drop it."""
 
 
+def _wall(t: float | None) -> float | None:
+    """A time.monotonic() instant as wall-clock seconds (comparable across processes)."""
+    return None if t is None else round(time.time() - (time.monotonic() - t), 4)
+
+
 class Peer:
     """The unit's link with one remote participant, rebuilt as needed under one identity."""
 
@@ -302,6 +307,9 @@ class Peer:
             "muted": self.muted,
             "camera": self.camera,
             "stale": self.stale,
+            "rebuilds": self.rebuilds,
+            "connected_at": _wall(self.connected_at),
+            "first_frame_at": _wall(video.first_frame_at if video else None),
         }
 
     async def close(self) -> None:
