@@ -119,7 +119,9 @@ def stamp_frame(frame: av.VideoFrame, stamp: Stamp) -> av.VideoFrame:
     y, u, v = (_plane(yuv, i) for i in range(3))
     stamp_planes(y, u, v, stamp)
     out = _from_planes(y, u, v)
-    out.pts, out.time_base = frame.pts, frame.time_base
+    out.pts = frame.pts
+    if frame.time_base is not None:
+        out.time_base = frame.time_base
     return out
 
 

@@ -94,7 +94,9 @@ class X264Encoder:
         if frame.width != self.width or frame.height != self.height or frame.format.name != "yuv420p":
             pts, tb = frame.pts, frame.time_base
             frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
-            frame.pts, frame.time_base = pts, tb
+            frame.pts = pts
+            if tb is not None:
+                frame.time_base = tb
         frame.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
         packets = self._ctx.encode(frame)
         for packet in packets:

@@ -1,0 +1,184 @@
+"""The Raspberry Pi camera through picamera2, encoded by the Pi's hardware H.264 encoder.
+
+On a Pi the unit does not encode in software at all: libcamera fills YUV420 buffers, the
+VideoCore's V4L2 H.264 encoder compresses them, and picamera2 hands each access unit to an
+``Output`` via ``outputframe(frame, keyframe, timestamp, ...)`` — on the encoder's own
+thread. :class:`PiCameraSource` subclasses that ``Output`` and passes each chunk to the
+event loop with ``loop.call_soon_threadsafe`` as an :class:`av.Packet`, which the shared
+fan-out (:mod:`appliance.mesh.fanout`) sends to every peer unchanged.
+
+The encoder is set up for WebRTC: constrained baseline (no B-frames), SPS/PPS repeated
+before every IDR (``repeat=True``), an IDR period (``iperiod``) as a safety net, and
+``force_key_frame()`` whenever a peer joins or reports loss.
+
+picamera2 is imported here only, and only when ``start()`` runs without injected classes,
+so the package imports anywhere. Tests inject a fake camera/encoder/Output that honour
+picamera2's API (the one hardware edge that cannot exist off a Pi).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import av
+
+from appliance.capture.base import VIDEO_CLOCK, VIDEO_TIME_BASE, EncodedVideoSource
+from appliance.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+
+def _output_class(base: type, deliver: Any) -> type:
+    """A picamera2 ``Output`` subclass whose frames go to ``deliver`` (encoder thread)."""
+
+    class LoopOutput(base):  # type: ignore[misc, valid-type]
+        def outputframe(self, frame: Any, keyframe: bool = True, timestamp: int | None = None, packet: Any = None, audio: bool = False) -> None:
+            if audio:
+                return
+            deliver(bytes(frame), bool(keyframe), timestamp)
+
+    return LoopOutput
+
+
+class PiCameraSource(EncodedVideoSource):
+    """Pi camera + hardware H.264 as an :class:`EncodedVideoSource`."""
+
+    def __init__(
+        self,
+        *,
+        width: int = 640,
+        height: int = 480,
+        fps: int = 30,
+        bitrate: int = 500_000,
+        keyframe_interval: float = 5.0,
+        key: str = "video.type",
+        camera_class: Any = None,
+        encoder_class: Any = None,
+        output_class: Any = None,
+        queue_packets: int = 8,
+    ) -> None:
+        self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
+        self.keyframe_interval = keyframe_interval
+        self.key = key
+        self._classes = (camera_class, encoder_class, output_class)
+        self._queue_packets = queue_packets
+        self._queue: asyncio.Queue[av.Packet] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._camera: Any = None
+        self._encoder: Any = None
+        self._output: Any = None
+        self._restart: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def _resolve(self) -> tuple[Any, Any, Any]:
+        camera_class, encoder_class, output_class = self._classes
+        if camera_class is None or encoder_class is None or output_class is None:
+            try:
+                from picamera2 import Picamera2
+                from picamera2.encoders import H264Encoder
+                from picamera2.outputs import Output
+            except ImportError as exc:
+                raise DeviceError("picamera", self.key, "picamera2 is not installed (only on Raspberry Pi OS: apt install python3-picamera2)") from exc
+            camera_class = camera_class or Picamera2
+            encoder_class = encoder_class or H264Encoder
+            output_class = output_class or Output
+        return camera_class, encoder_class, output_class
+
+    def _open(self) -> None:
+        """Blocking: open and configure the camera, start recording (run on a thread)."""
+        camera_class, encoder_class, output_class = self._resolve()
+        try:
+            camera = camera_class()
+        except (IndexError, RuntimeError, OSError) as exc:
+            raise DeviceError("picamera", self.key, f"no camera found: {exc}") from exc
+        config = camera.create_video_configuration(
+            main={"size": (self.width, self.height), "format": "YUV420"},
+            controls={"FrameRate": self.fps},
+        )
+        camera.configure(config)
+        encoder = encoder_class(
+            bitrate=self.bitrate,
+            repeat=True,
+            iperiod=max(1, int(self.keyframe_interval * self.fps)),
+            framerate=self.fps,
+            profile="constrained baseline",
+        )
+        output = _output_class(output_class, self._from_encoder)()
+        camera.start_recording(encoder, output)
+        self._camera, self._encoder, self._output = camera, encoder, output
+
+    def _stop(self) -> None:
+        camera, self._camera = self._camera, None
+        self._encoder = self._output = None
+        if camera is not None:
+            try:
+                camera.stop_recording()
+            finally:
+                camera.close()
+
+    async def start(self) -> None:
+        if self._camera is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        if self._queue is None:
+            self._queue = asyncio.Queue(self._queue_packets)
+        await asyncio.to_thread(self._open)
+        log.info("pi camera recording %dx%d@%d %d bit/s", self.width, self.height, self.fps, self.bitrate)
+
+    def _from_encoder(self, data: bytes, keyframe: bool, timestamp: int | None) -> None:
+        """Encoder thread → loop."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._put, data, keyframe, timestamp)
+        except RuntimeError:  # loop closed during shutdown
+            pass
+
+    def _put(self, data: bytes, keyframe: bool, timestamp: int | None) -> None:
+        queue = self._queue
+        if queue is None:
+            return
+        packet = av.Packet(data)
+        packet.is_keyframe = keyframe
+        micros = timestamp if timestamp is not None else int(time.monotonic() * 1_000_000)
+        packet.pts = micros * VIDEO_CLOCK // 1_000_000
+        packet.time_base = VIDEO_TIME_BASE
+        if queue.full():
+            queue.get_nowait()  # never let stale video pile up
+            self.dropped += 1
+        queue.put_nowait(packet)
+
+    async def read(self) -> av.Packet:
+        if self._queue is None:
+            await self.start()
+        assert self._queue is not None
+        return await self._queue.get()
+
+    def force_keyframe(self) -> None:
+        if self._encoder is not None:
+            self._encoder.force_key_frame()
+
+    def reconfigure(self, width: int, height: int, fps: int, bitrate: int) -> None:
+        changed = (width, height, fps, bitrate) != (self.width, self.height, self.fps, self.bitrate)
+        super().reconfigure(width, height, fps, bitrate)
+        if changed and self._camera is not None:
+            self._restart = asyncio.get_running_loop().create_task(self._restart_recording())
+
+    async def _restart_recording(self) -> None:
+        """The hardware encoder's size is fixed while recording: stop, reconfigure, start (IDR first)."""
+        await asyncio.to_thread(self._stop)
+        await asyncio.to_thread(self._open)
+        log.info("pi camera now %dx%d@%d %d bit/s", self.width, self.height, self.fps, self.bitrate)
+
+    async def close(self) -> None:
+        if self._restart is not None:
+            await asyncio.gather(self._restart, return_exceptions=True)
+            self._restart = None
+        if self._camera is not None:
+            await asyncio.to_thread(self._stop)
+            log.info("pi camera closed")
+        self._queue = None

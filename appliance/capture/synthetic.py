@@ -1,0 +1,120 @@
+"""Audio devices that need no hardware: a synthetic microphone and a discarding speaker.
+
+:class:`SyntheticAudioSource` speaks a tone whose pitch depends on the sender id, in
+talk-spurts (on ~1.2 s, off ~0.4 s) so that level meters and active-speaker highlighting
+have something to follow. :class:`NullAudioSink` consumes frames at the real 48 kHz
+rate from a bounded buffer, like a sound card would, and keeps what it "played" for
+inspection. Both are paced by the event loop's clock; simulated units and tests use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+
+import av
+import numpy as np
+
+from appliance.capture.base import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AUDIO_TIME_BASE, AudioSink, AudioSource
+
+
+def audio_frame(samples: np.ndarray, pts: int | None = None) -> av.AudioFrame:
+    """An ``s16`` frame from an int16 array shaped (samples,) mono or (samples, channels)."""
+    data = np.ascontiguousarray(samples, dtype=np.int16)
+    channels = 1 if data.ndim == 1 else data.shape[1]
+    frame = av.AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout="mono" if channels == 1 else "stereo")
+    frame.sample_rate = AUDIO_RATE
+    frame.time_base = AUDIO_TIME_BASE
+    if pts is not None:
+        frame.pts = pts
+    return frame
+
+
+def frame_samples(frame: av.AudioFrame) -> np.ndarray:
+    """An ``s16`` frame's samples as int16, shaped (samples, channels)."""
+    channels = len(frame.layout.channels)
+    return frame.to_ndarray().reshape(-1, channels) if frame.format.is_packed else frame.to_ndarray().T
+
+
+class SyntheticAudioSource(AudioSource):
+    """A paced test tone in talk-spurts; restartable, so mute can close and reopen it."""
+
+    def __init__(self, *, sender: int = 0, amplitude: float = 0.3, channels: int = 1) -> None:
+        self.channels = channels
+        self.frequency = 300.0 + (sender % 8) * 55.0
+        self.amplitude = amplitude
+        self.started = False
+        self.frames_read = 0
+        self._sample = 0
+        self._next = 0.0
+
+    async def start(self) -> None:
+        self.started = True
+        self._next = time.monotonic()
+
+    async def read(self) -> av.AudioFrame:
+        if not self.started:
+            await self.start()
+        now = time.monotonic()
+        if self._next > now:
+            await asyncio.sleep(self._next - now)
+        elif now - self._next > 0.1:
+            self._next = now  # the loop stalled: resume, do not burst
+        self._next += AUDIO_FRAME_MS / 1000
+        t = (self._sample + np.arange(AUDIO_SAMPLES)) / AUDIO_RATE
+        talking = (t % 1.6) < 1.2
+        wave = self.amplitude * 32767 * np.sin(2 * np.pi * self.frequency * t) * talking
+        samples = wave.astype(np.int16)
+        if self.channels == 2:
+            samples = np.repeat(samples[:, None], 2, axis=1)
+        frame = audio_frame(samples, self._sample)
+        self._sample += AUDIO_SAMPLES
+        self.frames_read += 1
+        return frame
+
+    async def close(self) -> None:
+        self.started = False
+
+
+class NullAudioSink(AudioSink):
+    """Plays into nothing, at real-time pace, from a bounded buffer (``buffer_ms``)."""
+
+    def __init__(self, *, buffer_ms: int = 60, channels: int = 1, keep: int = 500) -> None:
+        self.channels = channels
+        self._buffer: collections.deque[np.ndarray] = collections.deque(maxlen=max(1, buffer_ms // AUDIO_FRAME_MS))
+        self.played: collections.deque[np.ndarray] = collections.deque(maxlen=keep)
+        self.frames_played = 0
+        self.frames_dropped = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._clock(), name="null-audio-sink")
+
+    def write(self, frame: av.AudioFrame) -> None:
+        if len(self._buffer) == self._buffer.maxlen:
+            self.frames_dropped += 1
+        self._buffer.append(frame_samples(frame))
+
+    @property
+    def delay(self) -> float:
+        return len(self._buffer) * AUDIO_FRAME_MS / 1000
+
+    async def _clock(self) -> None:
+        next_tick = time.monotonic()
+        while True:
+            next_tick += AUDIO_FRAME_MS / 1000
+            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+            if self._buffer:
+                self.played.append(self._buffer.popleft())
+                self.frames_played += 1
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
