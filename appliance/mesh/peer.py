@@ -16,6 +16,7 @@ ICE servers) and gathers host candidates inside :func:`appliance.mesh.ice.gather
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,8 @@ from appliance.mesh.receive import AudioReceiver, VideoReceiver
 from appliance.mesh.stats import StatsSampler
 
 log = logging.getLogger(__name__)
+
+_serial = itertools.count(1)
 
 SendSignal = Callable[[str, dict[str, Any]], Awaitable[bool]]
 
@@ -43,8 +46,11 @@ class LocalMedia(Protocol):
     def bind_video_sender(self, sender: Any) -> None:
         """Route the sender's keyframe requests to the shared encoder."""
 
-    def remote_audio(self, peer_id: str) -> Callable[[Any], None] | None:
-        """Where this peer's decoded audio goes (the mixer's input), or None to drop it."""
+    def add_remote_audio(self, key: str, track: Any) -> bool:
+        """Mix this remote audio track to the speaker; False when there is no mixer."""
+
+    def remove_remote_audio(self, key: str) -> None:
+        """Stop mixing the track added under ``key``."""
 
 
 def _wall(t: float | None) -> float | None:
@@ -81,6 +87,7 @@ class Peer:
         self.camera = True
         self.stale = False  # not (yet) in the room roster of the current signaling session
         self.created_at = time.monotonic()
+        self.audio_key = f"{remote_id}#{next(_serial)}"  # stable across rekeying; the mixer's key
         self.connected_at: float | None = None
         self.failures = 0
         self.rebuilds = 0
@@ -154,8 +161,9 @@ class Peer:
                 self.video = VideoReceiver(track, label=self.label, stamp_reader=self.stamp_reader)
                 self.video.start()
             elif track.kind == "audio":
-                self.audio = AudioReceiver(track, label=self.label, on_frame=self.media.remote_audio(self.remote_id))
-                self.audio.start()
+                self.audio = AudioReceiver(track, label=self.label)
+                if not self.media.add_remote_audio(self.audio_key, self.audio.track):
+                    self.audio.start()
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
@@ -175,6 +183,8 @@ class Peer:
         pc, self.pc = self.pc, None
         video, audio, self.video, self.audio = self.video, self.audio, None, None
         tracks, self._local_tracks = self._local_tracks, []
+        if audio is not None:
+            self.media.remove_remote_audio(self.audio_key)
         for rx in (video, audio):
             if rx is not None:
                 await rx.close()

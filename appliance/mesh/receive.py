@@ -118,17 +118,22 @@ class VideoReceiver:
 
 
 class AudioReceiver:
-    """Drains one remote audio track into ``on_frame(frame)`` (the mixer's input for this peer)."""
+    """One remote audio track on its way to the mixer, counting frames as they pass.
 
-    def __init__(self, track: Any, *, label: str, on_frame: Callable[[Any], None] | None = None) -> None:
-        self.track = track
+    The mixer pulls from :attr:`track` (a pass-through of the remote track) at its own
+    pace; without a mixer, :meth:`start` drains the track so aiortc's queue never grows.
+    """
+
+    def __init__(self, track: Any, *, label: str) -> None:
+        self.remote = track
         self.label = label
-        self.on_frame = on_frame
         self.frames = 0
         self.last_frame_at: float | None = None
+        self.track = _CountingTrack(self)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        """Drain the track here (when nothing else consumes it)."""
         self._task = asyncio.create_task(self._pump(), name=f"audio-rx-{self.label}")
 
     async def _pump(self) -> None:
@@ -136,16 +141,42 @@ class AudioReceiver:
 
         while True:
             try:
-                frame = await self.track.recv()
+                await self.track.recv()
             except MediaStreamError:
                 return
-            self.frames += 1
-            self.last_frame_at = time.monotonic()
-            if self.on_frame is not None:
-                self.on_frame(frame)
 
     async def close(self) -> None:
+        self.track.stop()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+
+
+def _counting_track_class() -> type:
+    from aiortc import MediaStreamTrack
+
+    class CountingTrack(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self, owner: AudioReceiver) -> None:
+            super().__init__()
+            self.owner = owner
+
+        async def recv(self) -> Any:
+            frame = await self.owner.remote.recv()
+            self.owner.frames += 1
+            self.owner.last_frame_at = time.monotonic()
+            return frame
+
+    return CountingTrack
+
+
+def _CountingTrack(owner: AudioReceiver) -> Any:  # noqa: N802 - builds the aiortc track lazily
+    global _counting_cls
+    if _counting_cls is None:
+        _counting_cls = _counting_track_class()
+    return _counting_cls(owner)
+
+
+_counting_cls: Any = None

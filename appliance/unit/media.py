@@ -13,19 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from appliance.capture import base
 
 log = logging.getLogger(__name__)
-
-
-def _optional(module: str) -> Any:
-    try:
-        return __import__(module, fromlist=["_"])
-    except ImportError:
-        return None
 
 
 class UnitMedia:
@@ -52,20 +44,17 @@ class UnitMedia:
         source = base.open_video_source(v, sender=self.sender, prefix="video")
         self.video = SharedVideo(source, width=v.width, height=v.height, fps=v.fps, bitrate=v.bitrate, name=self.name)
         await self.video.start()
-        audio = _optional("appliance.mesh.audio")
-        if audio is not None and self.conf.audio.source != "none":
-            self.mic = base.open_audio_source(self.conf.audio, sender=self.sender, prefix="audio")
-            self.sink = base.open_audio_sink(self.conf.audio, prefix="audio")
-            await self.mic.start()
-            await self.sink.start()
-            self.audio_out = _build(audio, "SharedAudio", self.mic)
-            self.mixer = _build(audio, "AudioMixer", self.sink)
-            for part in (self.audio_out, self.mixer):
-                start = getattr(part, "start", None)
-                if start is not None:
-                    result = start()
-                    if hasattr(result, "__await__"):
-                        await result
+        from appliance.mesh.audio import AudioMixer, SharedAudio
+
+        a = self.conf.audio
+        self.mic = base.open_audio_source(a, sender=self.sender, prefix="audio")
+        self.sink = base.open_audio_sink(a, prefix="audio")
+        # open the devices now, so an absent one stops start-up with its config key
+        await self.mic.start()
+        self.audio_out = SharedAudio(self.mic, muted=self.muted, name=self.name)
+        await self.audio_out.start()
+        self.mixer = AudioMixer(self.sink, name=self.name)
+        await self.mixer.start()
         if self.conf.quality.adaptive:
             from appliance.mesh.quality import QualityPolicy, tier_named
 
@@ -88,13 +77,15 @@ class UnitMedia:
         if self.video is not None:
             self.video.attach(sender)
 
-    def remote_audio(self, peer_id: str) -> Callable[[Any], None] | None:
+    def add_remote_audio(self, key: str, track: Any) -> bool:
         if self.mixer is None:
-            return None
-        feed = getattr(self.mixer, "input", None) or getattr(self.mixer, "feed", None)
-        if feed is None:
-            return None
-        return lambda frame: feed(peer_id, frame)
+            return False
+        self.mixer.add(key, track)
+        return True
+
+    def remove_remote_audio(self, key: str) -> None:
+        if self.mixer is not None:
+            self.mixer.remove(key)
 
     # -- controls --------------------------------------------------------------------------
 
@@ -137,17 +128,7 @@ class UnitMedia:
         for part in (self.video, self.audio_out, self.mixer, self.mic, self.sink):
             if part is None:
                 continue
-            close = getattr(part, "close", None) or getattr(part, "stop", None)
-            if close is None:
-                continue
             try:
-                result = close()
-                if hasattr(result, "__await__"):
-                    await result
+                await part.close()
             except Exception as exc:  # noqa: BLE001 - closing everything matters more than one error
                 log.warning("%s: closing %s failed: %s", self.name, type(part).__name__, exc)
-
-
-def _build(module: Any, name: str, arg: Any) -> Any:
-    cls = getattr(module, name, None)
-    return None if cls is None else cls(arg)
