@@ -35,7 +35,7 @@ from typing import Any
 
 from appliance.bench import signaling_traffic as traffic
 from appliance.bench.report import Result
-from appliance.bench.signaling_servers import BenchError, ServerProcess, _env, add_user, start_peerjs, start_wallmesh
+from appliance.bench.signaling_servers import BenchError, ServerProcess, _env, start_peerjs, start_wallmesh
 
 BENCH_USER = "bench"
 
@@ -50,6 +50,7 @@ class Plan:
     steady_s: float = 20.0
     steady_rate: float = 2.5  # room joins per second in steady state: ~330 relayed frames/s
     targets: tuple[str, ...] = ("wallmesh", "peerjs")
+    drop: int = 0  # clients cut off before the storm: proves that lost frames are counted
 
 
 FULL = Plan()
@@ -219,6 +220,8 @@ async def _drive(plan: Plan, figures: Figures, server: ServerProcess, dialect: s
             figures.connect_errors.update(r["errors"])
         if not server.alive():
             raise BenchError(f"{figures.server} exited while clients connected: {server.log_tail()}")
+        if plan.drop:
+            await loads[0].call("drop", wait_s=30, count=plan.drop)
         await asyncio.sleep(1.0)
 
         progress("%s: join storm of %d rooms", figures.server, figures.clients // traffic.ROOM_SIZE)
@@ -261,8 +264,7 @@ async def _login(url: str, username: str, password: str) -> str:
 async def _bench_wallmesh(plan: Plan, workdir: Path) -> Figures:
     figures = Figures("wallmesh")
     password = secrets.token_urlsafe(18)
-    await asyncio.to_thread(add_user, workdir, BENCH_USER, password)
-    server = await asyncio.to_thread(start_wallmesh, workdir)
+    server = await asyncio.to_thread(start_wallmesh, workdir, BENCH_USER, password)
     try:
         progress("wallmesh signal at %s (pid %d)", server.url, server.pid)
         token = await _login(server.url, BENCH_USER, password)

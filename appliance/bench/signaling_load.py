@@ -11,6 +11,7 @@ driven by the benchmark over its stdin/stdout, one JSON object per line:
 * ``{"op": "leave"}`` every member leaves its room (wallmesh only)
 * ``{"op": "steady", "t0": ns, "seconds": s, "rate": rooms_per_s}`` rooms join, exchange
   and leave one after another at a site's pace → latencies
+* ``{"op": "drop", "count": n}`` cuts the first n clients off (to prove lost frames show)
 * ``{"op": "close"}``
 
 The first stdin line is the secret the clients authenticate with, so it never appears in a
@@ -32,10 +33,10 @@ import time
 from collections import Counter
 from typing import Any
 
-import aiohttp
 import orjson
 
 from appliance.bench import signaling_traffic as traffic
+from appliance.bench.signaling_wsclient import WsClient
 
 CONNECT_CONCURRENCY = 48
 PEERJS_HEARTBEAT_S = 5.0  # what the PeerJS browser client sends by default
@@ -55,14 +56,15 @@ def cpu_seconds() -> float:
 class Member:
     """One client: a WebSocket, its room, and the id the server knows it by."""
 
-    __slots__ = ("index", "room", "ws", "peer_id", "seed")
+    __slots__ = ("index", "room", "ws", "peer_id", "seed", "first")
 
     def __init__(self, index: int, room: Room) -> None:
         self.index = index
         self.room = room
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.ws: WsClient | None = None
         self.peer_id = ""
         self.seed = index
+        self.first: asyncio.Future[dict[str, Any]] | None = None
 
 
 class Room:
@@ -143,8 +145,6 @@ class Load:
         self.by_id: dict[str, Member] = {}
         self.tally = Tally()
         self.seq = 0
-        self.session: aiohttp.ClientSession | None = None
-        self.readers: list[asyncio.Task[None]] = []
         self.background: list[asyncio.Task[None]] = []
         self.connect_errors: Counter[str] = Counter()
         self.closing = False
@@ -156,8 +156,6 @@ class Load:
     # --- connections ----------------------------------------------------------------
 
     async def connect(self) -> dict[str, Any]:
-        connector = aiohttp.TCPConnector(limit=0, force_close=False)
-        self.session = aiohttp.ClientSession(connector=connector)
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
         started = time.monotonic()
 
@@ -165,11 +163,11 @@ class Load:
             async with gate:
                 try:
                     await self._open(member)
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, KeyError) as exc:
+                except (ConnectionError, asyncio.TimeoutError, OSError, ValueError, KeyError) as exc:
                     self.connect_errors[type(exc).__name__] += 1
+                    if member.ws is not None:
+                        member.ws.abort()
                     member.ws = None
-                    return
-            self.readers.append(asyncio.create_task(self._read(member)))
 
         await asyncio.gather(*(one(m) for m in self.members))
         if self.dialect == "peerjs":
@@ -183,28 +181,49 @@ class Load:
         return {"connected": connected, "clients": len(self.members), "errors": dict(self.connect_errors)}
 
     async def _open(self, member: Member) -> None:
-        assert self.session is not None
-        timeout = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0)
+        member.first = asyncio.get_running_loop().create_future()
+        on_message = self._on_message_for(member)
+        on_close = self._on_close_for(member)
         if self.dialect == "wallmesh":
-            ws = await self.session.ws_connect(self.url + "/ws", timeout=timeout, max_msg_size=1 << 20, decode_text=False)
-            await ws.send_frame(orjson.dumps({"type": "hello", "token": self.secret, "name": f"bench-{member.index}"}), aiohttp.WSMsgType.TEXT)
-            msg = await ws.receive(timeout=30)
-            obj = orjson.loads(msg.data) if msg.type is aiohttp.WSMsgType.TEXT else {}
+            ws = await WsClient.connect(self.url + "/ws", on_message, on_close)
+            member.ws = ws
+            ws.send(orjson.dumps({"type": "hello", "token": self.secret, "name": f"bench-{member.index}"}))
+            obj = await asyncio.wait_for(member.first, 30)
             if obj.get("type") != "welcome":
-                await ws.close()
-                raise ValueError(f"no welcome: {obj.get('type') or msg.type!r}")
+                raise ValueError(f"no welcome: {obj.get('type')!r}")
             member.peer_id = obj["peer_id"]
         else:
             member.peer_id = f"b{member.index}"
-            query = {"key": "peerjs", "id": member.peer_id, "token": secrets.token_hex(8)}
-            ws = await self.session.ws_connect(self.url + "/peerjs", params=query, timeout=timeout, max_msg_size=1 << 20, decode_text=False)
-            msg = await ws.receive(timeout=30)
-            obj = orjson.loads(msg.data) if msg.type is aiohttp.WSMsgType.TEXT else {}
+            query = f"key=peerjs&id={member.peer_id}&token={secrets.token_hex(8)}"
+            ws = await WsClient.connect(f"{self.url}/peerjs?{query}", on_message, on_close)
+            member.ws = ws
+            obj = await asyncio.wait_for(member.first, 30)
             if obj.get("type") != "OPEN":
-                await ws.close()
-                raise ValueError(f"no OPEN: {obj.get('type') or msg.type!r}")
-        member.ws = ws
+                raise ValueError(f"no OPEN: {obj.get('type')!r}")
         self.by_id[member.peer_id] = member
+
+    def _on_message_for(self, member: Member) -> Any:
+        handle = self._on_wallmesh if self.dialect == "wallmesh" else self._on_peerjs
+
+        def on_message(payload: bytes) -> None:
+            obj = orjson.loads(payload)
+            first = member.first
+            if first is not None and not first.done():
+                first.set_result(obj)
+                return
+            handle(member, obj)
+
+        return on_message
+
+    def _on_close_for(self, member: Member) -> Any:
+        def on_close(code: int | None) -> None:
+            first = member.first
+            if first is not None and not first.done():
+                first.set_exception(ConnectionError(f"closed before the first message ({code})"))
+            if not self.closing:
+                self.tally.errors[f"closed:{code}"] += 1
+
+        return on_close
 
     async def _heartbeats(self) -> None:
         """PeerJS evicts a client that sends nothing for its alive timeout; its browser
@@ -215,21 +234,8 @@ class Load:
         while True:
             for member in live:
                 if member.ws is not None and not member.ws.closed:
-                    await member.ws.send_frame(beat, aiohttp.WSMsgType.TEXT)
+                    member.ws.send(beat)
                 await asyncio.sleep(pause)
-
-    async def _read(self, member: Member) -> None:
-        ws = member.ws
-        assert ws is not None
-        handle = self._on_wallmesh if self.dialect == "wallmesh" else self._on_peerjs
-        try:
-            async for msg in ws:
-                if msg.type is aiohttp.WSMsgType.TEXT:
-                    await handle(member, orjson.loads(msg.data))
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            self.tally.errors[f"socket:{type(exc).__name__}"] += 1
-        if not self.closing:
-            self.tally.errors[f"closed:{ws.close_code}"] += 1
 
     # --- sending --------------------------------------------------------------------
 
@@ -237,47 +243,62 @@ class Load:
         self.seq += 1
         return self.worker * 1_000_000_000 + self.seq
 
-    async def _send(self, member: Member, obj: dict[str, Any]) -> None:
+    def _send(self, member: Member, obj: dict[str, Any]) -> None:
         ws = member.ws
         if ws is None or ws.closed:
             self.tally.errors["send_on_closed"] += 1
             return
-        await ws.send_frame(orjson.dumps(obj), aiohttp.WSMsgType.TEXT)
+        ws.send(orjson.dumps(obj))
 
-    def _spawn_exchange(self, member: Member, to: str, kind: str) -> None:
-        """Negotiate with ``to`` in a task of its own, so the member keeps reading meanwhile."""
-        task = asyncio.create_task(self._exchange(member, to, kind))
+    def _frames(self, member: Member, to: str, kind: str) -> list[dict[str, Any]]:
+        """One SDP (``offer`` or ``answer``) for ``to`` and the candidates that follow it,
+        without their send times (stamped when each is sent)."""
+        pool = self.offer_sdp if kind == "offer" else self.answer_sdp
+        text = pool[member.seed % len(pool)]
+        cands = [traffic.candidate(i, member.seed) for i in range(traffic.CANDIDATES)]
+        if self.dialect == "wallmesh":
+            out = [{"type": "signal", "to": to, "data": {"sdp": {"type": kind, "sdp": text}}}]
+            out += [{"type": "signal", "to": to, "data": {"candidate": c}} for c in cands]
+        else:
+            conn = f"mc_{min(member.peer_id, to)}_{max(member.peer_id, to)}"
+            out = [{"type": "OFFER" if kind == "offer" else "ANSWER", "dst": to, "payload": {"sdp": {"type": kind, "sdp": text}, "type": "media", "connectionId": conn}}]
+            out += [{"type": "CANDIDATE", "dst": to, "payload": {"candidate": c, "type": "media", "connectionId": conn}} for c in cands]
+        return out
+
+    def _stamp(self, obj: dict[str, Any]) -> bytes:
+        inner = obj["data"] if self.dialect == "wallmesh" else obj["payload"]
+        inner["t"] = time.monotonic_ns()
+        inner["k"] = self._key()
+        return orjson.dumps(obj)
+
+    def _exchange(self, member: Member, to: str, kind: str) -> None:
+        """Negotiate with ``to``: in the storm, the SDP and all candidates in one write (as
+        fast as a unit that has gathered them can send); in the steady state, trickled at
+        an ICE agent's pace by a task of its own."""
+        ws = member.ws
+        if ws is None or ws.closed:
+            self.tally.errors["send_on_closed"] += 1
+            return
+        frames = self._frames(member, to, kind)
+        if not self.trickle_s:
+            ws.send_many([self._stamp(f) for f in frames])
+            return
+        task = asyncio.create_task(self._trickle(member, frames))
         self.exchanges.add(task)
         task.add_done_callback(self.exchanges.discard)
 
-    async def _pause(self) -> None:
-        # Between two frames of one exchange: in the storm only a yield (so this process's
-        # receivers run, as a unit's receiving does not wait for its own sending), in the
-        # steady state the pace at which a unit's ICE agent trickles its candidates.
-        await asyncio.sleep(self.trickle_s)
-
-    async def _exchange(self, member: Member, to: str, kind: str) -> None:
-        """Send one SDP (``offer`` or ``answer``) and the trickled candidates to ``to``."""
-        pool = self.offer_sdp if kind == "offer" else self.answer_sdp
-        text = pool[member.seed % len(pool)]
-        if self.dialect == "wallmesh":
-            await self._send(member, {"type": "signal", "to": to, "data": {"sdp": {"type": kind, "sdp": text}, "t": time.monotonic_ns(), "k": self._key()}})
-            for i in range(traffic.CANDIDATES):
-                await self._pause()
-                cand = traffic.candidate(i, member.seed)
-                await self._send(member, {"type": "signal", "to": to, "data": {"candidate": cand, "t": time.monotonic_ns(), "k": self._key()}})
-        else:
-            conn = f"mc_{min(member.peer_id, to)}_{max(member.peer_id, to)}"
-            kind_up = "OFFER" if kind == "offer" else "ANSWER"
-            await self._send(member, {"type": kind_up, "dst": to, "payload": {"sdp": {"type": kind, "sdp": text}, "type": "media", "connectionId": conn, "t": time.monotonic_ns(), "k": self._key()}})
-            for i in range(traffic.CANDIDATES):
-                await self._pause()
-                cand = traffic.candidate(i, member.seed)
-                await self._send(member, {"type": "CANDIDATE", "dst": to, "payload": {"candidate": cand, "type": "media", "connectionId": conn, "t": time.monotonic_ns(), "k": self._key()}})
+    async def _trickle(self, member: Member, frames: list[dict[str, Any]]) -> None:
+        for i, obj in enumerate(frames):
+            if i:
+                await asyncio.sleep(self.trickle_s)
+            if member.ws is None or member.ws.closed:
+                self.tally.errors["send_on_closed"] += 1
+                return
+            member.ws.send(self._stamp(obj))
 
     # --- receiving ------------------------------------------------------------------
 
-    async def _on_wallmesh(self, member: Member, obj: dict[str, Any]) -> None:
+    def _on_wallmesh(self, member: Member, obj: dict[str, Any]) -> None:
         kind = obj.get("type")
         if kind == "signal":
             data = obj["data"]
@@ -285,23 +306,23 @@ class Load:
             self.tally.record(member, self.by_id.get(sender), data["t"], data["k"])
             sdp = data.get("sdp")
             if sdp is not None and sdp.get("type") == "offer":
-                self._spawn_exchange(member, sender, "answer")
+                self._exchange(member, sender, "answer")
         elif kind == "joined":
             for peer in obj.get("peers", ()):
-                self._spawn_exchange(member, peer["peer_id"], "offer")
+                self._exchange(member, peer["peer_id"], "offer")
         elif kind == "left":
             member.room.left += 1
         elif kind == "error":
             self.tally.errors[str(obj.get("code"))] += 1
 
-    async def _on_peerjs(self, member: Member, obj: dict[str, Any]) -> None:
+    def _on_peerjs(self, member: Member, obj: dict[str, Any]) -> None:
         kind = obj.get("type")
         if kind in ("OFFER", "ANSWER", "CANDIDATE"):
             payload = obj["payload"]
             sender = obj.get("src", "")
             self.tally.record(member, self.by_id.get(sender), payload["t"], payload["k"])
             if kind == "OFFER":
-                self._spawn_exchange(member, sender, "answer")
+                self._exchange(member, sender, "answer")
         elif kind in ("ERROR", "EXPIRE", "ID-TAKEN", "LEAVE"):
             self.tally.errors[kind] += 1
 
@@ -317,16 +338,16 @@ class Load:
             if later and stagger_s:
                 await asyncio.sleep(stagger_s)
             if self.dialect == "wallmesh":
-                await self._send(member, {"type": "join", "room": room.name})
+                self._send(member, {"type": "join", "room": room.name})
             else:
                 for earlier in room.members[:later]:
-                    self._spawn_exchange(member, earlier.peer_id, "offer")
+                    self._exchange(member, earlier.peer_id, "offer")
 
     async def _end(self, room: Room) -> None:
         room.busy = False
         if self.dialect == "wallmesh":
             for member in room.members:
-                await self._send(member, {"type": "leave"})
+                self._send(member, {"type": "leave"})
 
     def _phase(self) -> tuple[Tally, float, float]:
         self.tally = Tally()
@@ -349,6 +370,16 @@ class Load:
             room.pending = 0
             room.busy = False
         return out
+
+    def drop(self, count: int) -> dict[str, Any]:
+        """Cut the first ``count`` clients off, as units losing power would: the frames
+        sent to them cannot arrive, which the next phase must report as lost."""
+        dropped = 0
+        for member in self.members[:count]:
+            if member.ws is not None:
+                member.ws.abort()
+                dropped += 1
+        return {"dropped": dropped}
 
     async def leave(self) -> dict[str, Any]:
         rooms = [r for r in self.rooms if r.complete()]
@@ -401,11 +432,10 @@ class Load:
         self.closing = True
         for task in [*self.background, *self.exchanges]:
             task.cancel()
-        await asyncio.gather(*(m.ws.close() for m in self.members if m.ws is not None), return_exceptions=True)
-        for task in self.readers:
-            task.cancel()
-        if self.session is not None:
-            await self.session.close()
+        for member in self.members:
+            if member.ws is not None:
+                member.ws.close()
+        await asyncio.sleep(0.2)  # let the close frames go out
 
 
 async def _sleep_until(t_ns: int) -> None:
@@ -444,6 +474,8 @@ async def serve(args: argparse.Namespace) -> None:
                 out = await load.storm(cmd["t0"], cmd["timeout"])
             elif op == "leave":
                 out = await load.leave()
+            elif op == "drop":
+                out = load.drop(cmd["count"])
             elif op == "steady":
                 out = await load.steady(cmd["t0"], cmd["seconds"], cmd["rate"])
             elif op == "close":

@@ -52,13 +52,18 @@ def free_port() -> int:
 class ServerProcess:
     """A server under test: its process group, its log file, and its figures from /proc."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None, stdin_text: str = "") -> None:
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            argv, stdin=subprocess.PIPE if stdin_text else subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True,
         )
+        if stdin_text:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(stdin_text.encode())
+            self.proc.stdin.close()
         self.pid = self.proc.pid
         self.url = ""
 
@@ -150,26 +155,32 @@ def wallmesh_paths(workdir: Path) -> tuple[Path, Path]:
     return state_dir, config
 
 
-def add_user(workdir: Path, username: str, password: str) -> None:
-    """Create the benchmark's account with ``wallmesh user add`` (before the server starts)."""
+def _cli_has(*words: str) -> bool:
+    """Whether ``wallmesh <words> --help`` exists and takes ``--state-dir``."""
+    done = subprocess.run(wallmesh_cli() + [*words, "--help"], capture_output=True, text=True, timeout=60, env=_env())
+    return done.returncode == 0 and "--state-dir" in done.stdout
+
+
+def start_wallmesh(workdir: Path, username: str, password: str) -> ServerProcess:
+    """Create the benchmark's account, then start ``wallmesh signal`` on an ephemeral
+    loopback port with its own state directory and the benchmark config.
+
+    Uses ``wallmesh user add`` and ``wallmesh signal``; while those commands are not
+    available, :mod:`appliance.bench.signaling_host` runs the same ``SignalServer``.
+    """
     state_dir, config = wallmesh_paths(workdir)
-    argv = wallmesh_cli() + ["user", "add", username, "--state-dir", str(state_dir), "--config", str(config)]
-    done = subprocess.run(argv, input=password + "\n", capture_output=True, text=True, timeout=120, env=_env())
-    if done.returncode != 0 and "--config" in argv:
-        # Older CLIs take no --config for user administration.
+    if _cli_has("signal") and _cli_has("user", "add"):
         argv = wallmesh_cli() + ["user", "add", username, "--state-dir", str(state_dir)]
         done = subprocess.run(argv, input=password + "\n", capture_output=True, text=True, timeout=120, env=_env())
-    if done.returncode != 0:
-        raise BenchError(f"wallmesh user add failed: {done.stderr.strip()[-300:]}")
-
-
-def start_wallmesh(workdir: Path) -> ServerProcess:
-    """Start ``wallmesh signal`` on an ephemeral loopback port with its own state directory."""
-    state_dir, config = wallmesh_paths(workdir)
-    argv = wallmesh_cli() + ["signal", "--config", str(config), "--state-dir", str(state_dir), "--host", "127.0.0.1", "--port", "0"]
-    server = ServerProcess("wallmesh signal", argv, workdir / "signal.log", env=_env())
+        if done.returncode != 0:
+            raise BenchError(f"wallmesh user add failed: {done.stderr.strip()[-300:]}")
+        argv = wallmesh_cli() + ["signal", "--config", str(config), "--state-dir", str(state_dir), "--host", "127.0.0.1", "--port", "0"]
+        server = ServerProcess("wallmesh signal", argv, workdir / "signal.log", env=_env())
+    else:
+        argv = [sys.executable, "-m", "appliance.bench.signaling_host", "--config", str(config), "--state-dir", str(state_dir), "--user", username]
+        server = ServerProcess("wallmesh signal (SignalServer host)", argv, workdir / "signal.log", env=_env(), stdin_text=password + "\n")
     try:
-        found = server.wait_for(r"listening on (\S+)", timeout=60)
+        found = server.wait_for(r"listening on (\S+)", timeout=90)
     except BenchError:
         server.stop()
         raise
