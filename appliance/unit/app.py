@@ -72,6 +72,8 @@ class UnitDaemon:
             stamp_reader=default_stamp_reader(),
         )
         self.status_server: Any = None
+        self.wall: Any = None
+        self.heartbeat: Any = None  # the systemd watchdog's beat(name), set by the runner
         self._listeners: list[StatusCallback] = []
         self._file_task: asyncio.Task[None] | None = None
         self._notify_pending = False
@@ -89,6 +91,11 @@ class UnitDaemon:
 
         self.status_server = StatusServer(self, self.conf.status.host, self.conf.status.port)
         await self.status_server.start()
+        if not self.conf.headless:
+            from appliance.unit.wall import Wall
+
+            self.wall = Wall(self.conf, self, heartbeat=self.heartbeat)
+            await self.wall.start()
         if self.conf.status.file:
             self._file_task = asyncio.create_task(self._write_status_file(), name="status-file")
         if self.conf.autojoin:
@@ -106,6 +113,8 @@ class UnitDaemon:
             await asyncio.gather(self._file_task, return_exceptions=True)
         if self.status_server is not None:
             await self.status_server.close()
+        if self.wall is not None:
+            await self.wall.close()
         await self.media.close()
 
     # -- SignalHandler ---------------------------------------------------------------------

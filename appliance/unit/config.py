@@ -97,7 +97,7 @@ class UnitConfig:
     room: str = setting("lobby", help="room this unit joins at start", pattern=ROOM_PATTERN)
     state_dir: str = setting("/var/lib/wallmesh", help="device secret, pinned fingerprint, logs (mode 0700)")
     autojoin: bool = setting(True, help="join the room at start (false: wait for the join button)")
-    headless: bool = setting(False, help="run without a display (no compositor): a test unit, or audio/video relay only")
+    headless: bool = setting(False, help="run without display, buttons and LEDs (test units, simulated units)")
     snapshot_dir: str = setting("", help="write a PNG of the display here every snapshot_every_s (demo, diagnostics)")
     snapshot_every_s: float = setting(2.0, help="seconds between display snapshots", min=0.1, max=3600)
     server: ServerConfig = section(ServerConfig)

@@ -23,6 +23,8 @@ async def serve(conf: Any, *, seconds: float | None = None) -> int:
     daemon = UnitDaemon(conf)
     notifier = Notifier()
     watchdog = Watchdog.from_systemd(notifier)
+    if watchdog is not None:
+        daemon.heartbeat = watchdog.beat
     try:
         await daemon.start()
         notifier.ready(f"room {conf.room}")

@@ -1,0 +1,88 @@
+"""The unit's wall: display, buttons and LEDs, attached to a running daemon.
+
+The display draws on its own thread (:class:`~appliance.display.runner.DisplayLoop`).
+It must not reach into the mesh from there, so a small task on the event loop
+builds a fresh :class:`~appliance.display.model.WallModel` at display rate and
+publishes it by reference; the display thread only ever reads the latest one.
+Buttons and LEDs share one gpiozero pin factory chosen by ``buttons.pin_factory``.
+Optional snapshots (``snapshot_dir``) write PNGs of what the display shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from appliance.display.model import WallModel
+
+log = logging.getLogger(__name__)
+
+
+class Wall:
+    """Display, buttons and LEDs of one unit (see the module docstring)."""
+
+    def __init__(self, conf: Any, controller: Any, *, heartbeat: Any = None) -> None:
+        self.conf = conf
+        self.controller = controller
+        self.heartbeat = heartbeat
+        self.display: Any = None
+        self.buttons: Any = None
+        self.leds: Any = None
+        self.model = WallModel()
+        self.snapshots = 0
+        self._unsubscribe: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        from appliance.display.runner import DisplayLoop
+
+        self.model = self.controller.wall_model()
+        self.display = DisplayLoop(self.conf.display, lambda: self.model, heartbeat=self.heartbeat)
+        await asyncio.to_thread(self.display.start)
+        self._tasks.append(asyncio.create_task(self._feed(), name="wall-model"))
+        if self.conf.snapshot_dir:
+            Path(self.conf.snapshot_dir).mkdir(parents=True, exist_ok=True)
+            self._tasks.append(asyncio.create_task(self._snapshots(), name="wall-snapshots"))
+        self._start_controls()
+
+    def _start_controls(self) -> None:
+        from appliance.controls.gpio import ButtonPanel, LedPanel, make_pin_factory
+
+        factory = make_pin_factory(self.conf.buttons.pin_factory)
+        self.buttons = ButtonPanel(self.conf.buttons, self.controller, asyncio.get_running_loop(), pin_factory=factory)
+        self.buttons.start()
+        if self.conf.leds.kind != "none":
+            self.leds = LedPanel(self.conf.leds, pin_factory=factory)
+            self._unsubscribe = self.leds.attach(self.controller)
+
+    async def _feed(self) -> None:
+        period = 1.0 / self.conf.display.fps
+        while True:
+            self.model = self.controller.wall_model()
+            self.display.wake()
+            await asyncio.sleep(period)
+
+    async def _snapshots(self) -> None:
+        directory = Path(self.conf.snapshot_dir)
+        while True:
+            await asyncio.sleep(self.conf.snapshot_every_s)
+            path = directory / f"wall-{self.snapshots:04d}.png"
+            if await asyncio.to_thread(self.display.snapshot, str(path)):
+                self.snapshots += 1
+                (directory / "latest.png").unlink(missing_ok=True)
+                (directory / "latest.png").symlink_to(path.name)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for part in (self.buttons, self.leds):
+            if part is not None:
+                part.close()
+        if self.display is not None:
+            await asyncio.to_thread(self.display.stop)
