@@ -1,0 +1,188 @@
+"""JWT negative suite and key handling: only tokens this site signed, for the right use, pass."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import time
+
+import jwt as pyjwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from appliance import protocol
+from appliance.errors import AuthError
+from appliance.signaling.auth import Hasher, KeyRing, LoginThrottle, TokenService
+
+from .conftest import Client
+
+
+@pytest.fixture
+def ring(tmp_path) -> KeyRing:
+    keys = KeyRing(tmp_path, max_token_ttl_s=3600)
+    keys.load()
+    return keys
+
+
+@pytest.fixture
+def svc(ring) -> TokenService:
+    return TokenService(ring, issuer="wallmesh", audience="wallmesh-signal")
+
+
+def _b64(obj) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+def _claims(**over):
+    now = int(time.time())
+    base = {"iss": "wallmesh", "aud": "wallmesh-signal", "sub": "alice", "kind": "user", "name": "alice",
+            "rooms": ["*"], "iat": now, "exp": now + 600, "jti": "j1"}
+    base.update(over)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def _sign(ring: KeyRing, payload, **headers) -> str:
+    kid, key = ring.signing_key()
+    return pyjwt.encode(payload, key, algorithm="EdDSA", headers={"kid": kid, **headers})
+
+
+def test_good_token_round_trips(svc) -> None:
+    claims = svc.verify(svc.issue("user", "alice", "Alice", ["lobby"], 60), "user")
+    assert (claims.sub, claims.name, claims.rooms) == ("alice", "Alice", ("lobby",))
+    assert claims.grants("lobby") and not claims.grants("other")
+
+
+def test_alg_none_refused(svc, ring) -> None:
+    kid, _ = ring.signing_key()
+    token = _b64({"alg": "none", "typ": "JWT", "kid": kid}) + "." + _b64(_claims()) + "."
+    with pytest.raises(AuthError):
+        svc.verify(token, "user")
+
+
+def test_hmac_with_the_public_key_refused(svc, ring) -> None:
+    kid, key = ring.signing_key()
+    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    import hashlib
+    import hmac
+
+    for secret in (public_pem, raw):
+        header = _b64({"alg": "HS256", "typ": "JWT", "kid": kid})
+        body = _b64(_claims())
+        sig = hmac.new(secret, f"{header}.{body}".encode(), hashlib.sha256).digest()
+        token = f"{header}.{body}." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+        with pytest.raises(AuthError):
+            svc.verify(token, "user")
+
+
+def test_other_keys_and_algorithms_refused(svc, ring) -> None:
+    kid, _ = ring.signing_key()
+    foreign = Ed25519PrivateKey.generate()
+    with pytest.raises(AuthError):
+        svc.verify(pyjwt.encode(_claims(), foreign, algorithm="EdDSA", headers={"kid": kid}), "user")
+    es = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(AuthError):
+        svc.verify(pyjwt.encode(_claims(), es, algorithm="ES256", headers={"kid": kid}), "user")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"aud": "someone-else"},
+        {"aud": ["wallmesh-signal-x"]},
+        {"iss": "wallmes"},        # partial issuer
+        {"iss": "wallmesh-evil"},
+        {"iss": None},
+        {"aud": None},
+        {"sub": None},
+        {"exp": None},             # missing exp
+        {"exp": int(time.time()) - 120, "iat": int(time.time()) - 700},  # expired
+        {"kind": "device"},
+        {"kind": "enroll"},
+        {"kind": None},
+        {"rooms": "lobby"},
+        {"jti": None},
+    ],
+)
+def test_claim_problems_refused(svc, ring, change) -> None:
+    with pytest.raises(AuthError):
+        svc.verify(_sign(ring, _claims(**change)), "user")
+
+
+def test_device_token_is_not_a_user_token(svc) -> None:
+    device = svc.issue("device", "pi-1", "pi-1", ["*"], 60)
+    svc.verify(device, "device")
+    with pytest.raises(AuthError):
+        svc.verify(device, "user")
+    with pytest.raises(AuthError):
+        svc.verify(svc.issue("user", "alice", "alice", ["*"], 60), "device")
+
+
+def test_rotation_keeps_old_tokens_until_they_expire(tmp_path) -> None:
+    ring = KeyRing(tmp_path, max_token_ttl_s=3600)
+    ring.load()
+    svc = TokenService(ring, issuer="i", audience="a")
+    old = svc.issue("user", "alice", "alice", ["*"], 60)
+    first = ring.current
+    ring.rotate()
+    assert ring.current != first
+    new = svc.issue("user", "alice", "alice", ["*"], 60)
+    assert pyjwt.get_unverified_header(new)["kid"] == ring.current
+    svc.verify(old, "user")
+    svc.verify(new, "user")
+    # once the retired key is older than any token it could have signed, it is dropped
+    index = json.loads((tmp_path / "keys" / "index.json").read_text())
+    index["retired"][first] = time.time() - 7200
+    (tmp_path / "keys" / "index.json").write_text(json.dumps(index))
+    ring.load()
+    with pytest.raises(AuthError):
+        svc.verify(old, "user")
+    svc.verify(new, "user")
+
+
+def test_key_files_are_private(ring, tmp_path) -> None:
+    files = list((tmp_path / "keys").iterdir())
+    assert files
+    for path in files:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+async def test_hasher_meets_owasp_minimum_and_runs_off_loop() -> None:
+    hasher = Hasher(memory_kib=19456, time_cost=2, parallelism=1, workers=1, queue=1)
+    try:
+        digest = await hasher.hash("s3cret-pass")
+        assert digest.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+        assert await hasher.verify(digest, "s3cret-pass")
+        assert not await hasher.verify(digest, "other")
+        assert not await hasher.verify(None, "other")
+    finally:
+        hasher.close()
+
+
+def test_throttle_counts_per_account() -> None:
+    throttle = LoginThrottle(failures=3, window_s=60)
+    for _ in range(3):
+        throttle.check("a")
+        throttle.failed("a")
+    with pytest.raises(AuthError) as info:
+        throttle.check("a")
+    assert info.value.code == "rate_limited"
+    throttle.check("b")
+    throttle.succeeded("a")
+    throttle.check("a")
+
+
+async def test_forged_tokens_refused_at_hello(server, http) -> None:
+    foreign = Ed25519PrivateKey.generate()
+    kid = server.keys.current
+    forged = pyjwt.encode(_claims(), foreign, algorithm="EdDSA", headers={"kid": kid})
+    enroll = await server.admin.enrollment_token(ttl_s=600)
+    for token in (forged, enroll, "x" * 100):
+        c = await Client.connect(http, server)
+        await c.send({"type": "hello", "token": token})
+        assert (await c.recv())["code"] == "unauthorized"
+        assert await c.expect_close() == protocol.CLOSE_UNAUTHORIZED

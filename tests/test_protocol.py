@@ -1,0 +1,115 @@
+"""Wire protocol v1 codec: what is accepted, what is refused with which code, and round trips."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from appliance import protocol as p
+from appliance.errors import ProtocolError
+
+
+@pytest.mark.parametrize(
+    "frame, expected",
+    [
+        ({"type": "hello", "token": "t"}, p.Hello("t")),
+        ({"type": "hello", "token": "t", "name": "Room 4"}, p.Hello("t", "Room 4")),
+        ({"type": "join", "room": "a"}, p.Join("a")),
+        ({"type": "join", "room": "board-room-2"}, p.Join("board-room-2")),
+        ({"type": "signal", "to": "x", "data": {"sdp": {"type": "offer", "sdp": "v=0"}}}, p.Signal("x", {"sdp": {"type": "offer", "sdp": "v=0"}})),
+        ({"type": "signal", "to": "x", "data": {"candidate": {"candidate": "c", "sdpMid": "0"}}}, p.Signal("x", {"candidate": {"candidate": "c", "sdpMid": "0"}})),
+        ({"type": "state", "muted": True, "camera": False}, p.State(True, False)),
+        ({"type": "leave"}, p.Leave()),
+        ({"type": "ping"}, p.Ping()),
+        ({"type": "ping", "id": "abc"}, p.Ping("abc")),
+        ({"type": "ping", "id": 3}, p.Ping(3)),
+    ],
+)
+def test_valid_client_frames(frame, expected) -> None:
+    assert p.parse_client(orjson.dumps(frame)) == expected
+    assert p.parse_client(orjson.dumps(frame).decode()) == expected
+    assert p.parse_client(p.encode_client(expected)) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, code, ref",
+    [
+        (b"", "bad_message", None),
+        (b"not json", "bad_message", None),
+        (b"[1,2]", "bad_message", None),
+        (b'{"no":"type"}', "bad_message", None),
+        (b'{"type":5}', "bad_message", None),
+        (b'{"type":"teleport"}', "unknown", "teleport"),
+        (b'{"type":"hello"}', "bad_message", "hello"),
+        (b'{"type":"hello","token":""}', "bad_message", "hello"),
+        (b'{"type":"hello","token":"t","name":7}', "bad_message", "hello"),
+        (b'{"type":"join","room":"Upper"}', "bad_message", "join"),
+        (b'{"type":"join","room":"-lead"}', "bad_message", "join"),
+        (b'{"type":"join","room":"a\\n"}', "bad_message", "join"),
+        (b'{"type":"join","room":"' + b"a" * 64 + b'"}', "bad_message", "join"),
+        (b'{"type":"signal","to":"x"}', "bad_message", "signal"),
+        (b'{"type":"signal","to":"x","data":{}}', "bad_message", "signal"),
+        (b'{"type":"signal","to":"x","data":{"sdp":"v=0"}}', "bad_message", "signal"),
+        (b'{"type":"signal","to":"x","data":{"sdp":{"type":"bogus","sdp":""}}}', "bad_message", "signal"),
+        (b'{"type":"signal","to":"x","data":{"candidate":"c"}}', "bad_message", "signal"),
+        (b'{"type":"signal","to":3,"data":{"candidate":{}}}', "bad_message", "signal"),
+        (b'{"type":"state","muted":1,"camera":false}', "bad_message", "state"),
+        (b'{"type":"ping","id":true}', "bad_message", "ping"),
+        (b'{"type":"ping","id":[1]}', "bad_message", "ping"),
+    ],
+)
+def test_invalid_client_frames(raw, code, ref) -> None:
+    with pytest.raises(ProtocolError) as info:
+        p.parse_client(raw)
+    assert info.value.code == ("bad_message" if code == "unknown" else code)
+    assert info.value.ref == ref
+    assert info.value.code in p.ERROR_CODES
+
+
+def test_size_limit_counts_utf8_bytes() -> None:
+    head = '{"type":"signal","to":"x","data":{"sdp":{"type":"offer","sdp":"'
+    ok = head + "x" * (p.MAX_FRAME_BYTES - len(head) - 4) + '"}}}'
+    assert len(ok) == p.MAX_FRAME_BYTES
+    p.parse_client(ok)
+    wide = head + "é" * (p.MAX_FRAME_BYTES // 2) + '"}}}'  # fewer characters than bytes: 2 bytes each
+    with pytest.raises(ProtocolError) as info:
+        p.parse_client(wide)
+    assert info.value.code == "too_large"
+
+
+def test_server_frames_round_trip() -> None:
+    frames = [
+        p.encode_welcome("a1", [], 6),
+        p.encode_joined("r", "a1", [p.peer_entry("b2", "B", "device", False, True)]),
+        p.encode_signal("b2", {"candidate": {"candidate": "c"}}),
+        p.encode_peer_joined("b2", "B", "user"),
+        p.encode_peer_left("b2", "timeout"),
+        p.encode_peer_state("b2", True, False),
+        p.encode_left("r"),
+        p.encode_pong(None),
+        p.encode_error("room_full", "full", "join"),
+    ]
+    kinds = [p.parse_server(f)["type"] for f in frames]
+    assert kinds == ["welcome", "joined", "signal", "peer-joined", "peer-left", "peer-state", "left", "pong", "error"]
+    welcome = p.parse_server(frames[0])
+    assert welcome["limits"] == {"max_room_size": 6, "max_frame_bytes": 65536}
+    with pytest.raises(ValueError):
+        p.encode_error("made_up", "x")
+    with pytest.raises(ProtocolError):
+        p.parse_server(b'{"type":"peer-left","peer_id":1,"reason":"x"}')
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_parse_never_raises_anything_else(raw) -> None:
+    try:
+        p.parse_client(raw)
+    except ProtocolError as exc:
+        assert exc.code in p.ERROR_CODES
+
+
+@given(st.from_regex(p.ROOM_PATTERN, fullmatch=True))
+def test_room_names_from_the_pattern_are_valid(room) -> None:
+    assert p.valid_room(room) == (not room.endswith("\n"))
