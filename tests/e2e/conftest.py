@@ -9,6 +9,7 @@ ever travel over loopback.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
 from pathlib import Path
@@ -33,21 +34,53 @@ netns_helper = _load_helper("netns")
 USERS = {"alice": "correct horse battery", "bob": "staple 42 staple"}
 
 
+class ServerHandle:
+    """The real signaling server, restartable on the same port with the same state (keys, users)."""
+
+    def __init__(self, state_dir) -> None:
+        self.state_dir = state_dir
+        self.server = None
+        self.port = 0
+
+    async def start(self) -> None:
+        from appliance.signaling.config import Mdns, SignalConfig
+        from appliance.signaling.server import SignalServer
+
+        conf = SignalConfig(host="127.0.0.1", port=self.port, mdns=Mdns(enabled=False))
+        self.server = SignalServer(conf, state_dir=str(self.state_dir))
+        await self.server.start()
+        self.port = self.server.port
+
+    async def stop(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            await server.stop()
+
+    async def restart(self, down_for: float = 0.0) -> None:
+        await self.stop()
+        await asyncio.sleep(down_for)
+        await self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin(self):
+        return self.server.admin
+
+
 @pytest.fixture
 async def signal_server(tmp_path):
     """A running signaling server serving the browser client, with two users."""
-    from appliance.signaling.config import Mdns, SignalConfig
-    from appliance.signaling.server import SignalServer
-
-    conf = SignalConfig(host="127.0.0.1", port=0, mdns=Mdns(enabled=False))
-    server = SignalServer(conf, state_dir=str(tmp_path / "signal"))
-    await server.start()
+    handle = ServerHandle(tmp_path / "signal")
+    await handle.start()
     try:
         for name, password in USERS.items():
-            await server.admin.add_user(name, password)
-        yield server
+            await handle.admin.add_user(name, password)
+        yield handle
     finally:
-        await server.stop()
+        await handle.stop()
 
 
 @pytest.fixture
@@ -66,8 +99,7 @@ async def netns():
 @pytest.fixture
 async def site(signal_server, netns):
     """The signaling server, reachable at the same URL inside the namespace."""
-    port = int(signal_server.url.rstrip("/").rsplit(":", 1)[1])
-    await netns.expose_host_port(port)
+    await netns.expose_host_port(signal_server.port)
     return signal_server
 
 

@@ -104,3 +104,41 @@ async def test_rooms_do_not_leak(open_client):
     assert (await bob.eval("wallmesh.state()"))["peers"] == []
     assert await alice.eval("document.querySelectorAll('#grid .tile').length") == 0
     assert await alice.eval("!document.getElementById('empty').hidden")
+
+
+async def test_media_survives_a_signaling_outage(open_client, site):
+    """The server goes away mid-call: media keeps flowing; when it is back the pages rejoin and
+    keep their existing connection (renamed to the new peer ids) instead of opening a second one."""
+    alice = await open_client("alice", "e2e-outage")
+    bob = await open_client("bob", "e2e-outage")
+    alice_id = (await alice.eval("wallmesh.state()"))["peer_id"]
+    bob_id = (await bob.eval("wallmesh.state()"))["peer_id"]
+    await _wait_frames_flowing(alice, bob_id)
+    await _wait_frames_flowing(bob, alice_id)
+    links = (await alice.eval("wallmesh.stats()"))["peers"][bob_id]["link"], \
+        (await bob.eval("wallmesh.stats()"))["peers"][alice_id]["link"]
+
+    await site.stop()
+    await alice.wait_for("wallmesh.state().signaling !== 'ready'")
+    down_at = (await alice.frames_decoded())[bob_id]
+    await asyncio.sleep(2.0)
+    assert (await alice.frames_decoded())[bob_id] > down_at + 10, "media stopped with the server"
+
+    await site.start()
+    back = "wallmesh.state().signaling === 'ready' && wallmesh.state().peer_id !== %s && wallmesh.state().peers.length === 1"
+    await alice.wait_for(back % f"'{alice_id}'", timeout=40)
+    await bob.wait_for(back % f"'{bob_id}'", timeout=40)
+    new_alice = (await alice.eval("wallmesh.state()"))["peer_id"]
+    new_bob = (await bob.eval("wallmesh.state()"))["peer_id"]
+    # Each page knows the other under its new id, with no duplicate and no leftover stale link.
+    await alice.wait_for(f"(async () => {{ const s = await wallmesh.stats(); const p = s.peers['{new_bob}'];"
+                         " return Object.keys(s.peers).length === 1 && p && !p.stale; })()")
+    await bob.wait_for(f"(async () => {{ const s = await wallmesh.stats(); const p = s.peers['{new_alice}'];"
+                       " return Object.keys(s.peers).length === 1 && p && !p.stale; })()")
+    # Same connections as before the outage, still carrying video.
+    assert (await alice.eval("wallmesh.stats()"))["peers"][new_bob]["link"] == links[0]
+    assert (await bob.eval("wallmesh.stats()"))["peers"][new_alice]["link"] == links[1]
+    frames = (await alice.frames_decoded())[new_bob]
+    assert frames > down_at + 10
+    await _wait_frames_flowing(alice, new_bob, minimum=frames + 10)
+    assert await alice.eval("document.querySelectorAll('#grid .tile').length") == 1

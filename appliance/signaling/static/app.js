@@ -13,6 +13,8 @@ import { Peer } from "./peer.js";
 import { icon } from "./icons.js";
 
 const ROOM_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+// A link kept across a signaling reconnect is closed once its media has been quiet this long.
+const STALE_GRACE_S = 3;
 const TOKEN_KEY = "wallmesh.session";
 
 const $ = (id) => document.getElementById(id);
@@ -222,18 +224,20 @@ function layoutGrid() {
 
 function addPeer(info, offerer) {
   removePeer(info.peer_id);
-  const peer = new Peer({
+  // eslint-disable-next-line prefer-const
+  let peer;
+  peer = new Peer({
     selfId: app.selfId,
     peerId: info.peer_id,
     name: info.name,
     kind: info.kind,
     offerer,
     iceServers: app.client.iceServers,
-    signal: (data) => app.client.signal(info.peer_id, data),
+    signal: (data) => { if (app.client) app.client.signal(peer.peerId, data); },
     localTracks: { audio: localTrack("audio"), video: localTrack("video") },
   });
   const tile = addTile(info);
-  const entry = { peer, tile, info, failTimer: null };
+  const entry = { peer, tile, info, failTimer: null, stale: false };
   app.peers.set(info.peer_id, entry);
   const video = tile.querySelector("video");
   video.srcObject = peer.remoteStream;
@@ -245,11 +249,42 @@ function addPeer(info, offerer) {
     if (e.detail.state === "failed" && !peer.polite) {
       // The impolite side rebuilds the connection and offers again; the polite
       // side answers whatever fresh offer arrives.
-      entry.failTimer = setTimeout(() => { if (app.peers.get(info.peer_id) === entry) peer.restart(); }, 1000);
+      entry.failTimer = setTimeout(() => { if (app.peers.get(peer.peerId) === entry) peer.restart(); }, 1000);
     }
   });
   updateTile(entry);
   return entry;
+}
+
+/**
+ * After a reconnect, a participant reappears under a new peer_id. If exactly one kept
+ * (stale) link has that name and its media still flows, rename it instead of connecting again.
+ */
+function adopt(info) {
+  if (!info.name || app.peers.has(info.peer_id)) return null;
+  const same = [...app.peers.values()].filter((e) => e.stale && e.peer.name === info.name);
+  if (same.length !== 1) return null;
+  const entry = same[0];
+  const age = entry.peer.mediaAge();
+  if (entry.peer.pc.connectionState !== "connected" || age === null || age > STALE_GRACE_S) return null;
+  app.peers.delete(entry.peer.peerId);
+  entry.peer.rekey(app.selfId, info.peer_id);
+  entry.tile.dataset.peer = info.peer_id;
+  entry.info = { ...entry.info, ...info, state: info.state || entry.info.state };
+  entry.stale = false;
+  app.peers.set(info.peer_id, entry);
+  updateTile(entry);
+  return entry;
+}
+
+/** Once a second: note which links still carry media; close kept links that went quiet. */
+async function housekeeping() {
+  for (const [id, entry] of [...app.peers]) {
+    await entry.peer.sampleMedia();
+    if (!entry.stale) continue;
+    const age = entry.peer.mediaAge();
+    if (entry.peer.pc.connectionState !== "connected" || age === null || age > STALE_GRACE_S) removePeer(id);
+  }
 }
 
 function removePeer(peerId) {
@@ -268,9 +303,10 @@ function removeAllPeers() {
 
 function wireClient(client) {
   client.addEventListener("session", (e) => {
-    // A new session means a new peer_id: connections made under the old one are dead.
+    // A new session means a new peer_id. Links made under the old one keep running
+    // (media does not need the server) and are adopted when their peer reappears.
     app.selfId = e.detail.peerId;
-    removeAllPeers();
+    for (const entry of app.peers.values()) entry.stale = true;
   });
   client.addEventListener("statechange", (e) => {
     const s = e.detail.state;
@@ -284,10 +320,9 @@ function wireClient(client) {
     app.selfId = msg.peer_id || app.selfId;
     $("topbar-room").textContent = msg.room;
     $("empty-sub").textContent = `Room “${msg.room}”`;
-    removeAllPeers();
     for (const info of msg.peers || []) {
       if (!info || info.peer_id === app.selfId) continue;
-      addPeer(info, true);    // we joined later: we offer to everyone already here
+      if (!adopt(info)) addPeer(info, true);    // we joined later: we offer to everyone already here
     }
     publishState();
     show("call");
@@ -295,9 +330,19 @@ function wireClient(client) {
   client.addEventListener("peer-joined", (e) => {
     const info = e.detail;
     if (info.peer_id === app.selfId) return;
-    addPeer({ ...info, state: info.state || { muted: false, camera: true } }, false);
+    const full = { ...info, state: info.state || { muted: false, camera: true } };
+    if (!adopt(full)) addPeer(full, false);    // the newcomer offers to us
   });
-  client.addEventListener("peer-left", (e) => removePeer(e.detail.peer_id));
+  client.addEventListener("peer-left", (e) => {
+    const entry = app.peers.get(e.detail.peer_id);
+    if (!entry) return;
+    const age = entry.peer.mediaAge();
+    if (e.detail.reason !== "left" && entry.peer.pc.connectionState === "connected" && age !== null && age < 1) {
+      entry.stale = true;     // its signaling dropped, its media did not: keep it for now
+      return;
+    }
+    removePeer(e.detail.peer_id);
+  });
   client.addEventListener("peer-state", (e) => {
     const entry = app.peers.get(e.detail.peer_id);
     if (!entry) return;
@@ -369,6 +414,7 @@ async function joinRoom(room) {
 
 function leaveCall() {
   removeAllPeers();
+  if (app.client && app.room) app.client.leave();   // others drop us at once, not after a timeout
   app.room = null;
   if (app.client) app.client.close();
   app.client = null;
@@ -411,6 +457,13 @@ function init() {
   });
   window.addEventListener("pagehide", () => { if (app.client) app.client.close(); });
 
+  let sweeping = false;
+  setInterval(async () => {
+    if (sweeping) return;
+    sweeping = true;
+    try { await housekeeping(); } finally { sweeping = false; }
+  }, 1000);
+
   renderControls();
   app.session = loadSession();
   const roomFromUrl = new URLSearchParams(location.search).get("room");
@@ -429,11 +482,14 @@ window.wallmesh = Object.freeze({
   /** Per-peer figures: what this page receives from (and sends to) each participant. */
   async stats() {
     const peers = {};
-    for (const [id, { peer }] of app.peers) peers[id] = await peer.stats();
+    for (const [id, { peer, stale }] of app.peers) peers[id] = { ...(await peer.stats()), stale };
     return { peer_id: app.selfId, room: app.room, signaling: app.client ? app.client.state : "closed", peers };
   },
   state() {
-    return { peer_id: app.selfId, room: app.room, muted: app.muted, camera: app.cameraOn, peers: [...app.peers.keys()] };
+    return {
+      peer_id: app.selfId, room: app.room, muted: app.muted, camera: app.cameraOn,
+      signaling: app.client ? app.client.state : "closed", peers: [...app.peers.keys()],
+    };
   },
 });
 

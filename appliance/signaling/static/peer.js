@@ -10,6 +10,8 @@
 // units encode once with a shared H.264 encoder and send the same packets to
 // every peer, so the browser must accept exactly that.
 
+let linkSeq = 0;   // numbers every RTCPeerConnection this page builds (stats show which one is live)
+
 const H264_PROFILE_ORDER = ["42e0", "4200", "4d00", "6400"]; // constrained baseline first
 
 /** Orders codec capabilities so H.264 constrained baseline (packetization-mode=1) comes first. */
@@ -81,10 +83,13 @@ export class Peer extends EventTarget {
   _build() {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: "max-bundle" });
     this.pc = pc;
+    this.link = ++linkSeq;
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.answerPending = false;
     this.negotiated = false;        // a first offer/answer has completed
+    this.lastMediaAt = 0;
+    this._bytesSeen = 0;
     this.remoteStream = new MediaStream();
 
     pc.onicecandidate = ({ candidate }) => {
@@ -221,6 +226,33 @@ export class Peer extends EventTarget {
     this._rebuild(true);
   }
 
+  /**
+   * After a signaling reconnect both sides get new peer_ids; a link whose media still flows is
+   * kept and simply renamed (the wall units do the same), so nobody sees a glitch.
+   */
+  rekey(selfId, peerId) {
+    this.selfId = selfId;
+    this.peerId = peerId;
+    this.polite = String(selfId) < String(peerId);
+  }
+
+  /** Notes when media last arrived from this peer (bytes received grew); call about once a second. */
+  async sampleMedia() {
+    if (this.closed) return;
+    let bytes = 0;
+    try {
+      const report = await this.pc.getStats();
+      report.forEach((s) => { if (s.type === "inbound-rtp") bytes += s.bytesReceived || 0; });
+    } catch (_) { return; }
+    if (bytes > (this._bytesSeen || 0)) this.lastMediaAt = performance.now();
+    this._bytesSeen = bytes;
+  }
+
+  /** Seconds since media last arrived, or null when none ever did. */
+  mediaAge() {
+    return this.lastMediaAt ? (performance.now() - this.lastMediaAt) / 1000 : null;
+  }
+
   close() {
     if (this.closed) return;
     this.closed = true;
@@ -231,7 +263,7 @@ export class Peer extends EventTarget {
   /** Per-peer figures from getStats: what we receive from this peer and what we send it. */
   async stats() {
     const out = {
-      peer_id: this.peerId, name: this.name, kind: this.kind,
+      peer_id: this.peerId, name: this.name, kind: this.kind, link: this.link,
       connectionState: this.pc.connectionState, iceConnectionState: this.pc.iceConnectionState,
       video: null, audio: null, sent: null, codec: null, candidatePair: null,
     };
