@@ -387,7 +387,8 @@ class Load:
             room.left = 0
             await self._end(room)
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(r.left < len(r.members) for r in rooms):
+        live = {r.index: sum(1 for m in r.members if m.ws is not None and not m.ws.closed) for r in rooms}
+        while time.monotonic() < deadline and any(r.left < live[r.index] for r in rooms):
             await asyncio.sleep(0.05)
         return {"left": sum(r.left for r in rooms)}
 

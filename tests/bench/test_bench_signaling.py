@@ -99,7 +99,7 @@ def test_smoke_run_against_both_servers_accounts_for_every_frame() -> None:
 
 
 def test_frames_to_a_vanished_client_are_reported_lost() -> None:
-    plan = signaling.Plan(clients=8, workers=1, storm_timeout_s=4, steady_s=1.0, targets=("wallmesh",), drop=1)
+    plan = signaling.Plan(clients=8, workers=1, storm_timeout_s=3, steady_s=0.0, targets=("wallmesh",), drop=1)
     results = by_name(asyncio.run(signaling.measure(plan)))
     # Client 0 is gone before the storm: the 3 frames x 11 its room-mates send it never
     # arrive, and neither do the frames it would have sent; the other room is unaffected.
