@@ -5,8 +5,14 @@ aiortc's sender only packetizes pre-encoded packets with the codec that was nego
 VP8 picked (aiortc's first default, and often a browser's), the packets would be unusable.
 So every video transceiver is limited to that one H.264 profile (plus RTX for
 retransmissions) with :meth:`RTCRtpTransceiver.setCodecPreferences` — before
-``createOffer()`` on the offering side, and after ``setRemoteDescription()`` but before
-``createAnswer()`` on the answering side. Chrome, Firefox and Safari all offer 42e01f.
+``createOffer()`` on the offering side.
+
+On the answering side aiortc 1.16 settles the codec list inside ``setRemoteDescription()``,
+using the preferences of the transceiver the offer's m-line lands on. So the answering unit
+adds its tracks first (``addTrack`` creates transceivers that the offer's m-lines then
+reuse), calls :func:`prefer_h264_all`, and only then applies the remote offer; preferences
+set after ``setRemoteDescription()`` come too late (tests/mesh/test_codecs.py shows both).
+Chrome, Firefox and Safari all offer 42e01f.
 """
 
 from __future__ import annotations

@@ -1,0 +1,333 @@
+"""The unit's audio: one microphone shared by every peer, and the mix of every peer to the speaker.
+
+Sending — :class:`SharedAudio` reads the microphone (an
+:class:`~appliance.capture.base.AudioSource`) once, in 10 ms frames, and hands each peer a
+:class:`SharedAudioTrack`; aiortc encodes Opus per peer. Muting closes the microphone
+itself and sends generated silence instead, so no captured sound can leave the unit while
+muted (the device is released, not just a sender flag flipped).
+
+Receiving — :class:`AudioMixer` takes each remote audio track (``add(peer_id, track)``,
+``remove(peer_id)``), decodes/resamples it to 48 kHz mono, keeps a short bounded jitter
+buffer per peer, and every 10 ms sums one frame from each into the
+:class:`~appliance.capture.base.AudioSink`. Each mixed frame is also put, with the
+monotonic time at which it will reach the speaker, into :class:`EchoReference` — the
+exact signal the echo canceller must subtract from the microphone. Per-peer levels
+(smoothed RMS, 0..1) feed the display's active-speaker highlight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+from appliance.capture.base import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AudioSink, AudioSource
+from appliance.capture.synthetic import audio_frame, frame_samples
+
+log = logging.getLogger(__name__)
+
+PERIOD = AUDIO_FRAME_MS / 1000
+
+
+def rms(samples: np.ndarray) -> float:
+    """RMS level of int16 samples as a fraction of full scale (0..1)."""
+    if samples.size == 0:
+        return 0.0
+    return float(np.sqrt(np.mean(np.square(samples.astype(np.float32))))) / 32768.0
+
+
+class SharedAudioTrack(MediaStreamTrack):
+    """One peer's copy of the outgoing microphone audio (``recv()`` → 10 ms ``av.AudioFrame``)."""
+
+    kind = "audio"
+
+    def __init__(self, owner: SharedAudio) -> None:
+        super().__init__()
+        self._owner: SharedAudio | None = owner
+        self._queue: collections.deque[av.AudioFrame] = collections.deque(maxlen=5)
+        self._wake = asyncio.Event()
+
+    def _push(self, frame: av.AudioFrame) -> None:
+        self._queue.append(frame)  # a slow reader loses the oldest audio, never lags behind
+        self._wake.set()
+
+    async def recv(self) -> av.AudioFrame:
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._wake.clear()
+            await self._wake.wait()
+        return self._queue.popleft()
+
+    def stop(self) -> None:
+        super().stop()
+        if self._owner is not None:
+            self._owner._tracks.discard(self)
+            self._owner = None
+        self._wake.set()
+
+
+class SharedAudio:
+    """Reads the microphone once for all peers; :meth:`set_muted` cuts it off at the source."""
+
+    def __init__(self, source: AudioSource, *, muted: bool = False, name: str = "unit") -> None:
+        self.source = source
+        self._muted = muted
+        self._name = name
+        self._tracks: set[SharedAudioTrack] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._source_open = False
+        self._pts = 0
+        self._next = 0.0
+        self._closed = False
+        self.level = 0.0
+        self.frames_sent = 0
+
+    @property
+    def muted(self) -> bool:
+        return self._muted
+
+    def set_muted(self, muted: bool) -> None:
+        """Mute/unmute; takes effect within one 10 ms frame."""
+        if muted != self._muted:
+            log.info("%s: microphone %s", self._name, "muted" if muted else "live")
+        self._muted = muted
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"{self._name}-shared-audio")
+
+    def track(self) -> SharedAudioTrack:
+        if self._closed:
+            raise RuntimeError("SharedAudio is closed")
+        track = SharedAudioTrack(self)
+        self._tracks.add(track)
+        return track
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for track in list(self._tracks):
+            track.stop()
+        if self._source_open:
+            await self.source.close()
+            self._source_open = False
+
+    async def _silence(self) -> av.AudioFrame:
+        now = time.monotonic()
+        if self._next > now:
+            await asyncio.sleep(self._next - now)
+        elif now - self._next > 0.1:
+            self._next = now
+        self._next += PERIOD
+        return audio_frame(np.zeros((AUDIO_SAMPLES, self.source.channels) if self.source.channels > 1 else AUDIO_SAMPLES, np.int16))
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                if self._muted:
+                    if self._source_open:
+                        await self.source.close()  # the microphone is released while muted
+                        self._source_open = False
+                        self._next = time.monotonic()
+                    frame = await self._silence()
+                    self.level = 0.0
+                else:
+                    if not self._source_open:
+                        await self.source.start()
+                        self._source_open = True
+                    frame = await self.source.read()
+                    if self._muted:  # muted while we waited: this audio must not leave
+                        continue
+                    self.level = rms(frame_samples(frame))
+                frame.pts = self._pts
+                self._pts += frame.samples
+                self.frames_sent += 1
+                for track in list(self._tracks):
+                    track._push(frame)
+        except MediaStreamError:
+            log.warning("%s: microphone stream ended", self._name)
+
+
+class EchoReference:
+    """The speaker's signal, frame by frame, stamped with when it reaches the speaker.
+
+    Times are ``time.monotonic()`` seconds. :meth:`read` returns the samples that played
+    during a window — what an echo canceller subtracts from the microphone captured then.
+    """
+
+    def __init__(self, seconds: float = 2.0) -> None:
+        self._frames: collections.deque[tuple[float, np.ndarray]] = collections.deque(maxlen=int(seconds / PERIOD))
+
+    def add(self, samples: np.ndarray, play_time: float) -> None:
+        self._frames.append((play_time, samples))
+
+    def latest(self) -> tuple[float, np.ndarray] | None:
+        return self._frames[-1] if self._frames else None
+
+    def read(self, start: float, count: int) -> np.ndarray:
+        """``count`` mono samples played from ``start`` on (zeros where nothing played)."""
+        out = np.zeros(count, dtype=np.int16)
+        end = start + count / AUDIO_RATE
+        for play_time, samples in list(self._frames):
+            stop = play_time + len(samples) / AUDIO_RATE
+            if stop <= start or play_time >= end:
+                continue
+            src0 = max(0, round((start - play_time) * AUDIO_RATE))
+            dst0 = max(0, round((play_time - start) * AUDIO_RATE))
+            n = min(len(samples) - src0, count - dst0)
+            if n > 0:
+                out[dst0 : dst0 + n] = samples[src0 : src0 + n]
+        return out
+
+
+class _Remote:
+    def __init__(self, max_samples: int, prebuffer: int) -> None:
+        self.buffer = np.zeros(0, dtype=np.int16)
+        self.max_samples = max_samples
+        self.prebuffer = prebuffer
+        self.primed = False
+        self.level = 0.0
+        self.task: asyncio.Task[None] | None = None
+        self.resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_RATE)
+        self.dropped = 0
+        self.underruns = 0
+
+    def feed(self, frame: av.AudioFrame) -> None:
+        for out in self.resampler.resample(frame):
+            self.buffer = np.concatenate([self.buffer, frame_samples(out)[:, 0]])
+        if len(self.buffer) > self.max_samples:
+            self.dropped += len(self.buffer) - self.max_samples
+            self.buffer = self.buffer[-self.max_samples :]
+
+    def take(self) -> np.ndarray:
+        if not self.primed:
+            if len(self.buffer) < self.prebuffer:
+                return np.zeros(AUDIO_SAMPLES, dtype=np.int16)
+            self.primed = True
+        chunk, self.buffer = self.buffer[:AUDIO_SAMPLES], self.buffer[AUDIO_SAMPLES:]
+        if len(chunk) < AUDIO_SAMPLES:  # underrun: pad, and build up the prebuffer again
+            self.primed = False
+            self.underruns += 1
+            chunk = np.concatenate([chunk, np.zeros(AUDIO_SAMPLES - len(chunk), dtype=np.int16)])
+        return chunk
+
+
+class AudioMixer:
+    """Mixes remote audio tracks into the speaker every 10 ms (see the module docstring)."""
+
+    def __init__(self, sink: AudioSink, *, jitter_ms: int = 80, prebuffer_ms: int = 30, name: str = "unit") -> None:
+        self.sink = sink
+        self.reference = EchoReference()
+        self._remotes: dict[str, _Remote] = {}
+        self._listeners: list[Callable[[np.ndarray, float], None]] = []
+        self._max = AUDIO_RATE * jitter_ms // 1000
+        self._prebuffer = AUDIO_RATE * prebuffer_ms // 1000
+        self._name = name
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._last_play = float("-inf")
+        self.frames_mixed = 0
+
+    async def start(self) -> None:
+        if self._task is None:
+            await self.sink.start()
+            self._task = asyncio.create_task(self._run(), name=f"{self._name}-audio-mixer")
+
+    def add(self, peer_id: str, track: MediaStreamTrack) -> None:
+        """Start mixing ``track``; replaces an earlier track of the same peer."""
+        self.remove(peer_id)
+        remote = _Remote(self._max, self._prebuffer)
+        remote.task = asyncio.create_task(self._read(peer_id, remote, track), name=f"{self._name}-audio-in-{peer_id}")
+        self._remotes[peer_id] = remote
+
+    def remove(self, peer_id: str) -> None:
+        remote = self._remotes.pop(peer_id, None)
+        if remote is not None and remote.task is not None:
+            remote.task.cancel()
+
+    @property
+    def peers(self) -> list[str]:
+        return list(self._remotes)
+
+    def levels(self) -> dict[str, float]:
+        """Smoothed RMS level (0..1) of each peer's audio as it is played."""
+        return {peer: remote.level for peer, remote in self._remotes.items()}
+
+    def active_speaker(self, threshold: float = 0.01) -> str | None:
+        loudest = max(self._remotes.items(), key=lambda item: item[1].level, default=None)
+        return loudest[0] if loudest is not None and loudest[1].level >= threshold else None
+
+    def on_mix(self, callback: Callable[[np.ndarray, float], None]) -> None:
+        """Call ``callback(samples, play_time)`` with every frame sent to the speaker."""
+        self._listeners.append(callback)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for peer in list(self._remotes):
+            self.remove(peer)
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.sink.close()
+
+    async def _read(self, peer_id: str, remote: _Remote, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                remote.feed(frame)  # type: ignore[arg-type]
+        except MediaStreamError:
+            log.info("%s: audio from %s ended", self._name, peer_id)
+
+    def mix_once(self) -> np.ndarray:
+        """Mix one 10 ms frame from every peer, update levels; returns the mix."""
+        total = np.zeros(AUDIO_SAMPLES, dtype=np.int32)
+        for remote in self._remotes.values():
+            chunk = remote.take()
+            remote.level = 0.7 * remote.level + 0.3 * rms(chunk)
+            total += chunk
+        return np.clip(total, -32768, 32767).astype(np.int16)
+
+    def _play_time(self, measured: float) -> float:
+        """When this frame reaches the speaker: right after the previous one while the sink
+        keeps playing (an exact, gap-free timeline), re-anchored to the measurement after an
+        underrun or a stall."""
+        expected = self._last_play + PERIOD
+        self._last_play = expected if abs(measured - expected) < 0.015 else measured
+        return self._last_play
+
+    async def _run(self) -> None:
+        next_tick = time.monotonic()
+        while True:
+            next_tick += PERIOD
+            delay = next_tick - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -0.2:
+                next_tick = time.monotonic()  # stalled: skip ahead rather than burst
+            mix = self.mix_once()
+            play_time = self._play_time(time.monotonic() + self.sink.delay)
+            self.sink.write(audio_frame(mix))
+            self.reference.add(mix, play_time)
+            self.frames_mixed += 1
+            for listener in self._listeners:
+                listener(mix, play_time)

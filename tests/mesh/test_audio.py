@@ -1,0 +1,135 @@
+"""Audio: one microphone for all peers, mute at the source, the mixer and its echo reference."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from appliance.capture.base import AUDIO_RATE, AUDIO_SAMPLES
+from appliance.capture.synthetic import NullAudioSink, SyntheticAudioSource, frame_samples
+from appliance.mesh.audio import AudioMixer, EchoReference, SharedAudio
+
+
+def _peak_hz(samples: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float32) * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / AUDIO_RATE)[int(np.argmax(spectrum))])
+
+
+async def test_mute_closes_the_microphone_and_sends_only_silence():
+    mic = SyntheticAudioSource(sender=1, amplitude=0.5)
+    shared = SharedAudio(mic)
+    await shared.start()
+    a, b = shared.track(), shared.track()
+    try:
+        live = [frame_samples(await asyncio.wait_for(a.recv(), 1)) for _ in range(20)]
+        await asyncio.wait_for(b.recv(), 1)
+        assert max(np.abs(s).max() for s in live) > 1000
+        assert mic.started
+        shared.set_muted(True)
+        await asyncio.sleep(0.05)
+        while a._queue:  # frames captured before the mute may already be queued
+            a._queue.popleft()
+        reads_before = mic.frames_read
+        muted = [await asyncio.wait_for(a.recv(), 1) for _ in range(20)]
+        assert all(not frame_samples(f).any() for f in muted)
+        assert not mic.started and mic.frames_read == reads_before  # the device itself is closed
+        assert shared.level == 0.0
+        pts = [f.pts for f in muted]
+        assert pts == list(range(pts[0], pts[0] + 20 * AUDIO_SAMPLES, AUDIO_SAMPLES))
+        shared.set_muted(False)
+        await asyncio.sleep(0.05)
+        back = [frame_samples(await asyncio.wait_for(a.recv(), 1)) for _ in range(20)]
+        assert mic.started and max(np.abs(s).max() for s in back) > 1000
+    finally:
+        await shared.close()
+        await shared.close()
+    assert not mic.started
+
+
+async def test_mixer_mixes_peers_reports_levels_and_keeps_an_aligned_reference():
+    sources = {"alice": SyntheticAudioSource(sender=0, amplitude=0.2), "bob": SyntheticAudioSource(sender=4, amplitude=0.2)}
+    shared = {peer: SharedAudio(src) for peer, src in sources.items()}
+    sink = NullAudioSink(buffer_ms=60)
+    mixer = AudioMixer(sink)
+    await mixer.start()
+    for peer, audio in shared.items():
+        await audio.start()
+        mixer.add(peer, audio.track())
+    heard = []
+    mixer.on_mix(lambda samples, t: heard.append((t, samples.copy())))
+    try:
+        await asyncio.sleep(1.0)
+        levels = mixer.levels()
+        assert set(levels) == {"alice", "bob"} and all(level > 0.01 for level in levels.values())
+        assert mixer.active_speaker() in {"alice", "bob"}
+        mix = np.concatenate([s for _, s in heard[-40:]])
+        spectrum = np.abs(np.fft.rfft(mix.astype(np.float32)))
+        freqs = np.fft.rfftfreq(len(mix), 1 / AUDIO_RATE)
+        for src in sources.values():
+            near = spectrum[np.abs(freqs - src.frequency) < 15].max()
+            assert near > 20 * np.median(spectrum)  # both voices are in the mix
+        # the reference is exactly what the speaker was given, stamped with when it plays
+        played = [p[:, 0] for p in list(sink.played)[-10:]]
+        sent = [samples for _, samples in heard]
+        starts = [i for i in range(len(sent) - 9) if np.array_equal(sent[i], played[0])]
+        assert any(all(np.array_equal(sent[i + k], played[k]) for k in range(10)) for i in starts)
+        t_last, last = mixer.reference.latest()
+        assert np.array_equal(last, heard[-1][1]) and t_last == heard[-1][0]
+        assert time.monotonic() - 0.5 < t_last < time.monotonic() + 0.2
+        window = mixer.reference.read(heard[-5][0], 3 * AUDIO_SAMPLES)
+        assert np.array_equal(window, np.concatenate([heard[-5][1], heard[-4][1], heard[-3][1]]))
+        # a muted peer goes quiet; a removed one is gone
+        shared["bob"].set_muted(True)
+        await asyncio.sleep(0.8)
+        assert mixer.levels()["bob"] < 0.001 < mixer.levels()["alice"]
+        assert mixer.active_speaker() == "alice"
+        mixer.remove("bob")
+        assert mixer.peers == ["alice"]
+        assert sink.frames_played > 50 and sink.delay <= 0.07
+    finally:
+        await mixer.close()
+        for audio in shared.values():
+            await audio.close()
+
+
+async def test_audio_crosses_real_peer_connections_as_opus(new_pc, connect_pair):
+    mic = SyntheticAudioSource(sender=3, amplitude=0.3)
+    shared = SharedAudio(mic)
+    await shared.start()
+    mixer = AudioMixer(NullAudioSink())
+    await mixer.start()
+    tx, rx = new_pc(), new_pc()
+    tx.addTrack(shared.track())
+    rx.on("track", lambda track: mixer.add("far", track) if track.kind == "audio" else None)
+    try:
+        await connect_pair(tx, rx)
+        assert "opus" in tx.localDescription.sdp.lower()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and mixer.levels().get("far", 0) < 0.02:
+            await asyncio.sleep(0.05)
+        assert mixer.levels()["far"] >= 0.02
+        await asyncio.sleep(1.0)
+        mix = mixer.reference.read(time.monotonic() - 1.0, AUDIO_RATE)
+        assert abs(_peak_hz(mix) - mic.frequency) < 10
+    finally:
+        await mixer.close()
+        await shared.close()
+
+
+def test_echo_reference_read_places_frames_by_play_time():
+    ref = EchoReference()
+    t0 = 100.0
+    a = np.full(AUDIO_SAMPLES, 1, np.int16)
+    b = np.full(AUDIO_SAMPLES, 2, np.int16)
+    ref.add(a, t0)
+    ref.add(b, t0 + 0.02)  # a 10 ms gap (an underrun) between them
+    out = ref.read(t0 + 0.005, 3 * AUDIO_SAMPLES)
+    half = AUDIO_SAMPLES // 2
+    assert (out[:half] == 1).all()
+    assert (out[half : half + AUDIO_SAMPLES] == 0).all()
+    assert (out[half + AUDIO_SAMPLES : half + 2 * AUDIO_SAMPLES] == 2).all()
+    assert (out[half + 2 * AUDIO_SAMPLES :] == 0).all()
+    assert not ref.read(t0 - 1, 10).any()
