@@ -53,6 +53,7 @@ class Mesh:
         self.stale_grace = stale_grace
         self.local_id: str | None = None
         self.room: str | None = None
+        self.joined_at: float | None = None  # wall clock of the first joined of this room
         self.peers: dict[str, Peer] = {}
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[Any]] = set()
@@ -78,6 +79,7 @@ class Mesh:
         await asyncio.gather(*self._jobs, return_exceptions=True)
         await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
         self.room = None
+        self.joined_at = None
         if peers:
             self.on_change()
 
@@ -107,6 +109,8 @@ class Mesh:
 
     async def on_joined(self, msg: dict[str, Any]) -> None:
         self.local_id = str(msg["peer_id"])
+        if self.room != str(msg["room"]) or self.joined_at is None:
+            self.joined_at = time.time()
         self.room = str(msg["room"])
         roster = [p for p in msg.get("peers") or [] if isinstance(p, dict) and isinstance(p.get("peer_id"), str)]
         for entry in roster:
@@ -234,5 +238,5 @@ class Mesh:
                     log.debug("mesh: stats of %s failed: %s", remote, exc)
             self.on_change()
 
-    def status(self) -> list[dict[str, Any]]:
-        return [p.status() for p in self.peers.values()]
+    def status(self, samples: bool = False) -> list[dict[str, Any]]:
+        return [p.status(samples) for p in self.peers.values()]

@@ -298,11 +298,12 @@ class Peer:
         if self.pc is not None and self.connection_state == "connected":
             await self.stats.sample(self.pc)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, samples: bool = False) -> dict[str, Any]:
+        """This link for ``GET /status``; ``samples`` adds the recent latency samples (benchmarks)."""
         video = self.video
         fig = self.stats.figures
-        lat = sorted(video.latencies_ms)[-1] if video and video.latencies_ms else None
-        return {
+        lat = sorted(video.latencies_ms) if video and video.latencies_ms else []
+        out = {
             "id": self.remote_id,
             "name": self.name,
             "kind": self.kind,
@@ -313,7 +314,8 @@ class Peer:
             "loss": fig.loss,
             "rtt": fig.rtt,
             "latency_ms": round(video.latencies_ms[-1], 1) if video and video.latencies_ms else None,
-            "latency_max_ms": None if lat is None else round(lat, 1),
+            "latency_p50_ms": round(lat[len(lat) // 2], 1) if lat else None,
+            "latency_p95_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.95))], 1) if lat else None,
             "muted": self.muted,
             "camera": self.camera,
             "stale": self.stale,
@@ -321,6 +323,9 @@ class Peer:
             "connected_at": _wall(self.connected_at),
             "first_frame_at": _wall(video.first_frame_at if video else None),
         }
+        if samples:
+            out["latency_samples_ms"] = [round(x, 2) for x in video.latencies_ms] if video else []
+        return out
 
     async def close(self) -> None:
         """Release everything: receivers' tasks, local per-peer tracks, the connection. Idempotent."""

@@ -90,6 +90,7 @@ class StatusConfig:
     host: str = setting("127.0.0.1", help="address of the local status endpoint (keep it on loopback)")
     port: int = setting(8787, help="port of the local status endpoint (0: any free port)", min=0, max=65535)
     file: str = setting("", help="also write the status as JSON to this file twice a second (tests, demo)")
+    samples: bool = setting(False, help="include each peer's recent glass-to-glass latency samples (benchmarks)")
 
 
 @dataclass(frozen=True)

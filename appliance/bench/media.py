@@ -1,0 +1,146 @@
+"""``wallmesh bench media``: what a room of real units achieves on this machine.
+
+Every figure comes from real ``wallmesh run`` processes with test-pattern
+cameras and a real signaling server on loopback (see :mod:`appliance.demo.site`):
+
+* ``g2g_p50_ms`` / ``g2g_p95_ms`` — 4 units at 640×480: the capture time written
+  in the sender's pixels against the moment the receiving unit has the decoded
+  frame ready for its display, over every directed stream;
+* ``start_to_first_frame_s`` — a unit process started into that running room →
+  its first decoded remote frame;
+* ``mesh6_all_streams_s`` / ``mesh6_min_fps`` — 6 units at 320×240 started
+  together: the first unit's join → all 30 directed streams delivering, and the
+  slowest stream's frame rate once they all run.
+
+Sender CPU (shared encoder vs one encoder per peer) comes from
+:mod:`appliance.bench.media_cpu` when that part is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from appliance.bench.report import Result
+from appliance.demo.site import Site, UnitProcess, wait_for
+
+log = logging.getLogger(__name__)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _streams(units: list[UnitProcess]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(receiver, sender) → that stream's status entry."""
+    out = {}
+    for unit in units:
+        st = unit.status() or {}
+        for peer in st.get("peers", []):
+            out[(unit.name, peer["name"])] = peer
+    return out
+
+
+def _all_delivering(units: list[UnitProcess]) -> bool:
+    n = len(units)
+    streams = _streams(units)
+    return len(streams) == n * (n - 1) and all(p["frames"] > 0 for p in streams.values())
+
+
+async def latency_room(root: Path, quick: bool) -> list[Result]:
+    """4-unit mesh at 640×480: g2g latency; then a fifth process start → first frame."""
+    video = {"video": {"width": 640, "height": 480, "fps": 30}, "status": {"samples": True}}
+    measure = 4.0 if quick else 10.0
+    results: list[Result] = []
+    async with Site(root / "g2g", room="bench-g2g", verbose=0) as site:
+        units = [await site.spawn(i, video) for i in range(1, 4)]
+        await wait_for(lambda: _all_delivering(units), 90, "3 units to stream to each other")
+        late = await site.spawn(4, video)
+        units.append(late)
+        await wait_for(lambda: _all_delivering(units), 60, "the fourth unit")
+        first = min(p["first_frame_at"] for p in (late.status() or {})["peers"])
+        start_s = first - late.spawned_at
+        await asyncio.sleep(2.0)  # settle: the late joiner's keyframes, the encoders' rate control
+        before = {k: v["frames"] for k, v in _streams(units).items()}
+        await asyncio.sleep(measure)
+        samples: list[float] = []
+        fps: list[float] = []
+        for key, peer in _streams(units).items():
+            new = peer["frames"] - before.get(key, 0)
+            fps.append(new / measure)
+            recent = peer.get("latency_samples_ms", [])[-new:] if new > 0 else []
+            samples.extend(recent)
+        if samples:
+            detail = f"4 units at 640x480, {len(samples)} frames over 12 streams, {measure:g} s; streams {min(fps):.0f}-{max(fps):.0f} fps"
+            results.append(Result("g2g_p50_ms", round(percentile(samples, 0.50), 1), "ms", detail))
+            results.append(Result("g2g_p95_ms", round(percentile(samples, 0.95), 1), "ms", detail))
+        else:
+            results.append(Result("g2g_p50_ms", None, "ms", "no stamped frames were read"))
+            results.append(Result("g2g_p95_ms", None, "ms", "no stamped frames were read"))
+        results.append(
+            Result("start_to_first_frame_s", round(start_s, 3), "s",
+                   "4th unit's process start (python interpreter included) -> first decoded remote frame")
+        )
+    return results
+
+
+async def mesh6(root: Path, quick: bool) -> list[Result]:
+    """6 units at 320×240 started at once: time to all 30 streams, then each stream's fps."""
+    video = {"video": {"width": 320, "height": 240, "fps": 30}}
+    measure = 4.0 if quick else 10.0
+    async with Site(root / "mesh6", room="bench-mesh6", verbose=0) as site:
+        units = [await site.spawn(i, video) for i in range(1, 7)]
+        await wait_for(lambda: _all_delivering(units), 120, "all 30 streams of a 6-unit room")
+        streams = _streams(units)
+        joins = [u.status().get("joined_at") for u in units]
+        first_join = min(j for j in joins if j is not None)
+        all_at = max(p["first_frame_at"] for p in streams.values())
+        await asyncio.sleep(2.0)
+        before = {k: v["frames"] for k, v in _streams(units).items()}
+        t0 = time.monotonic()
+        await asyncio.sleep(measure)
+        after = _streams(units)
+        dt = time.monotonic() - t0
+        rates = {k: (after[k]["frames"] - before.get(k, 0)) / dt for k in after}
+    slowest = min(rates, key=rates.get)
+    detail_fps = (
+        f"30 streams at 320x240 over {measure:g} s: min {rates[slowest]:.1f} ({slowest[1]}->{slowest[0]}), "
+        f"median {statistics.median(rates.values()):.1f}"
+    )
+    return [
+        Result("mesh6_all_streams_s", round(all_at - first_join, 2), "s", "6 units at 320x240: first join -> 30/30 streams"),
+        Result("mesh6_min_fps", round(rates[slowest], 1), "fps", detail_fps),
+    ]
+
+
+def run(quick: bool) -> list[Result]:
+    results: list[Result] = []
+    try:
+        cpu = importlib.import_module("appliance.bench.media_cpu")
+    except ImportError:
+        cpu = None
+    if cpu is not None:
+        results.extend(cpu.run(quick))
+    with tempfile.TemporaryDirectory(prefix="wallmesh-bench-media-") as tmp:
+        root = Path(tmp)
+        results.extend(asyncio.run(latency_room(root, quick)))
+        results.extend(asyncio.run(mesh6(root, quick)))
+    load = _load()
+    for r in results:
+        if r.name.startswith(("g2g", "start_to", "mesh6")) and load:
+            r.detail = f"{r.detail}; load avg {load}" if r.detail else f"load avg {load}"
+    return results
+
+
+def _load() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return ""
