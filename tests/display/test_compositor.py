@@ -245,3 +245,20 @@ def test_snapshot_is_a_png(tmp_path):
     comp.draw(call(1))
     comp.save_snapshot(str(tmp_path / "wall.png"))
     assert pygame.image.load(str(tmp_path / "wall.png")).get_size() == (1280, 720)
+
+
+def test_partial_redraws_match_a_full_redraw():
+    """Only tiles with new frames are redrawn; the result must equal composing from scratch."""
+    size = SIZES["720p"]
+    incremental = compositor(size, DisplayConfig(self_view=True))
+    model = call(4, self_view=make_picture(9), self_view_time=time.monotonic())
+    model.tiles[1].muted = True
+    model.tiles[2].reconnecting = True
+    model.tiles[3].speaking = True
+    for step in range(6):
+        tile = model.tiles[step % 4]
+        tile.frame, tile.frame_time = make_video_frame(step + 10), time.monotonic()
+        incremental.draw(model)
+    fresh = compositor(size, DisplayConfig(self_view=True))
+    fresh.draw(model)
+    assert np.array_equal(pixels(incremental.screen.surface), pixels(fresh.screen.surface))
