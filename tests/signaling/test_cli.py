@@ -1,0 +1,138 @@
+"""``wallmesh signal``, ``user`` and ``device`` as subprocesses, with and without a running server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import jwt as pyjwt
+import pytest
+
+from appliance.signaling.tls import fingerprint_der
+
+from .conftest import Client
+
+WALLMESH = [sys.executable, "-m", "appliance.cli"]
+
+
+def cli(*args: str, stdin: str = "", state: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*WALLMESH, *args, "--state-dir", str(state)], input=stdin, capture_output=True, text=True, timeout=60)
+
+
+class Running:
+    """``wallmesh signal`` in a child process; reads the URL (and fingerprint) it prints."""
+
+    def __init__(self, state: Path, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [*WALLMESH, "signal", "--state-dir", str(state), "--host", "127.0.0.1", "--port", "0", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.url = ""
+        self.fingerprint = None
+        line = self.proc.stdout.readline().strip()
+        assert line.startswith("listening on "), (line, self.proc.stderr.read() if self.proc.poll() is not None else "")
+        self.url = line.removeprefix("listening on ")
+        if self.url.startswith("https"):
+            fp = self.proc.stdout.readline().strip()
+            assert fp.startswith("fingerprint ")
+            self.fingerprint = fp.removeprefix("fingerprint ")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        finally:
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def test_admin_without_a_server(state: Path) -> None:
+    assert cli("user", "add", "erin", "--rooms", "lobby,ops", stdin="long enough pw\n", state=state).returncode == 0
+    listed = cli("user", "list", state=state)
+    assert listed.returncode == 0 and "erin\trooms=lobby,ops" in listed.stdout
+    dup = cli("user", "add", "erin", stdin="long enough pw\n", state=state)
+    assert dup.returncode == 1 and "already exists" in dup.stderr
+    assert cli("user", "remove", "erin", state=state).returncode == 0
+    assert "erin" not in cli("user", "list", state=state).stdout
+    missing = cli("user", "remove", "erin", state=state)
+    assert missing.returncode == 1 and "no user" in missing.stderr
+    token = cli("device", "token", "--ttl", "600", state=state)
+    assert token.returncode == 0 and pyjwt.decode(token.stdout.strip(), options={"verify_signature": False})["kind"] == "enroll"
+    assert not (state / "store.uri").exists()  # the CLI's own embedded store was stopped and unpublished
+
+
+def test_bad_config_names_file_and_key(state: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "signal.toml"
+    cfg.write_text("max_room_size = 100\n")
+    out = cli("user", "list", "--config", str(cfg), state=state)
+    assert out.returncode == 1
+    assert str(cfg) in out.stderr and "max_room_size" in out.stderr and "from 2 to 32" in out.stderr
+
+
+async def test_admin_beside_a_running_server_and_live_revoke(state: Path) -> None:
+    server = Running(state)
+    try:
+        assert (state / "store.uri").exists()
+        add = await asyncio.to_thread(cli, "user", "add", "frank", stdin="long enough pw\n", state=state)
+        assert add.returncode == 0, add.stderr
+        token = (await asyncio.to_thread(cli, "device", "token", state=state)).stdout.strip()
+        assert pyjwt.decode(token, options={"verify_signature": False})["url"] == server.url
+        async with aiohttp.ClientSession() as http:
+            async with http.post(server.url + "/api/auth/login", json={"username": "frank", "password": "long enough pw"}) as r:
+                assert r.status == 200
+            async with http.post(server.url + "/api/devices/enroll", json={"enrollment_token": token, "device_id": "pi-cli"}) as r:
+                assert r.status == 201
+                secret = (await r.json())["device_secret"]
+            async with http.post(server.url + "/api/auth/device", json={"device_id": "pi-cli", "device_secret": secret}) as r:
+                device_token = (await r.json())["token"]
+            ws = await http.ws_connect(server.url.replace("http", "ws") + "/ws")
+            dev = Client(ws)
+            await dev.send({"type": "hello", "token": device_token})
+            await dev.recv("welcome")
+            assert "pi-cli" in (await asyncio.to_thread(cli, "device", "list", state=state)).stdout
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            revoke = await asyncio.to_thread(cli, "device", "revoke", "pi-cli", state=state)
+            assert revoke.returncode == 0, revoke.stderr
+            assert await dev.expect_close(timeout=5) == 4401
+            assert loop.time() - start < 5
+    finally:
+        assert server.stop() == 0
+    assert not (state / "store.uri").exists()
+    # after the server stopped, the CLI opens the same data itself
+    listed = cli("device", "list", state=state)
+    assert "pi-cli" in listed.stdout and "revoked" in listed.stdout
+
+
+async def test_tls_fingerprint_printed_and_served(state: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "signal.toml"
+    cfg.write_text("tls_on_loopback = true\n")
+    server = Running(state, "--config", str(cfg))
+    try:
+        assert server.url.startswith("https://127.0.0.1:")
+        der = ssl.PEM_cert_to_DER_cert((state / "tls" / "server.crt").read_text().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n")
+        assert server.fingerprint == fingerprint_der(der)
+        assert len(server.fingerprint.split(":")) == 32
+        pin = aiohttp.Fingerprint(hashlib.sha256(der).digest())
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.url + "/api/health", ssl=pin) as r:
+                assert r.status == 200
+            wrong = aiohttp.Fingerprint(hashlib.sha256(b"other").digest())
+            with pytest.raises(aiohttp.ServerFingerprintMismatch):
+                await http.get(server.url + "/api/health", ssl=wrong)
+        key_mode = os.stat(state / "tls" / "server.key").st_mode & 0o777
+        assert key_mode == 0o600
+    finally:
+        assert server.stop() == 0

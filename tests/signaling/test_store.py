@@ -1,0 +1,111 @@
+"""The store: outage under a live room, persistence across restarts, the call log."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from appliance.signaling.server import SignalServer
+
+from .conftest import PASSWORD, Client, make_config, user_token
+
+
+async def _status(http, url: str) -> int:
+    async with http.get(url + "/api/health") as r:
+        return r.status
+
+
+async def _wait_status(http, url: str, want: int, within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        if await _status(http, url) == want:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"/api/health did not become {want} within {within} s")
+
+
+async def _login(http, server) -> int:
+    async with http.post(server.url + "/api/auth/login", json={"username": "alice", "password": PASSWORD}) as r:
+        return r.status
+
+
+@pytest.mark.skipif(bool(os.environ.get("MONGODB_URI")), reason="stops the embedded store; an external MongoDB is not ours to stop")
+async def test_store_outage_under_a_live_room(server: SignalServer, http, connect) -> None:
+    a = await connect()
+    b = await connect()
+    await a.join("live")
+    await b.join("live")
+    assert server.embedded is not None
+    await server.embedded.stop(release=False)
+    await _wait_status(http, server.url, 503, within=10)
+    # rooms keep relaying while the store is away
+    for i in range(5):
+        await b.send({"type": "signal", "to": a.peer_id, "data": {"candidate": {"n": i}}})
+        assert (await a.recv("signal"))["data"] == {"candidate": {"n": i}}
+    # logins fail closed
+    assert await _login(http, server) == 503
+    # joins still work (tokens are verified locally) and their call-log entries wait in memory
+    c = await connect()
+    await c.join("live")
+    await b.close()
+    await a.recv("peer-left")
+    await server.embedded.start()  # same port, same files
+    await _wait_status(http, server.url, 200, within=20)
+    assert await _login(http, server) == 200
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while loop.time() < deadline:
+        entries = await server.store.call_log("live")
+        if len(entries) >= 4:
+            break
+        await asyncio.sleep(0.2)
+    events = [(e["event"], e["peer_id"]) for e in entries]
+    assert ("join", c.peer_id) in events and ("leave", b.peer_id) in events
+    metrics = await (await http.get(server.url + "/metrics")).text()
+    assert "wallmesh_signal_store_up 1.0" in metrics
+
+
+async def test_data_survives_a_server_restart(tmp_path, http) -> None:
+    cfg = make_config()
+    state = tmp_path / "state"
+    async with SignalServer(cfg, state_dir=state) as first:
+        await first.admin.add_user("dana", PASSWORD, rooms=("ops",))
+        token = await first.admin.enrollment_token(ttl_s=600)
+        async with http.post(first.url + "/api/devices/enroll", json={"enrollment_token": token, "device_id": "pi-7", "name": "Ops"}) as r:
+            assert r.status == 201
+            secret = (await r.json())["device_secret"]
+        old_user_token = user_token(first)
+    async with SignalServer(cfg, state_dir=state) as second:
+        assert [u["name"] for u in await second.admin.list_users()] == ["dana"]
+        assert [(d["device_id"], d["name"]) for d in await second.admin.list_devices()] == [("pi-7", "Ops")]
+        async with http.post(second.url + "/api/auth/login", json={"username": "dana", "password": PASSWORD}) as r:
+            assert r.status == 200
+        async with http.post(second.url + "/api/auth/device", json={"device_id": "pi-7", "device_secret": secret}) as r:
+            assert r.status == 200
+        # the signing key persisted too: a token from before the restart still works
+        client = await Client.connect(http, second, old_user_token)
+        assert client.peer_id
+
+
+async def test_revoked_device_is_closed_and_refused(server: SignalServer, http) -> None:
+    token = await server.admin.enrollment_token(ttl_s=600)
+    async with http.post(server.url + "/api/devices/enroll", json={"enrollment_token": token, "device_id": "pi-r"}) as r:
+        secret = (await r.json())["device_secret"]
+    async with http.post(server.url + "/api/auth/device", json={"device_id": "pi-r", "device_secret": secret}) as r:
+        device_token = (await r.json())["token"]
+    dev = await Client.connect(http, server, device_token)
+    await dev.join("lobby")
+    # revoke through the store directly, as a CLI in another process would
+    assert await server.store.revoke_device("pi-r")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    assert await dev.expect_close(timeout=5) == 4401
+    assert loop.time() - start < 5
+    again = await Client.connect(http, server)
+    await again.send({"type": "hello", "token": device_token})
+    assert (await again.recv())["code"] == "unauthorized"
+    async with http.post(server.url + "/api/auth/device", json={"device_id": "pi-r", "device_secret": secret}) as r:
+        assert r.status == 401
