@@ -86,7 +86,6 @@ class Compositor:
         self._reformatters: dict[str, Any] = {}
         self._last_base: Any = None
         self._base_texture: Any = None
-        self._base_id = 0
         self._overlay_textures: list = []
         self._bad: set[str] = set()
         self.frames = 0
@@ -197,10 +196,10 @@ class Compositor:
         from pygame._sdl2.video import Texture
 
         renderer = self.screen.renderer
-        if self._base_texture is None or self._base_id != id(scene.base):
+        if self._base_texture is None or scene.base is not self._last_base:
             self._base_texture = Texture.from_surface(renderer, scene.base)
             self._overlay_textures = [(Texture.from_surface(renderer, s), pos, s.get_size()) for s, pos in scene.overlays]
-            self._base_id = id(scene.base)
+            self._last_base = scene.base
         self._base_texture.draw(dstrect=(0, 0, *self.size))
         for slot in scene.slots:
             fresh_before = len(fresh)
