@@ -66,7 +66,7 @@ async def test_two_browsers_see_each_other(open_client, tmp_path):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-async def test_mute_camera_and_leave_reach_the_other_side(open_client):
+async def test_mute_camera_and_leave_reach_the_other_side(open_client, tmp_path):
     alice = await open_client("alice", "e2e-state")
     bob = await open_client("bob", "e2e-state")
     alice_id = (await alice.eval("wallmesh.state()"))["peer_id"]
@@ -85,6 +85,9 @@ async def test_mute_camera_and_leave_reach_the_other_side(open_client):
     frozen = (await bob.frames_decoded())[alice_id]
     await asyncio.sleep(1.5)
     assert (await bob.frames_decoded())[alice_id] <= frozen + 2
+
+    await bob.screenshot(_shot_dir(tmp_path) / "peer-muted-camera-off.png")
+    await alice.screenshot(_shot_dir(tmp_path) / "self-muted-camera-off.png")
 
     await alice.click("#btn-cam")
     await bob.wait_for(f"!{tile}.classList.contains('camera-off')")

@@ -79,6 +79,11 @@ class Units:
                 return json.loads(body) if code == 200 else None
         raise KeyError(name)
 
+    def kill(self, name: str) -> None:
+        for unit, _port, proc, _log in self.procs:
+            if unit == name and proc.returncode is None:
+                proc.kill()
+
     def log_tail(self, name: str, lines: int = 25) -> str:
         for unit, _port, _proc, log_path in self.procs:
             if unit == name:
@@ -128,7 +133,7 @@ async def _until(check, timeout: float, what: str):
         await asyncio.sleep(0.5)
 
 
-async def test_browser_and_two_units_exchange_video(units, open_client):
+async def test_browser_and_two_units_exchange_video(units, open_client, tmp_path):
     await units.start(2)
 
     async def units_see_each_other():
@@ -178,7 +183,26 @@ async def test_browser_and_two_units_exchange_video(units, open_client):
         assert later[name]["video"]["framesDecoded"] > first[name]["video"]["framesDecoded"] + 5, name
     after = [_frames_from(await units.status(n), "alice") for n in ("unit-1", "unit-2")]
     assert all(a > b + 5 for a, b in zip(after, before, strict=True)), (before, after)
+    shots = Path(os.environ.get("WALLMESH_E2E_SHOTS") or tmp_path)
+    await alice.screenshot(shots / "browser-with-two-units.png")
     for n in ("unit-1", "unit-2"):
         status = await units.status(n)
         peer = next(p for p in status["peers"] if p["name"] == "alice")
         assert peer["fps"] > 0, peer
+
+    # A unit that dies (power cut, crash) leaves the browser's grid within 10 s, while the other
+    # unit's video carries on.
+    units.kill("unit-2")
+    loop = asyncio.get_running_loop()
+    killed_at = loop.time()
+    await alice.wait_for("(async () => { const s = await wallmesh.stats();"
+                         " const names = Object.values(s.peers).map(p => p.name);"
+                         " return names.length === 1 && names[0] === 'unit-1'; })()", timeout=15)
+    assert loop.time() - killed_at <= 10.5
+    names = await alice.eval("[...document.querySelectorAll('#grid .tile .name')].map(e => e.textContent)")
+    assert names == ["unit-1"]
+    still = (await alice.eval("wallmesh.stats()"))["peers"]
+    (unit1,) = still.values()
+    await alice.wait_for(
+        f"(async () => (await wallmesh.stats()).peers['{unit1['peer_id']}'].video.framesDecoded"
+        f" > {unit1['video']['framesDecoded'] + 10})()")

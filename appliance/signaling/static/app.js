@@ -440,6 +440,12 @@ function init() {
       $("signin-button").disabled = false;
     }
   });
+  $("room").addEventListener("input", (e) => {
+    // Room names are lower-case with dashes: "Board Room" becomes "board-room" as it is typed.
+    const el = e.target;
+    const fixed = el.value.toLowerCase().replace(/[\s_]+/g, "-");
+    if (fixed !== el.value) el.value = fixed;
+  });
   $("join-form").addEventListener("submit", (e) => {
     e.preventDefault();
     joinRoom($("room").value.trim().toLowerCase());
