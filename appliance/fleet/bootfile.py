@@ -44,6 +44,10 @@ class BootFile:
     name: str = setting("", help="name shown to others in the room (default: the host name)")
     enrollment_token: str = setting("", help="fleet enrollment token from `wallmesh device token` (removed after use)")
     discover_interfaces: tuple[str, ...] = setting([], help="addresses mDNS discovery listens on (empty: all)")
+    camera: str = setting(
+        "picamera", help="camera: picamera (Pi camera module), v4l2 (USB webcam) or pattern (no camera)",
+        choices=("picamera", "v4l2", "pattern"),
+    )
 
 
 def read(boot_dir: Path, fleet_defaults: Path | None = None) -> BootFile:

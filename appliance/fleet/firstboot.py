@@ -352,6 +352,8 @@ def render_unit_config(boot: bootfile.BootFile, facts: dict[str, Any], state_dir
     ]
     if boot.discover_interfaces:
         lines.append("discover_interfaces = [" + ", ".join(_q(i) for i in boot.discover_interfaces) + "]")
+    # A wall unit uses its real camera and the ALSA defaults the image sets in /etc/asound.conf.
+    lines += ["", "[video]", f"type = {_q(boot.camera)}", "", "[audio]", 'source = "alsa"', 'sink = "alsa"']
     text = "\n".join(lines) + "\n"
     cfg.loads(UnitConfig, text, "unit.toml (generated)")
     return text

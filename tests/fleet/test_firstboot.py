@@ -34,6 +34,7 @@ def assert_provisioned(paths: Paths, room: str = "boardroom") -> str:
     assert conf.room == room
     assert conf.server.device_id == ident["device_id"]
     assert conf.state_dir == str(paths.state_dir)
+    assert conf.video.type == "picamera" and conf.audio.source == "alsa" and conf.audio.sink == "alsa"
     hostname = (paths.etc / "hostname").read_text().strip()
     assert hostname == identity.hostname_for(ident["device_id"], room)
     assert f"127.0.1.1\t{hostname}" in (paths.etc / "hosts").read_text()
