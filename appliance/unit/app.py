@@ -84,7 +84,7 @@ class UnitDaemon:
 
     async def start(self) -> None:
         """Open devices (a missing one raises DeviceError), then signaling, mesh and status."""
-        Path(self.conf.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        Path(self.conf.state_dir).expanduser().mkdir(parents=True, exist_ok=True, mode=0o700)
         await self.media.start()
         self.mesh.start()
         from appliance.unit.status import StatusServer

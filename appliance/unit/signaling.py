@@ -62,7 +62,7 @@ class SignalClient:
         self.conf = conf
         self.handler = handler
         self.name = name
-        self.state_dir = Path(conf.state_dir)
+        self.state_dir = Path(conf.state_dir).expanduser()
         self.device_id = conf.server.device_id or credentials.default_device_id()
         self.peer_id: str | None = None
         self.room: str | None = None
@@ -202,7 +202,7 @@ class SignalClient:
         if not token_file:
             raise AuthError("unauthorized", f"no device secret in {self.state_dir} and no server.enrollment_token_file")
         try:
-            token = Path(token_file).read_text().strip()
+            token = Path(token_file).expanduser().read_text().strip()
         except OSError as exc:
             raise AuthError("unauthorized", f"cannot read server.enrollment_token_file {token_file}: {exc.strerror}") from exc
         ident = await credentials.enroll(self._session, base, ssl, token, self.device_id, self.name)

@@ -1,0 +1,52 @@
+"""The unit config: the shipped examples load, and mistakes name the file, the key and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import ConfigError
+from appliance.mesh.ice import IcePolicy
+from appliance.unit import config
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+
+
+@pytest.mark.parametrize("name", ["unit.toml", "laptop.toml"])
+def test_shipped_examples_load(name):
+    conf = config.load(CONFIG_DIR / name)
+    assert conf.room == "lobby"
+
+
+def test_defaults_are_a_valid_unit():
+    conf = config.load(None)
+    assert conf.server.url == "discover" and conf.status.host == "127.0.0.1"
+    assert IcePolicy.from_config(conf.ice).addresses == ()  # aioice's own LAN gathering
+
+
+def test_loopback_mode_gathers_127_0_0_1_only():
+    conf = config.cfg.build(config.UnitConfig, {"ice": {"loopback": True}}, "<t>")
+    policy = IcePolicy.from_config(conf.ice)
+    assert policy.addresses == ("127.0.0.1",) and not policy.resolve_mdns
+
+
+@pytest.mark.parametrize(
+    "text, key, words",
+    [
+        ('room = "Board Room"', "room", "matching"),
+        ('[server]\nurl = "ftp://x"', "server.url", "matching"),
+        ('[video]\ntype = "webcam"', "video.type", "one of"),
+        ('[quality]\nmax_tier = "8k"', "quality.max_tier", "one of"),
+        ('[ice]\nloopbak = true', "ice.loopbak", "unknown key"),
+        ('[status]\nport = 70000', "status.port", "from 0 to 65535"),
+        ('[server]\nfingerprint = "zz"', "server.fingerprint", "matching"),
+    ],
+)
+def test_bad_values_name_file_key_and_allowed(tmp_path, text, key, words):
+    path = tmp_path / "unit.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    message = str(err.value)
+    assert str(path) in message and f"'{key}'" in message and words in message
