@@ -68,7 +68,7 @@ async def test_tally_tells_lost_duplicated_and_misrouted_frames_apart() -> None:
 @NEEDS_NODE
 def test_smoke_run_against_both_servers_accounts_for_every_frame() -> None:
     clients = 40
-    plan = signaling.Plan(clients=clients, workers=1, storm_timeout_s=60, steady_s=2.0)
+    plan = signaling.Plan(clients=clients, workers=1, storm_timeout_s=60, steady_s=2.0, storms=2)
     results = by_name(asyncio.run(signaling.measure(plan)))
     rooms = clients // signaling_traffic.ROOM_SIZE
     expected = rooms * signaling_traffic.frames_per_room()
@@ -99,7 +99,7 @@ def test_smoke_run_against_both_servers_accounts_for_every_frame() -> None:
 
 
 def test_frames_to_a_vanished_client_are_reported_lost() -> None:
-    plan = signaling.Plan(clients=8, workers=1, storm_timeout_s=3, steady_s=0.0, targets=("wallmesh",), drop=1)
+    plan = signaling.Plan(clients=8, workers=1, storm_timeout_s=3, steady_s=0.0, targets=("wallmesh",), drop=1, storms=1)
     results = by_name(asyncio.run(signaling.measure(plan)))
     # Client 0 is gone before the storm: the 3 frames x 11 its room-mates send it never
     # arrive, and neither do the frames it would have sent; the other room is unaffected.
