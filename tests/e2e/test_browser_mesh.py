@@ -55,6 +55,7 @@ async def test_two_browsers_see_each_other(open_client, tmp_path):
     peer = stats["peers"][bob_id]
     assert peer["codec"]["mimeType"].lower() == "video/h264"
     assert "packetization-mode=1" in peer["codec"]["sdpFmtpLine"]
+    assert "profile-level-id=42e0" in peer["codec"]["sdpFmtpLine"]   # constrained baseline
     assert peer["candidatePair"]["local"].startswith("127.0.0.1:")
     assert peer["candidatePair"]["remote"].startswith("127.0.0.1:")
     assert peer["video"]["frameWidth"] > 0 and peer["video"]["frameHeight"] > 0

@@ -164,6 +164,7 @@ async def test_browser_and_two_units_exchange_video(units, open_client, tmp_path
         peer = first[name]
         assert peer["kind"] == "device"
         assert peer["codec"]["mimeType"].lower() == "video/h264", peer["codec"]
+        assert "packetization-mode=1" in peer["codec"]["sdpFmtpLine"], peer["codec"]
         assert peer["candidatePair"]["remote"].startswith("127.0.0.1:")
 
     async def units_receive_browser():
