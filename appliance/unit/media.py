@@ -11,8 +11,10 @@ Devices are opened in :meth:`start`; an absent one raises
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
 from typing import Any
 
 from appliance.capture import base
@@ -36,6 +38,7 @@ class UnitMedia:
         self.muted = False
         self.camera = True
         self.tier: Any = None
+        self._gates: weakref.WeakSet[Any] = weakref.WeakSet()
 
     async def start(self) -> None:
         from appliance.mesh.fanout import SharedVideo
@@ -64,9 +67,11 @@ class UnitMedia:
     # -- LocalMedia ------------------------------------------------------------------------
 
     def video_track(self) -> Any | None:
-        if self.video is None or not self.camera:
+        if self.video is None:
             return None
-        return self.video.track()
+        gate = gated_video_track(self.video.track, self.camera)
+        self._gates.add(gate)
+        return gate
 
     def audio_track(self) -> Any | None:
         if self.audio_out is None:
@@ -95,9 +100,10 @@ class UnitMedia:
             self.audio_out.set_muted(muted)
 
     def set_camera(self, on: bool) -> None:
+        """Camera privacy: with the camera off no peer gets video and nothing is encoded."""
         self.camera = on
-        if self.video is not None and hasattr(self.video, "set_paused"):
-            self.video.set_paused(not on)
+        for gate in list(self._gates):
+            gate.set_open(on)
 
     def apply_quality(self, peers: int, worst_loss: float | None) -> None:
         """Let the quality policy pick a tier for this mesh size and loss; reconfigure the encoder."""
@@ -132,3 +138,58 @@ class UnitMedia:
                 await part.close()
             except Exception as exc:  # noqa: BLE001 - closing everything matters more than one error
                 log.warning("%s: closing %s failed: %s", self.name, type(part).__name__, exc)
+
+
+def gated_video_track(factory: Any, open_: bool) -> Any:
+    """A per-peer video track that camera privacy can close without ending the peer's sender.
+
+    Open, it passes through a track from ``factory`` (the shared encoder's per-peer
+    track, whose first packet is a keyframe). Closed, it releases that track — so the
+    encoder stops when no peer wants video — and its ``recv()`` simply waits, so
+    aiortc's sender sends nothing and keeps running until the gate opens again.
+    """
+    from aiortc import MediaStreamTrack
+    from aiortc.mediastreams import MediaStreamError
+
+    class GatedVideoTrack(MediaStreamTrack):
+        kind = "video"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._open = asyncio.Event()
+            self._inner: Any = None
+            if open_:
+                self._open.set()
+
+        def set_open(self, on: bool) -> None:
+            if on:
+                self._open.set()
+                return
+            self._open.clear()
+            inner, self._inner = self._inner, None
+            if inner is not None:
+                inner.stop()
+
+        async def recv(self) -> Any:
+            while True:
+                await self._open.wait()
+                if self.readyState != "live":
+                    raise MediaStreamError
+                if self._inner is None:
+                    self._inner = factory()
+                inner = self._inner
+                try:
+                    return await inner.recv()
+                except MediaStreamError:
+                    if inner is self._inner or self.readyState != "live":
+                        raise  # the source ended, not the privacy switch
+                    continue
+
+        def stop(self) -> None:
+            super().stop()
+            inner, self._inner = self._inner, None
+            if inner is not None:
+                inner.stop()
+            self._open.set()  # release a waiting recv() so the sender can end
+
+    return GatedVideoTrack()

@@ -187,3 +187,18 @@ def test_rtc_configuration_never_defaults_to_public_stun():
     assert conf.iceServers == []
     turn = LOOPBACK.with_servers([{"urls": ["turn:127.0.0.1:3478"], "username": "u", "credential": "c"}])
     assert [s.urls for s in turn.rtc_configuration().iceServers] == [["turn:127.0.0.1:3478"]]
+
+
+async def test_camera_privacy_stops_video_and_the_encoder_then_resumes(pair):
+    a, b = await connect(pair)
+    media_a = pair.media[0]
+    media_a.set_camera(False)
+    await asyncio.sleep(0.3)
+    n = frames_from(b, "a")
+    await asyncio.sleep(1.0)
+    assert frames_from(b, "a") <= n + 1, "video kept flowing with the camera off"
+    assert media_a.video.peers == 0, "the shared encoder still has a consumer"
+    assert frames_from(a, "b") > 0  # the other direction is untouched
+    media_a.set_camera(True)
+    await until(lambda: frames_from(b, "a") > n + 10, what="video to resume")
+    assert b.peers["a"].connection_state == "connected"
