@@ -93,7 +93,10 @@ class WallModel:
     "waiting for others" with no tiles), reconnecting (the grid keeps running
     under a banner when calls are up), error (``message`` says what to do).
     ``self_view`` is this unit's own camera picture (same types as a tile's
-    frame) or ``None``; it is only drawn when the display config asks for it.
+    frame) or ``None``; the corner is drawn when the display config asks for it
+    and there is a picture (or the camera is off, to say so). ``notice`` is a
+    short-lived line shown at the bottom, e.g. "Volume 70%" after a volume press;
+    the controller clears it after a couple of seconds.
     """
 
     state: UnitState = UnitState.IDLE
@@ -105,4 +108,5 @@ class WallModel:
     muted: bool = False
     camera: bool = True
     message: str = ""
+    notice: str = ""
     now: float = field(default_factory=time.time)

@@ -24,7 +24,7 @@ import pygame
 
 from appliance.display import icons, theme, tiles
 from appliance.display.config import DisplayConfig
-from appliance.display.draw import text, wrap
+from appliance.display.draw import pill, text, wrap
 from appliance.display.layout import Rect, metrics
 from appliance.display.model import UnitState, WallModel
 
@@ -77,7 +77,7 @@ class SceneBuilder:
 
     def build(self, model: WallModel, pictures: set[str]) -> Scene:
         name = screen_name(model)
-        show_self = self.options.self_view and name in ("call", "alone")
+        show_self = self.options.self_view and name in ("call", "alone") and (tiles.SELF in pictures or not model.camera)
         tile_keys = tuple(
             (t.peer_id, t.label, t.muted, t.camera, int(t.quality), t.speaking, t.reconnecting, t.peer_id in pictures)
             for t in model.tiles
@@ -86,7 +86,7 @@ class SceneBuilder:
         key = (
             name, model.room, model.unit_name, model.muted, model.camera, model.message,
             model.state, tiles.clock(model.now, self.options.clock_24h), tile_keys, phase,
-            show_self and tiles.SELF in pictures,
+            show_self and tiles.SELF in pictures, model.notice,
         )
         scene = self._cached
         if scene is None or scene.key != key:
@@ -124,7 +124,15 @@ class SceneBuilder:
         if show_self:
             _, pieces = tiles.self_tile(base, self.fonts, model, self.options.self_view_size, tiles.SELF in pictures)
             overlays.extend(pieces)
+        if model.notice:
+            overlays.append(self._notice(model.notice))
         return Scene(base, overlays, [], screen=name)
+
+    def _notice(self, message: str):
+        """A toast at the bottom centre, e.g. the volume after a press."""
+        m = metrics(self.size)
+        toast = pill(self.fonts, message, 34 * m.scale, theme.TEXT, (30, 36, 46, 235), bold=True)
+        return toast, (int((self.size[0] - toast.get_width()) / 2), int(self.size[1] - m.margin * 2 - toast.get_height()))
 
     # full screens ---------------------------------------------------------
 

@@ -85,6 +85,8 @@ class LocalController:
         self.volume = volume
         self.join_delay = join_delay
         self.restarts = 0
+        self.notice_seconds = 2.0
+        self._notice = ("", 0.0)
         self._listeners: list[StatusCallback] = []
         self.machine.subscribe(lambda _m: self._changed())
 
@@ -133,6 +135,7 @@ class LocalController:
         if volume != self.volume:
             self.volume = volume
             log.info("%s: volume %d%%", self.machine.name, volume)
+            self._notice = (f"Volume {volume}%", time.monotonic() + self.notice_seconds)
             self._changed()
 
     def subscribe(self, callback: StatusCallback) -> Callable[[], None]:
@@ -146,8 +149,15 @@ class LocalController:
 
     def wall_model(self) -> WallModel:
         m = self.machine
+        notice, until = self._notice
         return WallModel(
-            state=m.state, room=m.room, unit_name=m.name, muted=m.muted, camera=m.camera, message=m.message
+            state=m.state,
+            room=m.room,
+            unit_name=m.name,
+            muted=m.muted,
+            camera=m.camera,
+            message=m.message,
+            notice=notice if time.monotonic() < until else "",
         )
 
     def _changed(self) -> None:

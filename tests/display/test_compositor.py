@@ -262,3 +262,27 @@ def test_partial_redraws_match_a_full_redraw():
     fresh = compositor(size, DisplayConfig(self_view=True))
     fresh.draw(model)
     assert np.array_equal(pixels(incremental.screen.surface), pixels(fresh.screen.surface))
+
+
+def test_no_self_view_corner_without_a_picture():
+    size = SIZES["1080p"]
+    comp = Compositor(SurfaceScreen(size), DisplayConfig(self_view=True))
+    comp.draw(call(2))
+    corner = self_view(size, 0.2)
+    assert near(pixels(comp.screen.surface, corner), theme.BACKGROUND, 3) > 0.95 * corner.w * corner.h
+
+
+def test_notice_toast(snapshot_dir):
+    size = SIZES["720p"]
+    comp = compositor(size)
+    model = call(1)
+    comp.draw(model)
+    bottom = Rect(size[0] // 3, size[1] - size[1] // 8, size[0] // 3, size[1] // 8)
+    before = text_pixels(pixels(comp.screen.surface, bottom))
+    model.notice = "Volume 75%"
+    comp.draw(model)
+    comp.save_snapshot(f"{snapshot_dir}/notice.png")
+    assert text_pixels(pixels(comp.screen.surface, bottom)) > before + 100
+    model.notice = ""
+    comp.draw(model)
+    assert text_pixels(pixels(comp.screen.surface, bottom)) == before, "the toast goes away cleanly"

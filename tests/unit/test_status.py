@@ -87,3 +87,16 @@ async def test_close_is_idempotent():
     await server.start()
     await server.close()
     await server.close()
+
+
+async def test_volume_change_shows_a_notice_for_a_moment():
+    controller = LocalController()
+    controller.notice_seconds = 0.2
+    await controller.change_volume(+5)
+    assert controller.wall_model().notice == "Volume 75%"
+    await controller.change_volume(+50)
+    assert controller.status()["volume"] == 100
+    import asyncio
+
+    await asyncio.sleep(0.25)
+    assert controller.wall_model().notice == ""
