@@ -51,21 +51,26 @@ class Units:
         fd = os.open(self.site.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(token + "\n")
+        for index in range(1, count + 1):
+            await self.spawn(index)
+
+    async def spawn(self, index: int) -> None:
+        """Starts unit ``index`` (again, after a kill: it keeps its enrolled identity)."""
         env = dict(os.environ)
         repo = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        for index in range(1, count + 1):
-            port = STATUS_PORT_BASE + index
-            name, config, _status = self.site.unit_config(index, {
-                "status": {"host": "127.0.0.1", "port": port},
-                "video": {"width": 320, "height": 240, "fps": 15},
-            })
-            log_path = config.parent / "unit.log"
-            with open(log_path, "ab") as log:
-                proc = await asyncio.create_subprocess_exec(
-                    *self.netns.exec_prefix(), sys.executable, "-m", "appliance.cli", "-v",
-                    "run", "--config", str(config), stdout=log, stderr=log, env=env, start_new_session=True)
-            self.procs.append((name, port, proc, log_path))
+        port = STATUS_PORT_BASE + index
+        name, config, _status = self.site.unit_config(index, {
+            "status": {"host": "127.0.0.1", "port": port},
+            "video": {"width": 320, "height": 240, "fps": 15},
+        })
+        log_path = config.parent / "unit.log"
+        with open(log_path, "ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *self.netns.exec_prefix(), sys.executable, "-m", "appliance.cli", "-v",
+                "run", "--config", str(config), stdout=log, stderr=log, env=env, start_new_session=True)
+        self.procs = [p for p in self.procs if p[0] != name]
+        self.procs.append((name, port, proc, log_path))
 
     async def status(self, name: str) -> dict | None:
         for unit, port, proc, _log in self.procs:
@@ -79,10 +84,11 @@ class Units:
                 return json.loads(body) if code == 200 else None
         raise KeyError(name)
 
-    def kill(self, name: str) -> None:
+    async def kill(self, name: str) -> None:
         for unit, _port, proc, _log in self.procs:
             if unit == name and proc.returncode is None:
                 proc.kill()
+                await proc.wait()
 
     def log_tail(self, name: str, lines: int = 25) -> str:
         for unit, _port, _proc, log_path in self.procs:
@@ -163,6 +169,7 @@ async def test_browser_and_two_units_exchange_video(units, open_client, tmp_path
     for name in ("unit-1", "unit-2"):
         peer = first[name]
         assert peer["kind"] == "device"
+        assert (peer["audio"] or {}).get("packetsReceived", 0) > 0, f"no audio from {name}"
         assert peer["codec"]["mimeType"].lower() == "video/h264", peer["codec"]
         assert "packetization-mode=1" in peer["codec"]["sdpFmtpLine"], peer["codec"]
         assert peer["candidatePair"]["remote"].startswith("127.0.0.1:")
@@ -193,7 +200,7 @@ async def test_browser_and_two_units_exchange_video(units, open_client, tmp_path
 
     # A unit that dies (power cut, crash) leaves the browser's grid within 10 s, while the other
     # unit's video carries on.
-    units.kill("unit-2")
+    await units.kill("unit-2")
     loop = asyncio.get_running_loop()
     killed_at = loop.time()
     await alice.wait_for("(async () => { const s = await wallmesh.stats();"
@@ -207,3 +214,21 @@ async def test_browser_and_two_units_exchange_video(units, open_client, tmp_path
     await alice.wait_for(
         f"(async () => (await wallmesh.stats()).peers['{unit1['peer_id']}'].video.framesDecoded"
         f" > {unit1['video']['framesDecoded'] + 10})()")
+
+    # The unit comes back and is now the later joiner: it offers to the browser, which answers
+    # with its own tracks (H.264 again), and video flows both ways once more.
+    await units.spawn(2)
+
+    async def back_both_ways():
+        stats = await alice.eval("wallmesh.stats()")
+        unit2 = [p for p in stats["peers"].values() if p["name"] == "unit-2"]
+        decoded = unit2 and (unit2[0]["video"] or {}).get("framesDecoded", 0) >= 10
+        received = _frames_from(await units.status("unit-2"), "alice") >= 10
+        return unit2[0] if decoded and received else None
+
+    try:
+        peer = await _until(back_both_ways, 60, "the restarted unit and the browser to exchange video")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{await units.status('unit-2')}\n{units.log_tail('unit-2')}") from None
+    assert peer["codec"]["mimeType"].lower() == "video/h264"
+    assert peer["sent"]["codec"].lower() == "video/h264"
