@@ -98,6 +98,10 @@ class Fonts:
 
 def _font_files(path: str) -> tuple[str | None, str | None]:
     if path:
+        if not os.path.isfile(path):
+            from appliance.errors import DeviceError
+
+            raise DeviceError("font", "display.font", f"{path} does not exist; leave it empty for DejaVu Sans")
         return path, path
     for folder in FONT_DIRS:
         regular, bold = os.path.join(folder, REGULAR), os.path.join(folder, BOLD)

@@ -286,3 +286,11 @@ def test_notice_toast(snapshot_dir):
     model.notice = ""
     comp.draw(model)
     assert text_pixels(pixels(comp.screen.surface, bottom)) == before, "the toast goes away cleanly"
+
+
+def test_missing_font_names_the_key(tmp_path):
+    from appliance.display.theme import Fonts
+    from appliance.errors import DeviceError
+
+    with pytest.raises(DeviceError, match="display.font"):
+        Fonts(str(tmp_path / "nope.ttf"))
