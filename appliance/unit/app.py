@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 StatusCallback = Callable[[dict[str, Any]], None]
 
+SPEAKING_LEVEL = 0.02  # smoothed RMS (fraction of full scale) above which a tile is marked speaking
+
 
 def process_figures() -> dict[str, Any]:
     """Resident memory, open file descriptors and asyncio tasks of this process (leak checks)."""
@@ -121,6 +123,8 @@ class UnitDaemon:
 
     async def on_session(self, welcome: dict[str, Any]) -> None:
         self.mesh.set_session(welcome)
+        if self.machine.state == UnitState.ERROR and self.signal.want_room:
+            self.machine.to(UnitState.JOINING, "signaling server accepted the unit")
         await self.signal.send_state(self.machine.muted, self.machine.camera)
 
     async def on_joined(self, msg: dict[str, Any]) -> None:
@@ -132,6 +136,11 @@ class UnitDaemon:
         if msg["type"] == "error" and msg.get("code") in ("forbidden", "room_full") and msg.get("ref") in (None, "join"):
             self.machine.fail(f"cannot join {self.conf.room}: {msg.get('message')}", msg.get("code", "error"))
         await self.mesh.on_message(msg)
+
+    async def on_signaling_error(self, message: str) -> None:
+        """Credentials refused: someone has to act (enroll the unit, fix the token file)."""
+        if self.machine.state != UnitState.IN_CALL:
+            self.machine.fail(f"the signaling server refused this unit: {message}", "auth")
 
     async def on_signaling_down(self) -> None:
         if self.machine.state in (UnitState.IN_CALL, UnitState.JOINING):
@@ -212,6 +221,7 @@ class UnitDaemon:
     def wall_model(self) -> WallModel:
         m = self.machine
         tiles = []
+        levels = self.media.mixer.levels() if self.media.mixer is not None else {}
         for peer in self.mesh.peers.values():
             latest = peer.video.latest if peer.video is not None else None
             fig = peer.stats.figures
@@ -225,13 +235,17 @@ class UnitDaemon:
                     camera=peer.camera,
                     quality=quality_from(fig.loss, fig.rtt),
                     reconnecting=peer.stale or peer.connection_state != "connected",
+                    speaking=levels.get(peer.audio_key, 0.0) >= SPEAKING_LEVEL,
                 )
             )
+        self_view = self.media.self_view() if m.camera else None
         return WallModel(
             state=m.state,
             room=self.mesh.room or m.room,
             unit_name=self.name,
             tiles=tiles,
+            self_view=self_view[0] if self_view else None,
+            self_view_time=self_view[1] if self_view else None,
             muted=m.muted,
             camera=m.camera,
             message=m.message,

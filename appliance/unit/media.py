@@ -38,6 +38,7 @@ class UnitMedia:
         self.muted = False
         self.camera = True
         self.tier: Any = None
+        self._tee: SelfViewTee | None = None
         self._gates: weakref.WeakSet[Any] = weakref.WeakSet()
 
     async def start(self) -> None:
@@ -45,6 +46,8 @@ class UnitMedia:
 
         v = self.conf.video
         source = base.open_video_source(v, sender=self.sender, prefix="video")
+        if isinstance(source, base.VideoSource):
+            source = self._tee = SelfViewTee(source)
         self.video = SharedVideo(source, width=v.width, height=v.height, fps=v.fps, bitrate=v.bitrate, name=self.name)
         await self.video.start()
         from appliance.mesh.audio import AudioMixer, SharedAudio
@@ -115,6 +118,12 @@ class UnitMedia:
                      tier.width, tier.height, tier.bitrate, peers)
             self.tier = tier
             self.video.reconfigure(tier)
+
+    def self_view(self) -> tuple[Any, float] | None:
+        """The newest raw camera frame and when it was captured (None for a hardware-encoded camera)."""
+        if self._tee is None or self._tee.latest is None:
+            return None
+        return self._tee.latest
 
     def status(self) -> dict[str, Any]:
         stats = getattr(self.video, "stats", None)
@@ -193,3 +202,28 @@ def gated_video_track(factory: Any, open_: bool) -> Any:
             self._open.set()  # release a waiting recv() so the sender can end
 
     return GatedVideoTrack()
+
+
+class SelfViewTee(base.VideoSource):
+    """A raw camera source that also keeps its newest frame for the self-view tile."""
+
+    def __init__(self, inner: base.VideoSource) -> None:
+        self.inner = inner
+        self.width, self.height, self.fps = inner.width, inner.height, inner.fps
+        self.latest: tuple[Any, float] | None = None
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def read(self) -> Any:
+        frame = await self.inner.read()
+        self.latest = (frame, time.monotonic())
+        return frame
+
+    def reconfigure(self, width: int, height: int, fps: int) -> None:
+        self.inner.reconfigure(width, height, fps)
+        self.width, self.height, self.fps = self.inner.width, self.inner.height, self.inner.fps
+
+    async def close(self) -> None:
+        self.latest = None
+        await self.inner.close()

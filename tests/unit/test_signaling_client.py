@@ -27,6 +27,7 @@ class Recorder:
         self.joined: list[dict] = []
         self.messages: list[dict] = []
         self.downs = 0
+        self.errors: list[str] = []
 
     async def on_session(self, welcome):
         self.welcomes.append(welcome)
@@ -39,6 +40,9 @@ class Recorder:
 
     async def on_signaling_down(self):
         self.downs += 1
+
+    async def on_signaling_error(self, message):
+        self.errors.append(message)
 
 
 def unit_conf(tmp_path, name, server, **server_extra):
@@ -180,3 +184,16 @@ def test_backoff_is_capped_and_jittered():
     assert all(0 < d <= 4.0 for d in delays)
     assert delays[0] <= 0.25 and max(delays[-4:]) > 1.0
     assert len(set(delays)) > 6  # jitter: no lock-step retries across a fleet
+
+
+async def test_refused_credentials_are_reported_and_retried(tmp_path, server):
+    rec = Recorder()
+    conf = unit_conf(tmp_path, "alpha", server.url, enrollment_token_file=str(tmp_path / "missing.token"))
+    client = SignalClient(conf, rec, name="alpha")
+    await client.start()
+    try:
+        await until(lambda: len(rec.errors) >= 2, what="two refused attempts")
+        assert "missing.token" in rec.errors[0]
+        assert not rec.welcomes
+    finally:
+        await client.close()
