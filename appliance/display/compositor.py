@@ -63,6 +63,16 @@ def frame_size(frame: Any) -> tuple[int, int]:
     raise ValueError(f"not a picture: {type(frame).__name__}")
 
 
+def _drawable(frame: Any) -> bool:
+    if frame is None:
+        return False
+    try:
+        frame_size(frame)
+    except ValueError:
+        return False
+    return True
+
+
 def _rgb_array(frame: Any):
     import numpy as np
 
@@ -100,8 +110,8 @@ class Compositor:
         for key in [k for k in self._pictures if k not in live]:
             del self._pictures[key]
             self._reformatters.pop(key, None)
-        pictures = {k for k in self._pictures} | {t.peer_id for t in model.tiles if t.frame is not None}
-        if model.self_view is not None:
+        pictures = set(self._pictures) | {t.peer_id for t in model.tiles if _drawable(t.frame)}
+        if _drawable(model.self_view):
             pictures.add(SELF)
         scene = self.builder.build(model, pictures)
         fresh: list[float] = []
@@ -168,9 +178,12 @@ class Compositor:
                 target.blit(scene.base, area, area)
             target.blit(pic.surface, (box.x, box.y))
             if not full:
+                # overlays are redrawn only inside this tile: outside it they are still there
+                target.set_clip(area)
                 for surface, pos in scene.overlays:
                     if area.colliderect(surface.get_rect(topleft=pos)):
                         target.blit(surface, pos)
+                target.set_clip(None)
         if full:
             for surface, pos in scene.overlays:
                 target.blit(surface, pos)

@@ -173,6 +173,8 @@ def test_bad_frames_do_not_crash(caplog):
     comp.draw(model)
     assert comp.frames == 2
     assert caplog.text.count("not a picture") == 2, "logged once per tile"
+    rect = tile_rects(SIZES["720p"], 2)[0]
+    assert text_pixels(pixels(comp.screen.surface, rect)) > 100, "a card, not an empty panel"
 
 
 def test_peers_that_leave_are_forgotten():
@@ -255,6 +257,7 @@ def test_partial_redraws_match_a_full_redraw():
     model.tiles[1].muted = True
     model.tiles[2].reconnecting = True
     model.tiles[3].speaking = True
+    model.notice = "Volume 40%"  # a toast across the bottom tiles
     for step in range(6):
         tile = model.tiles[step % 4]
         tile.frame, tile.frame_time = make_video_frame(step + 10), time.monotonic()
