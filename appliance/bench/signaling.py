@@ -93,6 +93,10 @@ class Phase:
     latencies_ms: list[float] = field(default_factory=list)
     last_ns: int = 0
     client_cpu_s: float = 0.0
+    client_wait_s: float = 0.0
+    server_wait_s: float = 0.0
+    received_at_ms: list[float] = field(default_factory=list)
+    loop_lag_ms: list[float] = field(default_factory=list)
 
     @classmethod
     def merge(cls, reports: list[dict[str, Any]]) -> Phase:
@@ -105,9 +109,18 @@ class Phase:
             phase.stray += rep["stray"]
             phase.errors.update(rep["errors"])
             phase.latencies_ms.extend(us / 1000 for us in rep["latencies_us"])
+            phase.received_at_ms.extend(us / 1000 for us in rep["received_at_us"])
+            phase.loop_lag_ms.extend(us / 1000 for us in rep["loop_lag_us"])
             phase.last_ns = max(phase.last_ns, rep["last_ns"])
             phase.client_cpu_s += rep["cpu_s"]
+            phase.client_wait_s = max(phase.client_wait_s, rep.get("cpu_wait_s", 0.0))
         return phase
+
+    def slow_frames(self, over_ms: float) -> tuple[int, float]:
+        """Frames slower than ``over_ms``, and over how many milliseconds of receive time
+        they spread (a single stall shows as many slow frames within a short span)."""
+        slow = sorted(at for at, lat in zip(self.received_at_ms, self.latencies_ms) if lat > over_ms)
+        return len(slow), (slow[-1] - slow[0]) if slow else 0.0
 
     @property
     def lost(self) -> int:
@@ -265,10 +278,11 @@ async def _drive(plan: Plan, figures: Figures, server: ServerProcess, dialect: s
 
         for run in range(plan.storms):
             progress("%s: join storm %d/%d of %d rooms", figures.server, run + 1, plan.storms, figures.clients // traffic.ROOM_SIZE)
-            cpu0 = server.cpu_s()
+            cpu0, wait0 = server.cpu_s(), server.cpu_wait_s()
             t0 = time.monotonic_ns() + 500_000_000
             replies = await asyncio.gather(*(w.call("storm", wait_s=plan.storm_timeout_s + 60, t0=t0, timeout=plan.storm_timeout_s) for w in loads))
             storm = Storm(Phase.merge(replies), t0, server.cpu_s() - cpu0, os.getloadavg()[0])
+            storm.phase.server_wait_s = server.cpu_wait_s() - wait0
             figures.storms.append(storm)
             rss, peak = server.rss_mb()
             figures.rss_mb, figures.peak_rss_mb = rss, max(peak, figures.peak_rss_mb or 0.0)
@@ -280,8 +294,10 @@ async def _drive(plan: Plan, figures: Figures, server: ServerProcess, dialect: s
         progress("%s: steady state for %.0f s", figures.server, plan.steady_s)
         t0 = time.monotonic_ns() + 300_000_000
         share = plan.steady_rate / len(loads)
+        wait0 = server.cpu_wait_s()
         replies = await asyncio.gather(*(w.call("steady", wait_s=plan.steady_s + 90, t0=t0, seconds=plan.steady_s, rate=share) for w in loads))
         figures.steady = Phase.merge(replies)
+        figures.steady.server_wait_s = server.cpu_wait_s() - wait0
         figures.steady_s = max(r["seconds"] for r in replies)
         if not server.alive():
             raise BenchError(f"{figures.server} exited during the load: {server.log_tail()}")
@@ -384,12 +400,18 @@ def _storm_results(prefix: str, plan: Plan, f: Figures) -> list[Result]:
     cpu = ""
     if drain:
         cpu = (f"; in it the load processes used {median.phase.client_cpu_s / drain:.2f} CPU, the server "
-               f"{median.server_cpu_s / drain:.2f} CPU (host load average {median.loadavg:.1f} on {os.cpu_count()} CPUs)")
+               f"{median.server_cpu_s / drain:.2f} CPU and waited {median.phase.server_wait_s:.2f} s for one "
+               f"(host load average {median.loadavg:.1f} on {os.cpu_count()} CPUs)")
     runs = ", ".join(f"{s.frames_per_s or 0:.0f}" for s in f.storms)
     storm_note = (f"median of {len(f.storms)} storm(s) [{runs}]; {median.phase.received}/{median.phase.expected} frames "
                   f"in {f.clients // traffic.ROOM_SIZE} rooms of {traffic.ROOM_SIZE}{cpu}{_problems(pooled)}")
     steady_rate = steady.received / f.steady_s if f.steady_s else 0
-    steady_note = f"steady state: {steady.received}/{steady.expected} frames, {steady_rate:.0f} frames/s over {f.steady_s:.0f} s{_problems(steady)}"
+    slow, span = steady.slow_frames(10.0)
+    lag = max(steady.loop_lag_ms, default=0.0)
+    steady_note = (f"steady state: {steady.received}/{steady.expected} frames, {steady_rate:.0f} frames/s over {f.steady_s:.0f} s; "
+                   f"{slow} frames over 10 ms, received within {span:.0f} ms of each other; waiting for a CPU: server "
+                   f"{steady.server_wait_s:.2f} s, a load process up to {steady.client_wait_s:.2f} s, its loop lag max {lag:.1f} ms"
+                   f"{_problems(steady)}")
     connect = f"of {plan.clients}" + (f"; connect errors {dict(f.connect_errors)}" if f.connect_errors else "")
     return [
         Result(f"{prefix}_clients", f.clients, "clients", connect),

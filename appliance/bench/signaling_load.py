@@ -36,10 +36,12 @@ from typing import Any
 import orjson
 
 from appliance.bench import signaling_traffic as traffic
+from appliance.bench.signaling_servers import run_queue_wait_s
 from appliance.bench.signaling_wsclient import WsClient
 
 CONNECT_CONCURRENCY = 48
 PEERJS_HEARTBEAT_S = 5.0  # what the PeerJS browser client sends by default
+LAG_PROBE_S = 0.01  # period of the generator's own loop-lag probe
 STEADY_ARRIVAL_S = 0.1  # steady state: members of a room arrive this far apart
 STEADY_TRICKLE_S = 0.002  # steady state: gap between two trickled candidates
 
@@ -90,6 +92,8 @@ class Tally:
 
     def __init__(self) -> None:
         self.latencies_us: list[int] = []
+        self.received_at_us: list[int] = []  # receive times, to tell one long stall from a slow spread
+        self.loop_lag_us: list[int] = []  # how late this process's own loop woke up
         self.received = 0
         self.duplicates = 0
         self.misrouted = 0
@@ -113,6 +117,7 @@ class Tally:
             return
         self.received += 1
         self.latencies_us.append((now - sent_ns) // 1000)
+        self.received_at_us.append(now // 1000)
         self.last_ns = now
         room.pending -= 1
         if room.pending == 0:
@@ -121,6 +126,8 @@ class Tally:
     def report(self) -> dict[str, Any]:
         return {
             "latencies_us": self.latencies_us,
+            "received_at_us": self.received_at_us,
+            "loop_lag_us": self.loop_lag_us,
             "received": self.received,
             "duplicates": self.duplicates,
             "misrouted": self.misrouted,
@@ -148,6 +155,7 @@ class Load:
         self.background: list[asyncio.Task[None]] = []
         self.connect_errors: Counter[str] = Counter()
         self.closing = False
+        self.wait0 = 0.0
         self.exchanges: set[asyncio.Task[None]] = set()
         self.trickle_s = 0.0
         self.offer_sdp = [traffic.sdp("offer", s) for s in range(8)]
@@ -172,6 +180,7 @@ class Load:
         await asyncio.gather(*(one(m) for m in self.members))
         if self.dialect == "peerjs":
             self.background.append(asyncio.create_task(self._heartbeats()))
+        self.background.append(asyncio.create_task(self._watch_loop()))
         connected = sum(1 for m in self.members if m.ws is not None)
         # The clients live for the whole run: keep the collector from walking them again
         # and again, so that the generator's own pauses do not show up as relay latency.
@@ -351,7 +360,17 @@ class Load:
 
     def _phase(self) -> tuple[Tally, float, float]:
         self.tally = Tally()
+        self.wait0 = run_queue_wait_s()
         return self.tally, cpu_seconds(), time.monotonic()
+
+    async def _watch_loop(self) -> None:
+        """Record how late this process's event loop runs a timer: when the generator itself
+        stalls (CPU starved, collector), its latency figures are not the server's."""
+        period = LAG_PROBE_S
+        while True:
+            before = time.monotonic_ns()
+            await asyncio.sleep(period)
+            self.tally.loop_lag_us.append(max(0, (time.monotonic_ns() - before) // 1000 - int(period * 1e6)))
 
     async def storm(self, t0: int, timeout: float) -> dict[str, Any]:
         tally, cpu0, _ = self._phase()
@@ -364,7 +383,8 @@ class Load:
         deadline = t0 / 1e9 + timeout
         await _wait_rooms(rooms, deadline)
         out = tally.report()
-        out.update(expected=len(rooms) * traffic.frames_per_room(), rooms=len(rooms), cpu_s=cpu_seconds() - cpu0, sent_ns=sent_ns)
+        out.update(expected=len(rooms) * traffic.frames_per_room(), rooms=len(rooms), cpu_s=cpu_seconds() - cpu0, sent_ns=sent_ns,
+                   cpu_wait_s=run_queue_wait_s() - self.wait0)
         log("worker %d: storm %d/%d frames", self.worker, tally.received, out["expected"])
         for room in rooms:
             room.pending = 0
@@ -413,7 +433,8 @@ class Load:
         if cycles:
             await asyncio.wait(cycles, timeout=20)
         out = tally.report()
-        out.update(expected=started * traffic.frames_per_room(), rooms=started, cpu_s=cpu_seconds() - cpu0, seconds=time.monotonic() - start)
+        out.update(expected=started * traffic.frames_per_room(), rooms=started, cpu_s=cpu_seconds() - cpu0, seconds=time.monotonic() - start,
+                   cpu_wait_s=run_queue_wait_s() - self.wait0)
         log("worker %d: steady %d/%d frames in %d room joins", self.worker, tally.received, out["expected"], started)
         return out
 

@@ -49,6 +49,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def run_queue_wait_s(pid: int | str = "self") -> float:
+    """Run-queue wait of a process's main thread so far, from ``/proc/<pid>/schedstat``."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 class ServerProcess:
     """A server under test: its process group, its log file, and its figures from /proc."""
 
@@ -106,6 +115,11 @@ class ServerProcess:
         with open(f"/proc/{self.pid}/stat") as stat:
             after_name = stat.read().rsplit(")", 1)[1].split()
         return (int(after_name[11]) + int(after_name[12])) / CLOCK_TICKS
+
+    def cpu_wait_s(self) -> float:
+        """Seconds the server's main thread (its event loop) has spent runnable but waiting
+        for a CPU: how much other work on the host delayed it."""
+        return run_queue_wait_s(self.pid)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL to the process group after a grace period. Idempotent."""
