@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Any
 
@@ -114,7 +115,10 @@ class ButtonPanel:
     def _callback(self, name: str, event: str):
         def on_event() -> None:  # on a gpiozero thread
             at = time.monotonic()
-            self.loop.call_soon_threadsafe(self._queue.put_nowait, (name, event, at))
+            try:
+                self.loop.call_soon_threadsafe(self._queue.put_nowait, (name, event, at))
+            except RuntimeError:  # the loop is closed: the unit is shutting down
+                log.debug("button %s %s after shutdown, ignored", name, event)
 
         return on_event
 
@@ -130,13 +134,28 @@ class ButtonPanel:
             self.last_latency = time.monotonic() - at
 
     def close(self) -> None:
-        """Release the pins and stop the command queue (idempotent)."""
+        """Release the pins and stop the command queue (idempotent).
+
+        gpiozero joins each button's hold thread, up to ~0.1 s apiece, so the
+        buttons are closed side by side; from the event loop prefer :meth:`aclose`.
+        """
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.cancel()
-        for button in self.buttons.values():
-            button.close()
+        buttons = list(self.buttons.values())
         self.buttons.clear()
+        closers = [threading.Thread(target=b.close, name="button-close") for b in buttons]
+        for t in closers:
+            t.start()
+        for t in closers:
+            t.join()
+
+    async def aclose(self) -> None:
+        """:meth:`close` without blocking the event loop."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.cancel()
+        await asyncio.to_thread(self.close)
 
 
 class LedPanel:

@@ -40,8 +40,8 @@ def clock(now: float, h24: bool = True) -> str:
     return time.strftime("%H:%M", t) if h24 else time.strftime("%I:%M %p", t).lstrip("0")
 
 
-def top_bar(base: pygame.Surface, fonts: theme.Fonts, model: WallModel, h24: bool, participants: int) -> list:
-    """Room, head count, clock and the unit's own mute/camera state; returns overlay pieces (none)."""
+def top_bar(base: pygame.Surface, fonts: theme.Fonts, model: WallModel, h24: bool, participants: int) -> None:
+    """Room, head count, clock, and this unit's own state (reconnecting, muted, camera off) as pills."""
     size = base.get_size()
     m = metrics(size)
     s = m.scale
@@ -67,7 +67,6 @@ def top_bar(base: pygame.Surface, fonts: theme.Fonts, model: WallModel, h24: boo
         for p in pills:
             base.blit(p, p.get_rect(midleft=(x, cy)))
             x += p.get_width() + gap
-    return []
 
 
 def card(base: pygame.Surface, fonts: theme.Fonts, rect: Rect, key: str, name: str, caption: str, camera_off: bool) -> None:

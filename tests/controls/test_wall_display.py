@@ -57,7 +57,7 @@ async def wall(tmp_path, caplog):
         slow = [r for r in caplog.records if "Executing" in r.getMessage() and "took" in r.getMessage()]
     # shutdown joins gpiozero's threads; only the running wall must never block the loop
     unsubscribe()
-    buttons.close()
+    await buttons.aclose()
     leds.close()
     await asyncio.to_thread(display.stop)
     assert not slow, f"the event loop was blocked: {slow[0].getMessage()}"
