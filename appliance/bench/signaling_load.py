@@ -215,12 +215,17 @@ class Load:
         handle = self._on_wallmesh if self.dialect == "wallmesh" else self._on_peerjs
 
         def on_message(payload: bytes) -> None:
-            obj = orjson.loads(payload)
-            first = member.first
-            if first is not None and not first.done():
-                first.set_result(obj)
-                return
-            handle(member, obj)
+            try:
+                obj = orjson.loads(payload)
+                first = member.first
+                if first is not None and not first.done():
+                    first.set_result(obj)
+                    return
+                handle(member, obj)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                # A frame the benchmark did not send in a shape it did not expect: count it,
+                # keep the connection (the server under test is what is being judged).
+                self.tally.errors["unexpected_frame"] += 1
 
         return on_message
 

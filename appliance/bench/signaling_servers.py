@@ -169,30 +169,16 @@ def wallmesh_paths(workdir: Path) -> tuple[Path, Path]:
     return state_dir, config
 
 
-def _cli_has(*words: str) -> bool:
-    """Whether ``wallmesh <words> --help`` exists and takes ``--state-dir``."""
-    done = subprocess.run(wallmesh_cli() + [*words, "--help"], capture_output=True, text=True, timeout=60, env=_env())
-    return done.returncode == 0 and "--state-dir" in done.stdout
-
-
 def start_wallmesh(workdir: Path, username: str, password: str) -> ServerProcess:
-    """Create the benchmark's account, then start ``wallmesh signal`` on an ephemeral
-    loopback port with its own state directory and the benchmark config.
-
-    Uses ``wallmesh user add`` and ``wallmesh signal``; while those commands are not
-    available, :mod:`appliance.bench.signaling_host` runs the same ``SignalServer``.
-    """
+    """Create the benchmark's account with ``wallmesh user add`` (password on stdin), then
+    start ``wallmesh signal`` on an ephemeral loopback port with its own state directory."""
     state_dir, config = wallmesh_paths(workdir)
-    if _cli_has("signal") and _cli_has("user", "add"):
-        argv = wallmesh_cli() + ["user", "add", username, "--state-dir", str(state_dir)]
-        done = subprocess.run(argv, input=password + "\n", capture_output=True, text=True, timeout=120, env=_env())
-        if done.returncode != 0:
-            raise BenchError(f"wallmesh user add failed: {done.stderr.strip()[-300:]}")
-        argv = wallmesh_cli() + ["signal", "--config", str(config), "--state-dir", str(state_dir), "--host", "127.0.0.1", "--port", "0"]
-        server = ServerProcess("wallmesh signal", argv, workdir / "signal.log", env=_env())
-    else:
-        argv = [sys.executable, "-m", "appliance.bench.signaling_host", "--config", str(config), "--state-dir", str(state_dir), "--user", username]
-        server = ServerProcess("wallmesh signal (SignalServer host)", argv, workdir / "signal.log", env=_env(), stdin_text=password + "\n")
+    argv = wallmesh_cli() + ["user", "add", username, "--state-dir", str(state_dir), "--config", str(config)]
+    done = subprocess.run(argv, input=password + "\n", capture_output=True, text=True, timeout=120, env=_env())
+    if done.returncode != 0:
+        raise BenchError(f"wallmesh user add failed: {done.stderr.strip()[-300:]}")
+    argv = wallmesh_cli() + ["signal", "--config", str(config), "--state-dir", str(state_dir), "--host", "127.0.0.1", "--port", "0"]
+    server = ServerProcess("wallmesh signal", argv, workdir / "signal.log", env=_env())
     try:
         found = server.wait_for(r"listening on (\S+)", timeout=90)
     except BenchError:
