@@ -11,11 +11,12 @@
 import { SignalingClient } from "./signaling.js";
 import { Peer } from "./peer.js";
 import { icon } from "./icons.js";
+import { loadSession, signIn, storeSession } from "./session.js";
+import { addTile, initials, layoutGrid, updateTile } from "./tiles.js";
 
 const ROOM_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 // A link kept across a signaling reconnect is closed once its media has been quiet this long.
 const STALE_GRACE_S = 3;
-const TOKEN_KEY = "wallmesh.session";
 
 const $ = (id) => document.getElementById(id);
 
@@ -30,46 +31,12 @@ const app = {
   cameraOn: true,
 };
 
-// ---------------------------------------------------------------- session
-
-function loadSession() {
-  try {
-    const s = JSON.parse(sessionStorage.getItem(TOKEN_KEY) || "null");
-    if (s && s.token && s.expiresAt > Date.now() + 30000) return s;
-  } catch (_) { /* ignore a corrupt entry */ }
-  return null;
-}
+// ---------------------------------------------------------------- views
 
 function saveSession(s) {
-  if (s) sessionStorage.setItem(TOKEN_KEY, JSON.stringify(s));
-  else sessionStorage.removeItem(TOKEN_KEY);
+  storeSession(s);
   app.session = s;
 }
-
-async function signIn(username, password) {
-  let res;
-  try {
-    res = await fetch("api/auth/login", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ username, password }),
-    });
-  } catch (_) {
-    throw new Error("Cannot reach the wallmesh server.");
-  }
-  let body = {};
-  try { body = await res.json(); } catch (_) { /* not JSON */ }
-  if (res.ok && body.token) {
-    const expiresIn = Number(body.expires_in) || 3600;
-    return { token: body.token, name: username, expiresAt: Date.now() + expiresIn * 1000 };
-  }
-  const code = body.error && body.error.code;
-  if (res.status === 429 || code === "rate_limited") throw new Error("Too many attempts. Wait a minute and try again.");
-  if (res.status === 401) throw new Error("Wrong username or password.");
-  throw new Error((body.error && body.error.message) || `Sign-in failed (HTTP ${res.status}).`);
-}
-
-// ---------------------------------------------------------------- views
 
 function show(view) {
   for (const v of ["signin", "lobby", "call"]) $(`view-${v}`).hidden = v !== view;
@@ -177,47 +144,6 @@ function renderControls() {
   const avatar = $("self-avatar");
   avatar.hidden = app.cameraOn;
   avatar.textContent = initials(app.session ? app.session.name : "");
-}
-
-// ---------------------------------------------------------------- tiles
-
-function initials(name) {
-  const parts = String(name || "?").trim().split(/[\s._-]+/).filter(Boolean);
-  return (parts.length > 1 ? parts[0][0] + parts[1][0] : String(name || "?").slice(0, 2)).toUpperCase();
-}
-
-function addTile(info) {
-  const tile = $("tile-template").content.firstElementChild.cloneNode(true);
-  tile.dataset.peer = info.peer_id;
-  tile.querySelector(".name").textContent = info.name || info.peer_id;
-  tile.querySelector(".kind").textContent = info.kind === "device" ? "wall unit" : "";
-  tile.querySelector(".avatar").textContent = initials(info.name || info.peer_id);
-  tile.querySelector(".badge-muted").innerHTML = icon("mic-off");
-  $("grid").appendChild(tile);
-  layoutGrid();
-  return tile;
-}
-
-function updateTile(entry) {
-  const { tile, info, peer } = entry;
-  const state = info.state || {};
-  const cameraOn = state.camera !== false;
-  tile.classList.toggle("camera-off", !cameraOn);
-  tile.querySelector(".badge-muted").hidden = !state.muted;
-  const conn = peer ? peer.pc.connectionState : "new";
-  tile.dataset.conn = conn;
-  const status = tile.querySelector(".tile-status");
-  status.textContent = conn === "connected" ? "" : conn === "failed" ? "Connection lost, retrying…" : "Connecting…";
-}
-
-function layoutGrid() {
-  const grid = $("grid");
-  const n = grid.children.length;
-  const cols = n <= 1 ? 1 : n <= 4 ? 2 : 3;
-  grid.style.setProperty("--cols", String(cols));
-  grid.style.setProperty("--rows", String(Math.max(1, Math.ceil(n / cols))));
-  grid.dataset.count = String(n);
-  $("empty").hidden = n > 0;
 }
 
 // ---------------------------------------------------------------- mesh

@@ -60,7 +60,6 @@ export class SignalingClient extends EventTarget {
   }
 
   sendState(muted, camera) {
-    this._lastState = { muted, camera };
     this.send({ type: "state", muted, camera });
   }
 
