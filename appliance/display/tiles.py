@@ -54,7 +54,7 @@ def top_bar(base: pygame.Surface, fonts: theme.Fonts, model: WallModel, h24: boo
     text(base, fonts, clock(model.now, h24), 32 * s, theme.TEXT, (size[0] - m.margin, cy), "midright")
     pills = []
     if model.state == UnitState.RECONNECTING:
-        icon = icons.warning(int(26 * s), theme.WARNING)
+        icon = icons.warning(int(26 * s), (30, 24, 10), theme.WARNING)
         pills.append(pill(fonts, "Reconnecting to the server — the call continues", 24 * s, (30, 24, 10), theme.WARNING, icon, True))
     if model.muted:
         pills.append(pill(fonts, "Microphone muted", 24 * s, theme.TEXT, theme.MUTED, icons.mic_off(int(26 * s)), True))

@@ -150,3 +150,15 @@ def test_muted_unit_shows_it_in_the_top_bar(size, snapshot_dir):
     _, shot = render(size, model(UnitState.IN_CALL, tiles=tiles, muted=True), snapshot_dir, f"muted-{label}")
     bar = pixels(shot, Rect(size[0] // 3, 0, size[0] // 3, metrics(size).bar))
     assert near(bar, theme.MUTED, 10) > 1000, "'microphone muted' pill"
+
+
+def test_4k_wall(snapshot_dir):
+    size = (3840, 2160)
+    tiles = [Tile(f"p{i}", f"Peer {i}", frame=frame(i), frame_time=time.monotonic()) for i in range(5)]
+    scene, shot = render(size, model(UnitState.IN_CALL, tiles=tiles), snapshot_dir, "call-5-4k")
+    for rect in tile_rects(size, 5):
+        assert pixels(shot, fit(640, 480, rect)).std() > 40
+        label = pixels(shot, Rect(rect.x, rect.bottom - rect.h // 6, rect.w // 2, rect.h // 6))
+        assert text_pixels(label) > 200, "labels scale up with the screen"
+    _, idle = render(size, model(UnitState.IDLE))
+    assert text_pixels(pixels(idle, band(size, 0.3, 0.7))) > size[0] * size[1] * 0.01
