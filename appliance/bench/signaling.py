@@ -36,7 +36,7 @@ from typing import Any
 
 from appliance.bench import signaling_traffic as traffic
 from appliance.bench.report import Result
-from appliance.bench.signaling_servers import BenchError, ServerProcess, _env, start_peerjs, start_wallmesh
+from appliance.bench.signaling_servers import BenchError, ServerProcess, _env, die_with_parent, start_peerjs, start_wallmesh
 
 BENCH_USER = "bench"
 
@@ -213,7 +213,7 @@ class LoadProcess:
         argv += ["--first", str(first), "--count", str(count), "--worker", str(index + 1)]
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=_env(),
-            start_new_session=True, limit=256 * 1024 * 1024,
+            start_new_session=True, preexec_fn=die_with_parent, limit=256 * 1024 * 1024,
         )
         assert proc.stdin is not None
         proc.stdin.write(secret.encode() + b"\n")

@@ -58,6 +58,17 @@ def run_queue_wait_s(pid: int | str = "self") -> float:
         return 0.0
 
 
+def die_with_parent() -> None:
+    """``preexec_fn`` for every process the benchmark starts: the kernel sends it SIGTERM
+    if the benchmark itself is killed, so no server or load process outlives a crashed run."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class ServerProcess:
     """A server under test: its process group, its log file, and its figures from /proc."""
 
@@ -67,7 +78,7 @@ class ServerProcess:
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE if stdin_text else subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
+            env=env, start_new_session=True, preexec_fn=die_with_parent,
         )
         if stdin_text:
             assert self.proc.stdin is not None
