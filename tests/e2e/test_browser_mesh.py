@@ -79,8 +79,10 @@ async def test_mute_camera_and_leave_reach_the_other_side(open_client, tmp_path)
     await bob.wait_for(f"!{tile}.querySelector('.badge-muted').hidden")
     assert (await alice.eval("wallmesh.state()"))["muted"] is True
 
+    assert (await alice.eval("wallmesh.state()"))["capturing"] == ["audio", "video"]
     await alice.click("#btn-cam")
     await bob.wait_for(f"{tile}.classList.contains('camera-off')")
+    assert (await alice.eval("wallmesh.state()"))["capturing"] == ["audio"]   # the camera itself is off
     # With the camera off nothing is sent: bob's decoded count stops growing.
     await asyncio.sleep(1.0)
     frozen = (await bob.frames_decoded())[alice_id]
@@ -92,6 +94,7 @@ async def test_mute_camera_and_leave_reach_the_other_side(open_client, tmp_path)
 
     await alice.click("#btn-cam")
     await bob.wait_for(f"!{tile}.classList.contains('camera-off')")
+    assert (await alice.eval("wallmesh.state()"))["capturing"] == ["audio", "video"]
     await _wait_frames_flowing(bob, alice_id, minimum=frozen + 10)
 
     await alice.click("#btn-leave")

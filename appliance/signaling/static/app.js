@@ -71,11 +71,13 @@ function setConn(state, text) {
 
 // ---------------------------------------------------------------- local media
 
+const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } };
+
 async function openLocalMedia() {
   if (app.local) return app.local;
   const attempts = [
-    { audio: true, video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } } },
-    { audio: false, video: { width: { ideal: 640 }, height: { ideal: 480 } } },
+    { audio: true, video: VIDEO_CONSTRAINTS },
+    { audio: false, video: VIDEO_CONSTRAINTS },
     { audio: true, video: false },
   ];
   for (const constraints of attempts) {
@@ -88,13 +90,17 @@ async function openLocalMedia() {
     app.local = new MediaStream();
     toast("No camera or microphone available: you can still see and hear the room.");
   }
-  const hasVideo = app.local.getVideoTracks().length > 0;
-  $("lobby-video").srcObject = app.local;
-  $("self-video").srcObject = app.local;
-  $("lobby-preview-off").hidden = hasVideo;
-  app.cameraOn = hasVideo;
+  app.cameraOn = app.local.getVideoTracks().length > 0;
+  showPreviews();
   renderControls();
   return app.local;
+}
+
+function showPreviews() {
+  // Re-assigning srcObject makes the elements pick up a track added after the first time.
+  $("lobby-video").srcObject = app.local;
+  $("self-video").srcObject = app.local;
+  $("lobby-preview-off").hidden = app.local.getVideoTracks().length > 0;
 }
 
 function localTrack(kind) {
@@ -112,14 +118,28 @@ function setMuted(muted) {
   renderControls();
 }
 
-function setCamera(on) {
-  if (on && !(app.local && app.local.getVideoTracks().length)) {
-    toast("No camera available.");
-    return;
+/**
+ * Camera off stops the capture itself (the camera's light goes out) and sends nothing;
+ * camera on asks for the camera again.
+ */
+async function setCamera(on) {
+  if (on && !app.local.getVideoTracks().length) {
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ video: VIDEO_CONSTRAINTS });
+      app.local.addTrack(stream.getVideoTracks()[0]);
+    } catch (_) {
+      toast("No camera available.");
+      return;
+    }
+  } else if (!on) {
+    for (const t of app.local.getVideoTracks()) {
+      t.stop();
+      app.local.removeTrack(t);
+    }
   }
   app.cameraOn = on;
-  for (const t of app.local.getVideoTracks()) t.enabled = on;
   for (const { peer } of app.peers.values()) peer.setLocalTrack("video", localTrack("video"));
+  showPreviews();
   publishState();
   renderControls();
 }
@@ -421,6 +441,7 @@ window.wallmesh = Object.freeze({
     return {
       peer_id: app.selfId, room: app.room, muted: app.muted, camera: app.cameraOn,
       signaling: app.client ? app.client.state : "closed", peers: [...app.peers.keys()],
+      capturing: app.local ? app.local.getTracks().filter((t) => t.readyState === "live").map((t) => t.kind).sort() : [],
     };
   },
 });
