@@ -201,3 +201,32 @@ async def test_https_pinning(tmp_path: Path, make_card) -> None:
         assert cfg.load(UnitConfig, good.unit_config).server.fingerprint == srv.fingerprint
     finally:
         await srv.stop()
+
+
+async def run_cli(*args: str) -> tuple[int, str, str]:
+    import asyncio
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "appliance.cli", "firstboot", *args,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def cli_args(paths: Paths) -> list[str]:
+    return ["--boot", str(paths.boot), "--etc", str(paths.etc), "--state-dir", str(paths.state_dir),
+            "--sys-root", str(paths.sys_root), "--proc-root", str(paths.proc_root)]
+
+
+async def test_cli_provisions_and_explains_failures(server, make_card) -> None:
+    bad = make_card("bad", boot_text(server.url, "not-a-token"))
+    code, _, err = await run_cli(*cli_args(bad))
+    assert code == 1 and "refused the enrollment token" in err and "Traceback" not in err
+    token = await server.admin.enrollment_token(ttl_s=600)
+    good = make_card("good", boot_text(server.url, token))
+    code, _, err = await run_cli(*cli_args(good))
+    assert code == 0, err
+    assert_provisioned(good)
+    assert token not in err
+    code, _, err = await run_cli(*cli_args(good))  # the next boot: nothing to do
+    assert code == 0, err
