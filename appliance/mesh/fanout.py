@@ -65,30 +65,35 @@ class FanoutStats:
     overflow_drops: int = 0
 
 
+def x264_context(width: int, height: int, fps: int, bitrate: int, *, keyframe_interval: float = 5.0, threads: int = 0) -> Any:
+    """A libx264 encoder context set up for WebRTC (see the module docstring)."""
+    keyint = max(1, int(keyframe_interval * fps))
+    kbps = max(50, bitrate // 1000)
+    ctx = av.CodecContext.create("libx264", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+    ctx.time_base = VIDEO_TIME_BASE
+    ctx.framerate = fps
+    ctx.bit_rate = bitrate
+    ctx.thread_count = threads
+    ctx.options = {
+        "preset": "ultrafast",
+        "tune": "zerolatency",
+        "profile": "baseline",  # x264's baseline is constrained baseline (42e0xx)
+        "forced-idr": "1",
+        "x264-params": (
+            f"repeat-headers=1:bframes=0:keyint={keyint}:min-keyint={keyint}:scenecut=0"
+            f":sliced-threads=1:vbv-maxrate={kbps}:vbv-bufsize={max(kbps // 2, 50)}"
+        ),
+    }
+    return ctx
+
+
 class X264Encoder:
     """One libx264 encoder in the shape WebRTC needs; not thread-safe, called on one thread."""
 
     def __init__(self, width: int, height: int, fps: int, bitrate: int, *, keyframe_interval: float = 5.0, threads: int = 0) -> None:
         self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
-        keyint = max(1, int(keyframe_interval * fps))
-        kbps = max(50, bitrate // 1000)
-        ctx = av.CodecContext.create("libx264", "w")
-        ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
-        ctx.time_base = VIDEO_TIME_BASE
-        ctx.framerate = fps
-        ctx.bit_rate = bitrate
-        ctx.thread_count = threads
-        ctx.options = {
-            "preset": "ultrafast",
-            "tune": "zerolatency",
-            "profile": "baseline",  # x264's baseline is constrained baseline (42e0xx)
-            "forced-idr": "1",
-            "x264-params": (
-                f"repeat-headers=1:bframes=0:keyint={keyint}:min-keyint={keyint}:scenecut=0"
-                f":sliced-threads=1:vbv-maxrate={kbps}:vbv-bufsize={max(kbps // 2, 50)}"
-            ),
-        }
-        self._ctx = ctx
+        self._ctx = x264_context(width, height, fps, bitrate, keyframe_interval=keyframe_interval, threads=threads)
 
     def encode(self, frame: av.VideoFrame, keyframe: bool) -> list[av.Packet]:
         if frame.width != self.width or frame.height != self.height or frame.format.name != "yuv420p":
