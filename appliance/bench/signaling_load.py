@@ -37,10 +37,10 @@ import orjson
 
 from appliance.bench import signaling_traffic as traffic
 from appliance.bench.signaling_servers import run_queue_wait_s
-from appliance.bench.signaling_wsclient import WsClient
+from appliance.bench.signaling_wsclient import OP_PING, WsClient, frame
 
 CONNECT_CONCURRENCY = 48
-PEERJS_HEARTBEAT_S = 5.0  # what the PeerJS browser client sends by default
+HEARTBEAT_S = 5.0  # keep-alive period of both real clients (unit: aiohttp heartbeat=5; PeerJS: pingInterval)
 LAG_PROBE_S = 0.01  # period of the generator's own loop-lag probe
 STEADY_ARRIVAL_S = 0.1  # steady state: members of a room arrive this far apart
 STEADY_TRICKLE_S = 0.002  # steady state: gap between two trickled candidates
@@ -178,8 +178,7 @@ class Load:
                     member.ws = None
 
         await asyncio.gather(*(one(m) for m in self.members))
-        if self.dialect == "peerjs":
-            self.background.append(asyncio.create_task(self._heartbeats()))
+        self.background.append(asyncio.create_task(self._heartbeats()))
         self.background.append(asyncio.create_task(self._watch_loop()))
         connected = sum(1 for m in self.members if m.ws is not None)
         # The clients live for the whole run: keep the collector from walking them again
@@ -240,15 +239,16 @@ class Load:
         return on_close
 
     async def _heartbeats(self) -> None:
-        """PeerJS evicts a client that sends nothing for its alive timeout; its browser
-        client sends HEARTBEAT every 5 s, spread here over the period."""
-        beat = orjson.dumps({"type": "HEARTBEAT"})
+        """Keep-alives as the real clients send them, spread evenly over the period: a
+        wall unit's signaling client pings every 5 s (a WebSocket ping), the PeerJS
+        browser client sends a HEARTBEAT message every 5 s."""
+        beat = frame(b"", OP_PING) if self.dialect == "wallmesh" else frame(orjson.dumps({"type": "HEARTBEAT"}))
         live = [m for m in self.members if m.ws is not None]
-        pause = PEERJS_HEARTBEAT_S / max(1, len(live))
+        pause = HEARTBEAT_S / max(1, len(live))
         while True:
             for member in live:
                 if member.ws is not None and not member.ws.closed:
-                    member.ws.send(beat)
+                    member.ws.send_raw(beat)
                 await asyncio.sleep(pause)
 
     # --- sending --------------------------------------------------------------------
