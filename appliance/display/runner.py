@@ -50,6 +50,8 @@ class DisplayLoop:
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._snapshot: tuple[str, threading.Event] | None = None
+        self._last_failure: str | None = None
+        self.failures = 0
 
     def start(self, timeout: float = 10.0) -> None:
         """Open the display on its thread; raises :class:`DeviceError` when it cannot be opened."""
@@ -86,6 +88,20 @@ class DisplayLoop:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def _draw_once(self) -> bool:
+        """Draw one frame; a failure is logged (once per kind) and the next frame tries again."""
+        try:
+            self.compositor.draw(self.source())
+        except Exception as exc:  # bad model or drawing bug: keep the thread alive, keep trying
+            kind = f"{type(exc).__name__}: {exc}"
+            if kind != self._last_failure:
+                log.exception("display: drawing a frame failed")
+                self._last_failure = kind
+            self.failures += 1
+            return False
+        self._last_failure = None
+        return True
+
     def _run(self) -> None:
         from appliance.display.compositor import Compositor
         from appliance.display.screen import open_screen
@@ -115,7 +131,8 @@ class DisplayLoop:
                     time.sleep(wait)
                 self._wake.clear()
                 last = time.monotonic()
-                self.compositor.draw(self.source())
+                if not self._draw_once():
+                    continue  # no heartbeat: a display that keeps failing lets the watchdog act
                 if self._snapshot is not None:
                     path, done = self._snapshot
                     self._snapshot = None

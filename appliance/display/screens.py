@@ -52,7 +52,10 @@ class Scene:
 
 def screen_name(model: WallModel) -> str:
     """The screen for the model: idle, joining, call, alone, reconnecting or error."""
-    state = UnitState(model.state)
+    try:
+        state = UnitState(model.state)
+    except ValueError:
+        return "error"  # a state the display does not know: say something is wrong, never crash
     if state == UnitState.ERROR:
         return "error"
     if state == UnitState.IDLE:

@@ -86,3 +86,26 @@ def test_a_display_that_cannot_open_is_a_device_error():
     with pytest.raises(DeviceError, match="display"):
         loop.start()
     assert not loop.running
+
+
+def test_a_bad_model_neither_kills_the_thread_nor_feeds_the_watchdog(caplog):
+    beats = []
+    source = Source()
+    loop = DisplayLoop(OFFSCREEN, source, heartbeat=beats.append)
+    loop.start()
+    try:
+        time.sleep(0.2)
+        source.model = WallModel(state=UnitState.IN_CALL, tiles=[Tile("p", frame=None)])
+        source.model.tiles = None  # not a list: drawing fails
+        time.sleep(0.2)
+        beats.clear()
+        time.sleep(0.3)
+        assert loop.running and loop.failures > 0
+        assert beats == [], "no heartbeat while every draw fails"
+        assert caplog.text.count("drawing a frame failed") == 1, "logged once, not every frame"
+        source.model = WallModel(state="no-such-state")
+        time.sleep(0.3)
+        assert beats, "recovered: an unknown state shows the error screen"
+        assert loop.compositor.last_scene.screen == "error"
+    finally:
+        loop.stop()
