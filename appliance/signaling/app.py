@@ -217,7 +217,7 @@ async def _revocations(s: Services) -> None:
         except StoreUnavailable:
             revoked = s.revoked
         s.revoked = revoked
-        for peer in list(s.hub.peers.values()):
+        for peer in list(s.hub.peers.values()) if revoked else ():
             if peer.kind == "device" and peer.claims.sub in revoked:
                 log.warning("device %s revoked: closing peer %s", peer.claims.sub, peer.peer_id)
                 peer.send(protocol.encode_error("unauthorized", "this device was revoked"))
@@ -230,14 +230,15 @@ async def _heartbeat(s: Services) -> None:
     hb = s.config.heartbeat
     loop = asyncio.get_running_loop()
     while True:
-        await asyncio.sleep(min(1.0, hb.idle_s / 2))
+        await asyncio.sleep(min(0.5, hb.idle_s / 2))
         now = loop.time()
         for conn in list(s.connections):
             idle = now - conn.last_rx
             if idle > hb.timeout_s:
                 log.info("evicting %s: silent for %.1f s", conn.peer.peer_id if conn.peer else conn.remote, idle)
                 conn.close(WSCloseCode.GOING_AWAY, "timeout")
-            elif idle > hb.idle_s:
+            elif idle > conn.ping_after and conn.pinged_at < conn.last_rx:
+                conn.pinged_at = now  # one ping per silence; its pong (or any frame) resets it
                 conn.outbox.ping()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -68,6 +69,10 @@ class Connection:
         self.outbox = Outbox(ws, on_overflow=lambda: self.close(WSCloseCode.TRY_AGAIN_LATER, "slow consumer"))
         self.peer: Peer | None = None
         self.last_rx = now
+        self.pinged_at = now
+        # Spread pings over time so that clients which connected together are not all
+        # pinged in the same loop turn.
+        self.ping_after = services.config.heartbeat.idle_s * random.uniform(0.75, 1.25)
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
 

@@ -266,6 +266,7 @@ export class Peer extends EventTarget {
       peer_id: this.peerId, name: this.name, kind: this.kind, link: this.link,
       connectionState: this.pc.connectionState, iceConnectionState: this.pc.iceConnectionState,
       video: null, audio: null, sent: null, codec: null, candidatePair: null,
+      localCandidates: { host: 0, srflx: 0, prflx: 0, relay: 0 },
     };
     const report = await this.pc.getStats();
     const byId = new Map();
@@ -288,10 +289,13 @@ export class Peer extends EventTarget {
           framesEncoded: s.framesEncoded || 0, framesSent: s.framesSent || 0,
           bytesSent: s.bytesSent || 0, codec: codec ? codec.mimeType : null,
         };
+      } else if (s.type === "local-candidate") {
+        out.localCandidates[s.candidateType] = (out.localCandidates[s.candidateType] || 0) + 1;
       } else if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
         const local = byId.get(s.localCandidateId);
         const remote = byId.get(s.remoteCandidateId);
         out.candidatePair = {
+          localType: local ? local.candidateType : null,
           local: local ? `${local.address}:${local.port}` : null,
           remote: remote ? `${remote.address}:${remote.port}` : null,
           rtt: s.currentRoundTripTime,
