@@ -205,6 +205,24 @@ class Compositor:
             return src, arr
         return pygame.transform.smoothscale(src, (box.w, box.h)), None
 
+    def _unscaled(self, key: str, frame: Any):
+        """The frame at its own size for a texture upload (the GPU scales it).
+
+        Decoded frames become BGRA, the byte order of SDL's default ARGB8888
+        texture, so the upload is a plain copy.
+        """
+        if hasattr(frame, "reformat"):
+            from av.video.reformatter import VideoReformatter
+
+            reformatter = self._reformatters.get(key)
+            if reformatter is None:
+                reformatter = self._reformatters[key] = VideoReformatter()
+            bgra = reformatter.reformat(frame, format="bgra")
+            plane = bgra.planes[0]
+            return pygame.image.frombuffer(plane, (bgra.width, bgra.height), "BGRA", plane.line_size), bgra
+        arr = _rgb_array(frame)
+        return pygame.image.frombuffer(arr, (arr.shape[1], arr.shape[0]), "RGB"), arr
+
     def _draw_gpu(self, scene: Scene, fresh: list[float]) -> None:
         from pygame._sdl2.video import Texture
 
@@ -223,9 +241,7 @@ class Compositor:
                 pic.texture = Texture(renderer, pic.src_size, streaming=True)
                 pic.surface = None
             if pic.surface is None or len(fresh) > fresh_before:
-                arr = _rgb_array(pic.frame)
-                pic.surface = pygame.image.frombuffer(arr, pic.src_size, "RGB")
-                pic.keep = arr
+                pic.surface, pic.keep = self._unscaled(slot.key, pic.frame)
                 pic.texture.update(pic.surface)
             pic.texture.draw(dstrect=tuple(fit(pic.src_size[0], pic.src_size[1], slot.box)))
         for texture, pos, size in self._overlay_textures:

@@ -235,6 +235,11 @@ def test_gpu_path_composes_the_same_scene(snapshot_dir):
             assert text_pixels(label) > 30
         r = rects[1]
         assert near(pixels(shot, Rect(r.x, r.bottom - r.h // 5, r.w // 8, r.h // 5)), theme.MUTED, 25) > 50
+        for i, rect in enumerate(rects):  # colours survive the texture upload (no channel swap)
+            box = fit(640, 480, rect)
+            top = pixels(shot, Rect(box.x, box.y, box.w, box.h // 2)).reshape(-1, 3).mean(axis=0)
+            expected = make_picture(i)[:240].reshape(-1, 3).mean(axis=0)
+            assert np.abs(top - expected).max() < 12, (i, top, expected)
         model.tiles[0].frame = None  # frozen on the GPU path too
         comp.draw(model)
         assert pixels(screen.snapshot(), fit(640, 480, rects[0])).std() > 20
