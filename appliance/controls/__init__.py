@@ -1,1 +1,7 @@
-"""wallmesh controls."""
+"""The wall unit's push-buttons and LEDs.
+
+* :mod:`~appliance.controls.config` — ``[buttons]`` and ``[leds]`` config sections;
+* :mod:`~appliance.controls.actions` — what each button does to a ``UnitController``;
+* :mod:`~appliance.controls.gpio` — ``ButtonPanel`` and ``LedPanel`` on gpiozero,
+  with the pin factory injected (``MockFactory`` off a Pi).
+"""
