@@ -83,7 +83,7 @@ class SharedAudio:
         self._name = name
         self._tracks: set[SharedAudioTrack] = set()
         self._task: asyncio.Task[None] | None = None
-        self._source_open = False
+        self._source_open: bool | None = None  # unknown: the caller may have opened it already
         self._pts = 0
         self._next = 0.0
         self._closed = False
@@ -123,7 +123,7 @@ class SharedAudio:
                 pass
         for track in list(self._tracks):
             track.stop()
-        if self._source_open:
+        if self._source_open is not False:
             await self.source.close()
             self._source_open = False
 
@@ -140,7 +140,7 @@ class SharedAudio:
         try:
             while True:
                 if self._muted:
-                    if self._source_open:
+                    if self._source_open is not False:
                         await self.source.close()  # the microphone is released while muted
                         self._source_open = False
                         self._next = time.monotonic()

@@ -119,6 +119,20 @@ async def test_audio_crosses_real_peer_connections_as_opus(new_pc, connect_pair)
         await shared.close()
 
 
+async def test_starting_muted_releases_a_microphone_opened_beforehand():
+    mic = SyntheticAudioSource(sender=1)
+    await mic.start()  # the daemon opens devices early so absent ones fail at start-up
+    shared = SharedAudio(mic, muted=True)
+    await shared.start()
+    track = shared.track()
+    try:
+        frames = [await asyncio.wait_for(track.recv(), 1) for _ in range(5)]
+        assert not mic.started and mic.frames_read == 0
+        assert all(not frame_samples(f).any() for f in frames)
+    finally:
+        await shared.close()
+
+
 def test_echo_reference_read_places_frames_by_play_time():
     ref = EchoReference()
     t0 = 100.0
