@@ -163,7 +163,8 @@ def wallmesh_cli() -> list[str]:
     return [sys.executable, "-m", "appliance.cli"]
 
 
-def _env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
+    """The environment for child processes, with this checkout importable."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -185,11 +186,11 @@ def start_wallmesh(workdir: Path, username: str, password: str) -> ServerProcess
     start ``wallmesh signal`` on an ephemeral loopback port with its own state directory."""
     state_dir, config = wallmesh_paths(workdir)
     argv = wallmesh_cli() + ["user", "add", username, "--state-dir", str(state_dir), "--config", str(config)]
-    done = subprocess.run(argv, input=password + "\n", capture_output=True, text=True, timeout=120, env=_env())
+    done = subprocess.run(argv, input=password + "\n", capture_output=True, text=True, timeout=120, env=child_env())
     if done.returncode != 0:
         raise BenchError(f"wallmesh user add failed: {done.stderr.strip()[-300:]}")
     argv = wallmesh_cli() + ["signal", "--config", str(config), "--state-dir", str(state_dir), "--host", "127.0.0.1", "--port", "0"]
-    server = ServerProcess("wallmesh signal", argv, workdir / "signal.log", env=_env())
+    server = ServerProcess("wallmesh signal", argv, workdir / "signal.log", env=child_env())
     try:
         found = server.wait_for(r"listening on (\S+)", timeout=90)
     except BenchError:
