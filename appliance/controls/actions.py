@@ -7,6 +7,7 @@ is what lets one button both hang up and restart without hanging up first.
 What the press meant is decided at press time, so the press that joined a call
 never hangs it up on release.
 
+Volume buttons step once per press and keep stepping while held.
 Mute and camera toggle against the controller's real state (``status()``), so a
 press after a remote change or a restart does the expected thing.
 """

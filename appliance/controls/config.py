@@ -41,6 +41,9 @@ class ButtonsConfig:
     bounce_time: float = setting(0.03, help="seconds of contact bounce to ignore (0 = none)", min=0.0, max=1.0)
     hold_time: float = setting(5.0, help="seconds the call button is held to restart the call", min=0.1, max=30.0)
     volume_step: int = setting(5, help="volume change per press, in percent points", min=1, max=50)
+    volume_repeat: float = setting(
+        0.4, help="while a volume button is held, repeat the step every this many seconds", min=0.05, max=5.0
+    )
 
 
 @dataclass(frozen=True)

@@ -90,18 +90,22 @@ class ButtonPanel:
                 pin = getattr(config, name)
                 if not pin:
                     continue
+                volume = name.startswith("volume")
                 button = Button(
                     pin,
                     pull_up=pull_up,
                     active_state=active,
                     bounce_time=config.bounce_time or None,
-                    hold_time=config.hold_time,
+                    hold_time=config.volume_repeat if volume else config.hold_time,
+                    hold_repeat=volume,
                     pin_factory=pin_factory,
                 )
                 button.when_pressed = self._callback(name, "pressed")
                 button.when_released = self._callback(name, "released")
                 if name == "call":
                     button.when_held = self._callback(name, "held")
+                elif volume:  # holding a volume button keeps stepping
+                    button.when_held = self._callback(name, "pressed")
                 self.buttons[name] = button
         except (GPIOZeroError, OSError) as exc:
             self.close()

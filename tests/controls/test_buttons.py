@@ -140,6 +140,16 @@ async def test_volume_buttons(wall):
     await until(lambda: wall.controller.status()["volume"] == 65)
 
 
+async def test_holding_volume_keeps_stepping(wall):
+    await wall.press("GPIO23", hold=0.05)
+    await until(lambda: wall.controller.status()["volume"] == 75)
+    wall.controller.volume = 50
+    await wall.press("GPIO23", hold=0.4 * 3 + 0.2)  # volume_repeat is 0.4 s by default
+    await asyncio.sleep(0.1)
+    assert wall.controller.status()["volume"] >= 50 + 5 * 3, "one step on press, then one per repeat"
+    assert wall.controller.status()["volume"] <= 50 + 5 * 5
+
+
 async def test_long_press_restarts_the_call_without_hanging_up(wall):
     seen = []
     wall.controller.subscribe(lambda s: seen.append(s["state"]))
