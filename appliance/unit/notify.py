@@ -79,6 +79,10 @@ class Notifier:
     def watchdog(self) -> bool:
         return self.send("WATCHDOG=1")
 
+    def extend_timeout(self, seconds: float) -> bool:
+        """Ask for more start-up (or stop) time: a slow camera or a first boot is not a hang."""
+        return self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}")
+
     def watchdog_interval(self) -> float | None:
         """systemd's watchdog interval in seconds, or None when the watchdog is off for us."""
         usec = self._env.get("WATCHDOG_USEC")

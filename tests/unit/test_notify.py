@@ -48,6 +48,8 @@ def test_ready_status_stopping(notify_socket):
     assert sock.recv(4096).decode() == "READY=1\nSTATUS=in room boardroom"
     n.status("reconnecting\nto server")
     assert sock.recv(4096).decode() == "STATUS=reconnecting to server"
+    n.extend_timeout(30)
+    assert sock.recv(4096).decode() == "EXTEND_TIMEOUT_USEC=30000000"
     n.stopping()
     assert sock.recv(4096).decode() == "STOPPING=1"
     n.close()
