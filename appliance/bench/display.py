@@ -23,9 +23,6 @@ import time
 
 from appliance.bench.report import Result
 
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-
 SIZE = (1920, 1080)
 SOURCES = 5
 
@@ -156,6 +153,8 @@ def _button_to_led(presses: int) -> list[float]:
 
 
 def run(quick: bool = False) -> list[Result]:
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # the bench composes offscreen, never on a real screen
     import pygame
 
     from appliance.display.config import DisplayConfig
