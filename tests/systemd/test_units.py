@@ -142,6 +142,7 @@ def test_sysusers_and_tmpfiles_snippets(tmp_path: Path) -> None:
     users = {line.split(":")[0]: line.split(":") for line in (etc / "passwd").read_text().splitlines()}
     groups = {line.split(":")[0] for line in (etc / "group").read_text().splitlines()}
     assert "wallmesh" in users and users["wallmesh"][6].endswith("nologin")
+    assert "wallmesh-signal" in users
     assert {"gpio", "render", "wallmesh", "video", "audio"} <= groups
     done = subprocess.run(["systemd-tmpfiles", f"--root={tmp_path}", "--create", str(UNITS_DIR / "tmpfiles.d/wallmesh.conf")],
                           capture_output=True, text=True, timeout=60)
