@@ -45,8 +45,8 @@ async def start(state_dir: Path, port: int = 0, **extra: Any) -> Any:
     return server
 
 
-async def _main(state_dir: Path, port: int) -> None:
-    server = await start(state_dir, port)
+async def _main(state_dir: Path, port: int, max_room_size: int) -> None:
+    server = await start(state_dir, port, max_room_size=max_room_size)
     print(f"listening on {server.url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -62,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m appliance.demo.server")
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--max-room-size", type=int, default=6)
     args = parser.parse_args(argv)
     args.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    asyncio.run(_main(args.state_dir, args.port))
+    asyncio.run(_main(args.state_dir, args.port, args.max_room_size))
     return 0
 
 

@@ -95,7 +95,10 @@ class UnitProcess:
 class Site:
     """A signaling server (in this process or its own) and the unit processes of one room."""
 
-    def __init__(self, root: Path, *, room: str = "demo", server_process: bool = False, verbose: int = 1) -> None:
+    def __init__(
+        self, root: Path, *, room: str = "demo", server_process: bool = False, verbose: int = 1, max_room_size: int = 6
+    ) -> None:
+        self.max_room_size = max_room_size
         self.root = Path(root)
         self.room = room
         self.server_process = server_process
@@ -113,10 +116,11 @@ class Site:
         """Start (or restart, on the same port) the signaling server; returns its URL."""
         self.server_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.server_process:
-            self._server = await demo_server.start(self.server_dir, self.port)
+            self._server = await demo_server.start(self.server_dir, self.port, max_room_size=self.max_room_size)
             self.url, self.port = self._server.url, self._server.port
             return self.url
-        cmd = [sys.executable, "-m", "appliance.demo.server", "--state-dir", str(self.server_dir), "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "appliance.demo.server", "--state-dir", str(self.server_dir), "--port", str(self.port),
+               "--max-room-size", str(self.max_room_size)]
         log = open(self.root / "server.log", "ab")
         try:
             self._server_proc = await asyncio.create_subprocess_exec(

@@ -134,7 +134,8 @@ class UnitDaemon:
 
     async def on_server_message(self, msg: dict[str, Any]) -> None:
         if msg["type"] == "error" and msg.get("code") in ("forbidden", "room_full") and msg.get("ref") in (None, "join"):
-            self.machine.fail(f"cannot join {self.conf.room}: {msg.get('message')}", msg.get("code", "error"))
+            why = "the room is full" if msg["code"] == "room_full" else "this unit may not join it"
+            self.machine.fail(f"cannot join {self.conf.room}: {why} ({msg.get('message')})", msg["code"])
         await self.mesh.on_message(msg)
 
     async def on_signaling_error(self, message: str) -> None:

@@ -89,3 +89,20 @@ async def test_server_restart_keeps_media_and_units_rejoin(site):
         assert [p["connected_at"] for p in peers] == pcs_before[unit.name], "the link was rebuilt, not kept"
     c = await site.spawn(3)
     await wait_for(lambda: everyone_receives_everyone(site, [a, b, c]), 40, "a new unit to join the rejoined room")
+
+
+async def test_a_full_room_turns_the_newcomer_away_and_leaves_the_others_alone(tmp_path):
+    site = Site(tmp_path, room="small", server_process=True, max_room_size=2)
+    await site.start_server()
+    try:
+        a, b = await site.spawn(1), await site.spawn(2)
+        await wait_for(lambda: everyone_receives_everyone(site, [a, b]), 40, "two units connected")
+        c = await site.spawn(3)
+        await wait_for(lambda: (c.status() or {}).get("state") == "error", 30, "the third unit to be turned away")
+        assert "full" in c.status()["message"]
+        assert c.status()["peers"] == []
+        await asyncio.sleep(1)
+        for unit, other in ((a, "unit-2"), (b, "unit-1")):
+            assert [p["name"] for p in unit.status()["peers"]] == [other]
+    finally:
+        await site.close()
