@@ -196,7 +196,9 @@ class Compositor:
             if reformatter is None:
                 reformatter = self._reformatters[key] = VideoReformatter()
             # 32-bit output blits much faster than 24-bit (no per-pixel repacking)
-            rgb = reformatter.reformat(frame, width=box.w, height=box.h, format="rgb0")
+            # area averaging when shrinking (sharp and cheap), bilinear when enlarging
+            interpolation = "AREA" if box.w < frame.width else "BILINEAR"
+            rgb = reformatter.reformat(frame, width=box.w, height=box.h, format="rgb0", interpolation=interpolation)
             plane = rgb.planes[0]
             return pygame.image.frombuffer(plane, (box.w, box.h), "RGBX", plane.line_size), rgb
         arr = _rgb_array(frame)
