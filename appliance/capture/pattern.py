@@ -132,7 +132,7 @@ def read_stamp(image: av.VideoFrame | np.ndarray) -> Stamp | None:
     """
     if isinstance(image, av.VideoFrame):
         if image.format.name in ("yuv420p", "yuvj420p", "nv12", "gray"):
-            luma = _plane(image, 0)
+            luma = _plane(image, 0, copy=False)
         else:
             luma = image.to_ndarray(format="gray")
     else:
@@ -163,12 +163,13 @@ def read_stamp(image: av.VideoFrame | np.ndarray) -> Stamp | None:
     )
 
 
-def _plane(frame: av.VideoFrame, index: int) -> np.ndarray:
+def _plane(frame: av.VideoFrame, index: int, copy: bool = True) -> np.ndarray:
     plane = frame.planes[index]
     rows = frame.height if index == 0 else (frame.height + 1) // 2
     cols = frame.width if index == 0 else (frame.width + 1) // 2
     buf = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
-    return buf[:rows, :cols].copy()
+    view = buf[:rows, :cols]
+    return view.copy() if copy else view
 
 
 def _from_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> av.VideoFrame:

@@ -89,6 +89,7 @@ class SharedAudio:
         self._closed = False
         self.level = 0.0
         self.frames_sent = 0
+        self.error: str | None = None  # set when the microphone failed; silence is sent instead
 
     @property
     def muted(self) -> bool:
@@ -146,11 +147,18 @@ class SharedAudio:
                         self._next = time.monotonic()
                     frame = await self._silence()
                     self.level = 0.0
+                elif self.error is not None:
+                    frame = await self._silence()  # a failed microphone: peers still get steady (silent) audio
                 else:
-                    if not self._source_open:
-                        await self.source.start()
-                        self._source_open = True
-                    frame = await self.source.read()
+                    try:
+                        if not self._source_open:
+                            await self.source.start()
+                            self._source_open = True
+                        frame = await self.source.read()
+                    except (OSError, MediaStreamError) as exc:  # DeviceError is an OSError
+                        self.error = str(exc) or type(exc).__name__
+                        log.error("%s: microphone failed, sending silence: %s", self._name, self.error)
+                        continue
                     if self._muted:  # muted while we waited: this audio must not leave
                         continue
                     self.level = rms(frame_samples(frame))
@@ -159,7 +167,7 @@ class SharedAudio:
                 self.frames_sent += 1
                 for track in list(self._tracks):
                     track._push(frame)
-        except MediaStreamError:
+        except MediaStreamError:  # pragma: no cover - read errors are handled above
             log.warning("%s: microphone stream ended", self._name)
 
 

@@ -203,6 +203,7 @@ class SharedVideo:
         self._pending_tier: tuple[int, int, int] | None = None
         self._closed = False
         self.state = "new"
+        self.error: str | None = None  # why the encoder loop stopped, for status
 
     @property
     def encoded_source(self) -> bool:
@@ -332,9 +333,12 @@ class SharedVideo:
                 self._deliver(packets)
         except MediaStreamError:
             log.info("%s: video source ended", self._name)
+        except (OSError, av.error.FFmpegError) as exc:  # DeviceError is an OSError
+            self.error = str(exc)
+            log.error("%s: video stopped: %s", self._name, exc)
         finally:
             if not self._closed:
-                self._set_state("stopped")
+                self._set_state("failed" if self.error else "stopped")
 
     def _deliver(self, packets: list[av.Packet]) -> None:
         for packet in packets:

@@ -147,3 +147,18 @@ def test_echo_reference_read_places_frames_by_play_time():
     assert (out[half + AUDIO_SAMPLES : half + 2 * AUDIO_SAMPLES] == 2).all()
     assert (out[half + 2 * AUDIO_SAMPLES :] == 0).all()
     assert not ref.read(t0 - 1, 10).any()
+
+
+async def test_a_failing_microphone_degrades_to_silence():
+    from appliance.capture.alsa import AlsaMicrophone
+
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio is installed by scripts/setup (extra 'alsa')")
+    shared = SharedAudio(AlsaMicrophone("hw:9,0"))
+    await shared.start()
+    track = shared.track()
+    try:
+        frames = [await asyncio.wait_for(track.recv(), 1) for _ in range(5)]
+        assert shared.error is not None and "audio.input_device" in shared.error
+        assert all(not frame_samples(f).any() for f in frames)
+    finally:
+        await shared.close()

@@ -181,3 +181,14 @@ async def test_close_is_idempotent_and_ends_tracks():
             await asyncio.wait_for(track.recv(), 2)
     with pytest.raises(RuntimeError):
         video.track()
+
+
+async def test_an_absent_camera_fails_start_and_close_stays_safe():
+    from appliance.capture.v4l2 import AvVideoSource
+    from appliance.errors import DeviceError
+
+    video = SharedVideo(AvVideoSource("v4l2", "/dev/video77"), width=320, height=240)
+    with pytest.raises(DeviceError, match="video.device"):
+        await video.start()
+    await video.close()
+    await video.close()
