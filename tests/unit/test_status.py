@@ -100,3 +100,10 @@ async def test_volume_change_shows_a_notice_for_a_moment():
 
     await asyncio.sleep(0.25)
     assert controller.wall_model().notice == ""
+
+
+async def test_ipv6_loopback():
+    async with StatusServer(LocalController(), "::1", 0) as server, aiohttp.ClientSession(server.url) as http:
+        assert server.url.startswith("http://[::1]:")
+        async with http.get("/status") as resp:
+            assert resp.status == 200
