@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 from pathlib import Path
@@ -115,6 +116,7 @@ async def test_refused_token_is_explained(server, make_card, how: str) -> None:
     else:
         token = "not-a-token"
     card = make_card("a", boot_text(server.url, token))
+    card = dataclasses.replace(card, console=card.etc.parent / "tty1")  # stands in for the HDMI console
     prov = Provisioner(card)
     with pytest.raises(ProvisioningError) as info:
         await prov.run(retry=False)
@@ -124,6 +126,7 @@ async def test_refused_token_is_explained(server, make_card, how: str) -> None:
     assert token not in message
     notice = (card.state_dir / NOTICE).read_text()
     assert "not set up yet" in notice and "refused the enrollment token" in notice
+    assert "refused the enrollment token" in card.console.read_text()
     assert pending(card.state_dir)
     assert "enrollment_token" in (card.boot / "wallmesh.toml").read_text()  # kept for the retry
     assert not (card.state_dir / "device.json").exists()
