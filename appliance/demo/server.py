@@ -1,6 +1,6 @@
 """A loopback signaling server for the demo, tests and benchmarks, runnable as its own process.
 
-``python -m appliance.demo.server --state-dir D [--port P]`` starts a
+``python -m appliance.demo.server --state-dir D [--port P] [--host A]`` starts a
 :class:`~appliance.signaling.server.SignalServer` on 127.0.0.1 (plain HTTP, no
 mDNS advert), writes a fleet enrollment token to ``D/enroll.token`` (mode 0600)
 and prints ``listening on <url>``; it runs until SIGTERM. Running it as a child
@@ -20,21 +20,23 @@ from typing import Any
 TOKEN_FILE = "enroll.token"
 
 
-def signal_config(port: int = 0, **extra: Any) -> Any:
-    """A loopback-only server config: plain HTTP on 127.0.0.1, mDNS off."""
+def signal_config(port: int = 0, host: str = "127.0.0.1", **extra: Any) -> Any:
+    """A server config: on 127.0.0.1 plain HTTP and no mDNS; on any other address (inside a
+    network namespace a test made) HTTPS with a generated certificate, advertised by mDNS there."""
     from appliance.config import build
     from appliance.signaling.config import SignalConfig
 
-    data = {"host": "127.0.0.1", "port": port, "mdns": {"enabled": False}}
+    mdns = {"enabled": False} if host.startswith("127.") else {"enabled": True, "interfaces": [host]}
+    data = {"host": host, "port": port, "mdns": mdns}
     data.update(extra)
     return build(SignalConfig, data, "<demo>")
 
 
-async def start(state_dir: Path, port: int = 0, **extra: Any) -> Any:
+async def start(state_dir: Path, port: int = 0, host: str = "127.0.0.1", **extra: Any) -> Any:
     """Start a server in this process; make sure an enrollment token is on disk."""
     from appliance.signaling.server import SignalServer
 
-    server = SignalServer(signal_config(port, **extra), state_dir=state_dir)
+    server = SignalServer(signal_config(port, host, **extra), state_dir=state_dir)
     await server.start()
     token_path = state_dir / TOKEN_FILE
     if not token_path.exists():
@@ -45,8 +47,8 @@ async def start(state_dir: Path, port: int = 0, **extra: Any) -> Any:
     return server
 
 
-async def _main(state_dir: Path, port: int, max_room_size: int) -> None:
-    server = await start(state_dir, port, max_room_size=max_room_size)
+async def _main(state_dir: Path, port: int, host: str, max_room_size: int) -> None:
+    server = await start(state_dir, port, host, max_room_size=max_room_size)
     print(f"listening on {server.url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -62,10 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m appliance.demo.server")
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1", help="127.0.0.1, or an address inside a test's namespace")
     parser.add_argument("--max-room-size", type=int, default=6)
     args = parser.parse_args(argv)
     args.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    asyncio.run(_main(args.state_dir, args.port, args.max_room_size))
+    asyncio.run(_main(args.state_dir, args.port, args.host, args.max_room_size))
     return 0
 
 

@@ -96,9 +96,20 @@ class Site:
     """A signaling server (in this process or its own) and the unit processes of one room."""
 
     def __init__(
-        self, root: Path, *, room: str = "demo", server_process: bool = False, verbose: int = 1, max_room_size: int = 6
+        self,
+        root: Path,
+        *,
+        room: str = "demo",
+        server_process: bool = False,
+        verbose: int = 1,
+        max_room_size: int = 6,
+        netns: str | None = None,
+        server_host: str = "127.0.0.1",
     ) -> None:
         self.max_room_size = max_room_size
+        self.server_host = server_host
+        # processes run inside this network namespace (one the caller created), if any
+        self.prefix = ["ip", "netns", "exec", netns] if netns else []
         self.root = Path(root)
         self.room = room
         self.server_process = server_process
@@ -119,8 +130,8 @@ class Site:
             self._server = await demo_server.start(self.server_dir, self.port, max_room_size=self.max_room_size)
             self.url, self.port = self._server.url, self._server.port
             return self.url
-        cmd = [sys.executable, "-m", "appliance.demo.server", "--state-dir", str(self.server_dir), "--port", str(self.port),
-               "--max-room-size", str(self.max_room_size)]
+        cmd = [*self.prefix, sys.executable, "-m", "appliance.demo.server", "--state-dir", str(self.server_dir),
+               "--port", str(self.port), "--host", self.server_host, "--max-room-size", str(self.max_room_size)]
         log = open(self.root / "server.log", "ab")
         try:
             self._server_proc = await asyncio.create_subprocess_exec(
@@ -191,7 +202,7 @@ class Site:
         status_file.unlink(missing_ok=True)
         log_file = self.root / name / "unit.log"
         verbosity = ["-" + "v" * self.verbose] if self.verbose else []
-        cmd = [sys.executable, "-m", "appliance.cli", *verbosity, "run", "--config", str(path)]
+        cmd = [*self.prefix, sys.executable, "-m", "appliance.cli", *verbosity, "run", "--config", str(path)]
         spawned_at = time.time()
         with open(log_file, "ab") as log:
             proc = await asyncio.create_subprocess_exec(*cmd, stdout=log, stderr=log, env=self._env())
