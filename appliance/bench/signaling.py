@@ -55,7 +55,7 @@ class Plan:
 
 
 FULL = Plan()
-QUICK = Plan(clients=200, workers=1, storm_timeout_s=30.0, steady_s=5.0, storms=1)
+QUICK = Plan(clients=200, workers=1, storm_timeout_s=30.0, steady_s=5.0, storms=3)
 
 
 def run(quick: bool) -> list[Result]:
@@ -120,59 +120,91 @@ class LoadProcess:
         await self.proc.wait()
 
 
-async def _spawn_loads(plan: Plan, dialect: str, url: str, secret: str) -> list[LoadProcess]:
-    rooms = plan.clients // traffic.ROOM_SIZE
-    per = [rooms // plan.workers + (1 if i < rooms % plan.workers else 0) for i in range(plan.workers)]
-    loads, first = [], 0
-    for index, n in enumerate(per):
-        if n:
-            loads.append(await LoadProcess.spawn(dialect, url, first * traffic.ROOM_SIZE, n * traffic.ROOM_SIZE, index, secret))
-        first += n
-    return loads
+class Target:
+    """One server under test, its load processes, and what was measured against it."""
 
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.figures = Figures(name)
+        self.server: ServerProcess | None = None
+        self.loads: list[LoadProcess] = []
 
-async def _drive(plan: Plan, figures: Figures, server: ServerProcess, dialect: str, secret: str) -> None:
-    """Connect every client, run the storm, then the steady state; fill ``figures``."""
-    loads = await _spawn_loads(plan, dialect, server.url, secret)
-    try:
-        progress("%s: connecting %d clients", figures.server, plan.clients)
-        replies = await asyncio.gather(*(w.call("connect", wait_s=300) for w in loads))
-        figures.clients = sum(r["connected"] for r in replies)
+    @property
+    def failed(self) -> bool:
+        return bool(self.figures.failure)
+
+    def fail(self, exc: Exception) -> None:
+        progress("%s: %s", self.name, exc)
+        self.figures.failure = str(exc)
+
+    async def start(self, plan: Plan, workdir: Path) -> None:
+        """Start the server, then its load processes, and connect every client."""
+        if self.name == "wallmesh":
+            password = secrets.token_urlsafe(18)
+            self.server = await asyncio.to_thread(start_wallmesh, workdir, BENCH_USER, password)
+            secret = await _login(self.server.url, BENCH_USER, password)
+        else:
+            self.server = await asyncio.to_thread(start_peerjs, workdir)
+            secret = "peerjs"
+        progress("%s: server at %s (pid %d); connecting %d clients", self.name, self.server.url, self.server.pid, plan.clients)
+        rooms = plan.clients // traffic.ROOM_SIZE
+        per = [rooms // plan.workers + (1 if i < rooms % plan.workers else 0) for i in range(plan.workers)]
+        first = 0
+        for index, n in enumerate(per):
+            if n:
+                self.loads.append(await LoadProcess.spawn(self.name, self.server.url, first * traffic.ROOM_SIZE, n * traffic.ROOM_SIZE, index, secret))
+            first += n
+        replies = await asyncio.gather(*(w.call("connect", wait_s=300) for w in self.loads))
+        self.figures.clients = sum(r["connected"] for r in replies)
         for r in replies:
-            figures.connect_errors.update(r["errors"])
-        if not server.alive():
-            raise BenchError(f"{figures.server} exited while clients connected: {server.log_tail()}")
+            self.figures.connect_errors.update(r["errors"])
+        self._check("while clients connected")
         if plan.drop:
-            await loads[0].call("drop", wait_s=30, count=plan.drop)
+            await self.loads[0].call("drop", wait_s=30, count=plan.drop)
+
+    def _check(self, when: str) -> None:
+        assert self.server is not None
+        if not self.server.alive():
+            raise BenchError(f"{self.server.name} exited {when}: {self.server.log_tail()}")
+
+    async def storm(self, plan: Plan, run: int) -> None:
+        """One join storm; afterwards every room is left again, ready for the next."""
+        server, figures = self.server, self.figures
+        assert server is not None
+        progress("%s: join storm %d/%d of %d rooms", self.name, run + 1, plan.storms, figures.clients // traffic.ROOM_SIZE)
+        cpu0, wait0 = server.cpu_s(), server.cpu_wait_s()
+        t0 = time.monotonic_ns() + 500_000_000
+        replies = await asyncio.gather(*(w.call("storm", wait_s=plan.storm_timeout_s + 60, t0=t0, timeout=plan.storm_timeout_s) for w in self.loads))
+        storm = Storm(Phase.merge(replies), t0, server.cpu_s() - cpu0, os.getloadavg()[0])
+        storm.phase.server_wait_s = server.cpu_wait_s() - wait0
+        figures.storms.append(storm)
+        rss, peak = server.rss_mb()
+        figures.rss_mb, figures.peak_rss_mb = rss, max(peak, figures.peak_rss_mb or 0.0)
+        progress("%s: storm delivered %d/%d frames in %.2f s", self.name, storm.phase.received, storm.phase.expected, storm.drain_s or 0)
+        if self.name == "wallmesh":
+            await asyncio.gather(*(w.call("leave", wait_s=60) for w in self.loads))
+        self._check("during the join storm")
         await asyncio.sleep(1.0)
 
-        for run in range(plan.storms):
-            progress("%s: join storm %d/%d of %d rooms", figures.server, run + 1, plan.storms, figures.clients // traffic.ROOM_SIZE)
-            cpu0, wait0 = server.cpu_s(), server.cpu_wait_s()
-            t0 = time.monotonic_ns() + 500_000_000
-            replies = await asyncio.gather(*(w.call("storm", wait_s=plan.storm_timeout_s + 60, t0=t0, timeout=plan.storm_timeout_s) for w in loads))
-            storm = Storm(Phase.merge(replies), t0, server.cpu_s() - cpu0, os.getloadavg()[0])
-            storm.phase.server_wait_s = server.cpu_wait_s() - wait0
-            figures.storms.append(storm)
-            rss, peak = server.rss_mb()
-            figures.rss_mb, figures.peak_rss_mb = rss, max(peak, figures.peak_rss_mb or 0.0)
-            progress("%s: storm delivered %d/%d frames in %.2f s", figures.server, storm.phase.received, storm.phase.expected, storm.drain_s or 0)
-            if dialect == "wallmesh":
-                await asyncio.gather(*(w.call("leave", wait_s=60) for w in loads))
-            await asyncio.sleep(1.0)
-
-        progress("%s: steady state for %.0f s", figures.server, plan.steady_s)
+    async def steady(self, plan: Plan) -> None:
+        server, figures = self.server, self.figures
+        assert server is not None
+        progress("%s: steady state for %.0f s", self.name, plan.steady_s)
         t0 = time.monotonic_ns() + 300_000_000
-        share = plan.steady_rate / len(loads)
+        share = plan.steady_rate / len(self.loads)
         wait0 = server.cpu_wait_s()
-        replies = await asyncio.gather(*(w.call("steady", wait_s=plan.steady_s + 90, t0=t0, seconds=plan.steady_s, rate=share) for w in loads))
+        replies = await asyncio.gather(*(w.call("steady", wait_s=plan.steady_s + 90, t0=t0, seconds=plan.steady_s, rate=share) for w in self.loads))
         figures.steady = Phase.merge(replies)
         figures.steady.server_wait_s = server.cpu_wait_s() - wait0
         figures.steady_s = max(r["seconds"] for r in replies)
-        if not server.alive():
-            raise BenchError(f"{figures.server} exited during the load: {server.log_tail()}")
-    finally:
+        self._check("during the steady state")
+
+    async def close(self) -> None:
+        """Stop the load processes, then the server. Idempotent."""
+        loads, self.loads = self.loads, []
         await asyncio.gather(*(w.close() for w in loads), return_exceptions=True)
+        if self.server is not None:
+            await asyncio.to_thread(self.server.stop)
 
 
 async def _login(url: str, username: str, password: str) -> str:
@@ -186,30 +218,6 @@ async def _login(url: str, username: str, password: str) -> str:
             return body["token"]
 
 
-async def _bench_wallmesh(plan: Plan, workdir: Path) -> Figures:
-    figures = Figures("wallmesh")
-    password = secrets.token_urlsafe(18)
-    server = await asyncio.to_thread(start_wallmesh, workdir, BENCH_USER, password)
-    try:
-        progress("wallmesh signal at %s (pid %d)", server.url, server.pid)
-        token = await _login(server.url, BENCH_USER, password)
-        await _drive(plan, figures, server, "wallmesh", token)
-    finally:
-        server.stop()
-    return figures
-
-
-async def _bench_peerjs(plan: Plan, workdir: Path) -> Figures:
-    figures = Figures("peerjs")
-    server = await asyncio.to_thread(start_peerjs, workdir)
-    try:
-        progress("PeerJS server at %s (pid %d)", server.url, server.pid)
-        await _drive(plan, figures, server, "peerjs", "peerjs")
-    finally:
-        server.stop()
-    return figures
-
-
 def raise_fd_limit(clients: int) -> None:
     """Every client is a socket in a load process and another in the server."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -221,20 +229,40 @@ def raise_fd_limit(clients: int) -> None:
 
 
 async def measure(plan: Plan) -> list[Result]:
-    """Run the loads of ``plan`` against each target server; the figures as results."""
+    """Run the loads of ``plan`` against each target server; the figures as results.
+
+    Both servers are up, with all their clients connected, for the whole run, and their
+    storms alternate (wallmesh, PeerJS, then PeerJS, wallmesh, ...): on a shared machine
+    whose background load drifts, each server's storms meet the same conditions and the
+    ratio of their throughputs stays meaningful.
+    """
     if plan.clients % traffic.ROOM_SIZE:
         raise BenchError(f"clients must be a multiple of the room size {traffic.ROOM_SIZE}")
-    raise_fd_limit(plan.clients)
-    found: dict[str, Figures] = {}
+    raise_fd_limit(plan.clients * max(1, len(plan.targets)))
+    targets = [Target(name) for name in ("wallmesh", "peerjs") if name in plan.targets]
     with tempfile.TemporaryDirectory(prefix="wallmesh-bench-signaling-") as tmp:
-        for target, bench in (("wallmesh", _bench_wallmesh), ("peerjs", _bench_peerjs)):
-            if target not in plan.targets:
-                continue
-            workdir = Path(tmp) / target
-            workdir.mkdir()
-            try:
-                found[target] = await bench(plan, workdir)
-            except BenchError as exc:
-                progress("%s: %s", target, exc)
-                found[target] = Figures(target, failure=str(exc))
-    return results(plan, found)
+        try:
+            for target in targets:
+                workdir = Path(tmp) / target.name
+                workdir.mkdir()
+                await _guarded(target, target.start(plan, workdir))
+            await asyncio.sleep(1.0)
+            for run in range(plan.storms):
+                for target in targets if run % 2 == 0 else targets[::-1]:
+                    if not target.failed:
+                        await _guarded(target, target.storm(plan, run))
+            for target in targets:
+                if not target.failed:
+                    await _guarded(target, target.steady(plan))
+        finally:
+            for target in targets:
+                await target.close()
+    return results(plan, {t.name: t.figures for t in targets})
+
+
+async def _guarded(target: Target, step: Any) -> None:
+    """Run one step; a failure ends this target's measurement, not the other's."""
+    try:
+        await step
+    except BenchError as exc:
+        target.fail(exc)
