@@ -99,7 +99,8 @@ def tile(base: pygame.Surface, fonts: theme.Fonts, rect: Rect, t: Tile, has_pict
     s = metrics(base.get_size()).scale * min(1.2, max(0.8, rect.h / 400))
     pad = int(14 * s)
     out: list = []
-    if t.reconnecting:
+    if t.reconnecting and has_picture and t.camera:
+        # a frozen picture under a veil: the link is recovering (no picture yet: the card says "Connecting…")
         dim = alpha_rect((rect.w, rect.h), theme.DIM_OVERLAY, radius)
         text(dim, fonts, "Reconnecting…", 34 * s, theme.WARNING, (rect.w // 2, rect.h // 2), "center", bold=True)
         out.append((dim, (rect.x, rect.y)))

@@ -118,6 +118,18 @@ def test_tile_states_are_drawn(snapshot_dir):
     assert near(pixels(shot, badge(rects[0])), QUALITY_COLOURS[Quality.GOOD], 30) == 0
 
 
+def test_a_peer_still_connecting_gets_a_clean_card():
+    size = SIZES["720p"]
+    comp = compositor(size)
+    model = call(1)
+    model.tiles[0].frame = None
+    model.tiles[0].reconnecting = True
+    comp.draw(model)
+    rect = tile_rects(size, 1)[0]
+    assert near(pixels(comp.screen.surface, rect), theme.WARNING, 40) == 0, "no 'Reconnecting…' over the card"
+    assert near(pixels(comp.screen.surface, rect), theme.avatar_colour("peer-0"), 8) > 2000
+
+
 def test_last_frame_freezes_instead_of_going_black():
     size = SIZES["720p"]
     comp = compositor(size)
