@@ -23,6 +23,14 @@ NEEDS_NODE = pytest.mark.skipif(
 )
 
 
+# The stable result names of DESIGN.md's "Benchmark output" for this part.
+DESIGN_NAMES = {
+    "signal_clients", "signal_frames_per_s", "signal_storm_p99_ms", "signal_storm_drain_s", "signal_frames_lost",
+    "signal_rss_mb", "signal_relay_p50_ms", "signal_relay_p99_ms",
+    "peerjs_frames_per_s", "peerjs_storm_p99_ms", "peerjs_relay_p99_ms",
+}
+
+
 def by_name(results: list) -> dict:
     return {r.name: r for r in results}
 
@@ -70,6 +78,7 @@ def test_smoke_run_against_both_servers_accounts_for_every_frame() -> None:
     clients = 40
     plan = signaling.Plan(clients=clients, workers=1, storm_timeout_s=60, steady_s=2.0, storms=2)
     results = by_name(asyncio.run(signaling.measure(plan)))
+    assert DESIGN_NAMES <= results.keys(), DESIGN_NAMES - results.keys()
     rooms = clients // signaling_traffic.ROOM_SIZE
     expected = rooms * signaling_traffic.frames_per_room()
 
