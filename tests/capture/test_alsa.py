@@ -57,3 +57,18 @@ async def test_speaker_buffer_is_bounded_and_drops_the_oldest():
     assert speaker.frames_dropped == 7
     assert speaker.delay <= 0.05
     await speaker.close()
+
+
+@pytest.mark.hardware
+async def test_real_default_devices_capture_and_play():
+    """On a unit: the configured default ALSA devices open, capture at 48 kHz and play."""
+    mic, speaker = AlsaMicrophone("default"), AlsaSpeaker("default")
+    await mic.start()
+    await speaker.start()
+    try:
+        for _ in range(50):
+            speaker.write(await asyncio.wait_for(mic.read(), 1))
+        assert speaker.frames_dropped < 10
+    finally:
+        await mic.close()
+        await speaker.close()
