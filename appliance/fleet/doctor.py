@@ -77,6 +77,7 @@ def all_checks() -> list[Check]:
         doctor_hw.check_microphone,
         doctor_hw.check_speaker,
         doctor_hw.check_display,
+        doctor_hw.check_sdl,
         doctor_hw.check_gpio,
         doctor_hw.check_temperature,
         doctor_hw.check_throttling,

@@ -155,6 +155,42 @@ def check_display(ctx: Context) -> Iterator[Finding]:
             yield Finding("display", "ok", f"{p.name.split('-', 1)[1]} connected" + (f", {modes[0]}" if modes else ""))
 
 
+def sdl_video_drivers() -> list[str] | None:
+    """The video drivers compiled into pygame's SDL (no SDL init, no device opened); None if unknown."""
+    import ctypes
+    import ctypes.util
+    import glob
+
+    spec = importlib.util.find_spec("pygame")
+    candidates = []
+    if spec and spec.origin:
+        pkg = Path(spec.origin).parent
+        candidates += sorted(glob.glob(str(pkg.parent / "pygame_ce.libs" / "libSDL2-*"))) + sorted(glob.glob(str(pkg.parent / "pygame.libs" / "libSDL2-*")))
+    system = ctypes.util.find_library("SDL2")
+    candidates += [system] if system else []
+    for lib in candidates:
+        try:
+            sdl = ctypes.CDLL(lib)
+            sdl.SDL_GetVideoDriver.restype = ctypes.c_char_p
+            return [sdl.SDL_GetVideoDriver(i).decode() for i in range(sdl.SDL_GetNumVideoDrivers())]
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def check_sdl(ctx: Context) -> Iterator[Finding]:
+    if getattr(ctx.config.display, "backend", "kmsdrm") != "kmsdrm":
+        return
+    drivers = sdl_video_drivers()
+    if drivers is None:
+        yield Finding("display", "fail", "pygame's SDL library was not found", "install wallmesh's dependencies (pygame-ce) in /opt/wallmesh")
+    elif not any(d.lower() == "kmsdrm" for d in drivers):
+        yield Finding("display", "fail", f"pygame's SDL cannot draw without a desktop (drivers: {', '.join(drivers)})",
+                      "install the pygame-ce wheel from PyPI, whose SDL includes KMSDRM")
+    else:
+        yield Finding("display", "ok", "SDL can draw on KMS (kmsdrm driver present)")
+
+
 def _pins(ctx: Context) -> dict[str, str]:
     pins: dict[str, str] = {}
     for section in ("buttons", "leds"):

@@ -131,6 +131,7 @@ async def test_provisioned_pi_tree_is_healthy_then_revocation_shows(tmp_path: Pa
     assert [f.status for f in camera if "media controller" in f.summary] == ["ok"]
     assert all("picamera2" in f.summary for f in camera if f.status == "fail")
     assert statuses(findings, "enrollment") == {"ok"} and statuses(findings, "server") == {"ok"}
+    assert any("kmsdrm driver present" in f.summary for f in by_check(findings)["display"])  # pygame's own SDL
 
     device_id = (card.state_dir / "provisioned").read_text().strip()
     await server.admin.revoke_device(device_id)

@@ -91,3 +91,11 @@ def test_atomic_write_leaves_old_content_when_replacing_fails(tmp_path: Path) ->
     assert sorted(os.listdir(tmp_path)) == ["dir", "unit.toml"]  # no temp file left behind
     write_atomic(target, "secret\n", mode=0o600)
     assert target.read_text() == "secret\n" and (target.stat().st_mode & 0o777) == 0o600
+
+
+def test_the_documented_example_is_a_valid_boot_file(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "image" / "wallmesh.toml.example"
+    (tmp_path / "wallmesh.toml").write_text(example.read_text())
+    card = bootfile.read(tmp_path)
+    assert card.room == "boardroom" and card.enrollment_token and card.server == "discover"
+    assert bootfile.scrub_token(tmp_path) and bootfile.read(tmp_path).enrollment_token == ""
