@@ -160,6 +160,7 @@ class Load:
         self.trickle_s = 0.0
         self.offer_sdp = [traffic.sdp("offer", s) for s in range(8)]
         self.answer_sdp = [traffic.sdp("answer", s) for s in range(8)]
+        self._candidates: dict[int, list[dict[str, object]]] = {}
 
     # --- connections ----------------------------------------------------------------
 
@@ -269,7 +270,9 @@ class Load:
         without their send times (stamped when each is sent)."""
         pool = self.offer_sdp if kind == "offer" else self.answer_sdp
         text = pool[member.seed % len(pool)]
-        cands = [traffic.candidate(i, member.seed) for i in range(traffic.CANDIDATES)]
+        cands = self._candidates.get(member.seed)
+        if cands is None:  # built once per member: the generator's CPU belongs to the relay
+            cands = self._candidates[member.seed] = [traffic.candidate(i, member.seed) for i in range(traffic.CANDIDATES)]
         if self.dialect == "wallmesh":
             out = [{"type": "signal", "to": to, "data": {"sdp": {"type": kind, "sdp": text}}}]
             out += [{"type": "signal", "to": to, "data": {"candidate": c}} for c in cands]
