@@ -105,6 +105,7 @@ class TokenHints:
 
     url: str = ""
     fingerprint: str = ""
+    rooms: tuple[str, ...] = ()  # empty: the token does not say
 
 
 def token_hints(token: str) -> TokenHints:
@@ -126,7 +127,9 @@ def token_hints(token: str) -> TokenHints:
         return TokenHints()
     url = _first_str(claims, ("url", "server", "server_url"))
     fp = _first_str(claims, ("fp", "fingerprint", "server_fingerprint"))
-    return TokenHints(url=url.rstrip("/"), fingerprint=fp)
+    rooms = claims.get("rooms")
+    rooms = tuple(r for r in rooms if isinstance(r, str)) if isinstance(rooms, list) else ()
+    return TokenHints(url=url.rstrip("/"), fingerprint=fp, rooms=rooms)
 
 
 def _first_str(claims: dict, keys: tuple[str, ...]) -> str:

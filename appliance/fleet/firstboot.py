@@ -198,6 +198,12 @@ class Provisioner:
                 f"{self.paths.boot / bootfile.FILENAME} has no enrollment_token. Run `wallmesh device token` on the "
                 "signaling server and put the line enrollment_token = \"...\" in that file."
             )
+        rooms = bootfile.token_hints(boot.enrollment_token).rooms
+        if rooms and "*" not in rooms and boot.room not in rooms:
+            raise ProvisioningError(
+                f"the enrollment token only grants the rooms {', '.join(rooms)}, but {bootfile.FILENAME} asks for room "
+                f"{boot.room!r}. Fix the room, or make a token for it with `wallmesh device token --rooms {boot.room}`."
+            )
         url, fingerprint = await self._locate(boot)
         journal.facts["server_fingerprint"] = fingerprint
         for _ in range(MAX_ID_GENERATIONS):

@@ -233,3 +233,14 @@ async def test_cli_provisions_and_explains_failures(server, make_card) -> None:
     assert token not in err
     code, _, err = await run_cli(*cli_args(good))  # the next boot: nothing to do
     assert code == 0, err
+
+
+async def test_token_for_other_rooms_is_explained_before_enrolling(server, make_card) -> None:
+    token = await server.admin.enrollment_token(ttl_s=600, rooms=("lobby", "kitchen"))
+    card = make_card("a", boot_text(server.url, token, room="boardroom"))
+    with pytest.raises(ProvisioningError, match=r"only grants the rooms lobby, kitchen.*'boardroom'"):
+        await Provisioner(card).run_once()
+    assert await server.admin.list_devices() == []
+    ok = make_card("b", boot_text(server.url, token, room="kitchen"))
+    await Provisioner(ok).run_once()
+    assert_provisioned(ok, room="kitchen")
