@@ -169,6 +169,7 @@ class SceneBuilder:
         x, y = (self.size[0] - w) // 2, int(self.size[1] - 150 * s)
         base.blit(icon, icon.get_rect(midleft=(x, y)))
         base.blit(hint, hint.get_rect(midleft=(x + icon.get_width() + int(24 * s), y)))
+        self._own_state(base, model)
         self._footer(base, model)
 
     def _joining(self, base, model: WallModel) -> None:
@@ -215,6 +216,19 @@ class SceneBuilder:
         block = [(line, 60, theme.TEXT, True) for line in lines[:4]]
         self._centre_block(base, block, icons.warning(int(150 * s), theme.ERROR))
         self._footer(base, model)
+
+    def _own_state(self, base, model: WallModel) -> None:
+        """Between calls, say so when the next call would start muted or without video."""
+        s = metrics(self.size).scale
+        pills = []
+        if model.muted:
+            pills.append(pill(self.fonts, "Microphone muted", 28 * s, theme.TEXT, theme.MUTED, icons.mic_off(int(30 * s)), True))
+        if not model.camera:
+            pills.append(pill(self.fonts, "Camera off", 28 * s, theme.TEXT, theme.PANEL_LIGHT, icons.camera_off(int(30 * s))))
+        x = (self.size[0] - sum(p.get_width() for p in pills) - int(12 * s) * (len(pills) - 1)) // 2
+        for p in pills:
+            base.blit(p, (x, metrics(self.size).margin))
+            x += p.get_width() + int(12 * s)
 
     def _footer(self, base, model: WallModel) -> None:
         m = metrics(self.size)

@@ -162,3 +162,13 @@ def test_4k_wall(snapshot_dir):
         assert text_pixels(label) > 200, "labels scale up with the screen"
     _, idle = render(size, model(UnitState.IDLE))
     assert text_pixels(pixels(idle, band(size, 0.3, 0.7))) > size[0] * size[1] * 0.01
+
+
+def test_idle_says_when_the_next_call_starts_muted(size, snapshot_dir):
+    label, size = size
+    _, plain = render(size, model(UnitState.IDLE))
+    _, shot = render(size, model(UnitState.IDLE, muted=True, camera=False), snapshot_dir, f"idle-muted-{label}")
+    top = band(size, 0, 0.12)
+    assert near(pixels(plain, top), theme.MUTED, 10) == 0
+    assert near(pixels(shot, top), theme.MUTED, 10) > 500, "'microphone muted' pill"
+    assert near(pixels(shot, top), theme.PANEL_LIGHT, 6) > 300, "'camera off' pill"
