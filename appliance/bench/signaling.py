@@ -156,6 +156,7 @@ class Target:
             first += n
         replies = await asyncio.gather(*(w.call("connect", wait_s=300) for w in self.loads))
         self.figures.clients = sum(r["connected"] for r in replies)
+        self.figures.connect_s = max(r["seconds"] for r in replies)
         for r in replies:
             self.figures.connect_errors.update(r["errors"])
         self._check("while clients connected")

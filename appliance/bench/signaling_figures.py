@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.bench import signaling_traffic as traffic
 from appliance.bench.report import Result
+from appliance.bench.signaling_load import CONNECT_CONCURRENCY
 
 if TYPE_CHECKING:
     from appliance.bench.signaling import Plan
@@ -110,6 +111,7 @@ class Figures:
     server: str
     clients: int = 0
     connect_errors: Counter[str] = field(default_factory=Counter)
+    connect_s: float | None = None
     storms: list[Storm] = field(default_factory=list)
     steady: Phase | None = None
     steady_s: float = 0.0
@@ -192,6 +194,8 @@ def _storm_results(prefix: str, plan: Plan, f: Figures) -> list[Result]:
     connect = f"of {plan.clients}" + (f"; connect errors {dict(f.connect_errors)}" if f.connect_errors else "")
     return [
         Result(f"{prefix}_clients", f.clients, "clients", connect),
+        Result(f"{prefix}_connect_s", _r(f.connect_s, 2), "s", f"every client connected and greeted ({plan.workers} load process(es), "
+               f"{CONNECT_CONCURRENCY} handshakes at a time each)"),
         Result(f"{prefix}_frames_per_s", _r(f.frames_per_s, 0), "frames/s", storm_note),
         Result(f"{prefix}_storm_p50_ms", _r(pooled.p(50)), "ms", f"join storm relay latency, all {len(f.storms)} storm(s)"),
         Result(f"{prefix}_storm_p99_ms", _r(pooled.p(99)), "ms", f"join storm relay latency, all {len(f.storms)} storm(s)"),

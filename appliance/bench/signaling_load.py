@@ -179,6 +179,7 @@ class Load:
                     member.ws = None
 
         await asyncio.gather(*(one(m) for m in self.members))
+        elapsed = time.monotonic() - started
         self.background.append(asyncio.create_task(self._heartbeats()))
         self.background.append(asyncio.create_task(self._watch_loop()))
         connected = sum(1 for m in self.members if m.ws is not None)
@@ -186,8 +187,8 @@ class Load:
         # and again, so that the generator's own pauses do not show up as relay latency.
         gc.collect()
         gc.freeze()
-        log("worker %d: %d/%d clients connected in %.1f s", self.worker, connected, len(self.members), time.monotonic() - started)
-        return {"connected": connected, "clients": len(self.members), "errors": dict(self.connect_errors)}
+        log("worker %d: %d/%d clients connected in %.1f s", self.worker, connected, len(self.members), elapsed)
+        return {"connected": connected, "clients": len(self.members), "errors": dict(self.connect_errors), "seconds": elapsed}
 
     async def _open(self, member: Member) -> None:
         member.first = asyncio.get_running_loop().create_future()
