@@ -1,10 +1,16 @@
 """The unit's audio: one microphone shared by every peer, and the mix of every peer to the speaker.
 
 Sending — :class:`SharedAudio` reads the microphone (an
-:class:`~appliance.capture.base.AudioSource`) once, in 10 ms frames, and hands each peer a
-:class:`SharedAudioTrack`; aiortc encodes Opus per peer. Muting closes the microphone
-itself and sends generated silence instead, so no captured sound can leave the unit while
-muted (the device is released, not just a sender flag flipped).
+:class:`~appliance.capture.base.AudioSource`) once, in 10 ms frames, encodes it once with
+Opus (mono, 20 ms packets) and hands each peer a :class:`SharedAudioTrack` of the same
+packets — the audio half of "encode once, send N-1 times" (aiortc would otherwise run one
+Opus encoder per peer, about as costly per peer as sending the video). With
+``encode_once=False`` the tracks carry raw 10 ms frames and aiortc encodes per peer; that
+path also sends RFC 6464 audio levels, which aiortc only computes from raw frames.
+Muting closes the microphone itself and sends generated silence instead, so no captured
+sound can leave the unit while muted (the device is released, not just a sender flag).
+Shared Opus packets are only valid on an Opus-negotiated sender:
+:func:`appliance.mesh.codecs.prefer_opus` pins that.
 
 Receiving — :class:`AudioMixer` takes each remote audio track (``add(peer_id, track)``,
 ``remove(peer_id)``), decodes/resamples it to 48 kHz mono, keeps a short bounded jitter
@@ -22,13 +28,14 @@ import collections
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import av
 import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from appliance.capture.base import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AudioSink, AudioSource
+from appliance.capture.base import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AUDIO_TIME_BASE, AudioSink, AudioSource
 from appliance.capture.synthetic import audio_frame, frame_samples
 
 log = logging.getLogger(__name__)
@@ -43,22 +50,53 @@ def rms(samples: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(samples.astype(np.float32))))) / 32768.0
 
 
+class OpusPacketizer:
+    """One Opus encoder: 10 ms mono s16 frames in, one 20 ms :class:`av.Packet` out per two."""
+
+    SAMPLES = 960
+
+    def __init__(self, bitrate: int = 48_000) -> None:
+        ctx = av.CodecContext.create("libopus", "w")
+        ctx.sample_rate, ctx.layout, ctx.format = AUDIO_RATE, "mono", "s16"
+        ctx.bit_rate = bitrate
+        ctx.time_base = AUDIO_TIME_BASE
+        ctx.options = {"application": "voip"}
+        self._ctx = ctx
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._pending_pts = 0
+
+    def encode(self, frame: av.AudioFrame) -> list[av.Packet]:
+        samples = frame_samples(frame)[:, 0]
+        if not len(self._pending):
+            self._pending_pts = frame.pts or 0
+        self._pending = np.concatenate([self._pending, samples])
+        if len(self._pending) < self.SAMPLES:
+            return []
+        chunk, self._pending = self._pending[: self.SAMPLES], self._pending[self.SAMPLES :]
+        pts = self._pending_pts
+        self._pending_pts += self.SAMPLES
+        packets = self._ctx.encode(audio_frame(chunk, pts))
+        for packet in packets:  # libopus shifts pts by its look-ahead; RTP wants capture time
+            packet.pts, packet.time_base = pts, AUDIO_TIME_BASE
+        return packets
+
+
 class SharedAudioTrack(MediaStreamTrack):
-    """One peer's copy of the outgoing microphone audio (``recv()`` → 10 ms ``av.AudioFrame``)."""
+    """One peer's copy of the outgoing microphone audio: Opus packets (or raw 10 ms frames)."""
 
     kind = "audio"
 
     def __init__(self, owner: SharedAudio) -> None:
         super().__init__()
         self._owner: SharedAudio | None = owner
-        self._queue: collections.deque[av.AudioFrame] = collections.deque(maxlen=5)
+        self._queue: collections.deque[av.AudioFrame | av.Packet] = collections.deque(maxlen=5)
         self._wake = asyncio.Event()
 
-    def _push(self, frame: av.AudioFrame) -> None:
-        self._queue.append(frame)  # a slow reader loses the oldest audio, never lags behind
+    def _push(self, item: av.AudioFrame | av.Packet) -> None:
+        self._queue.append(item)  # a slow reader loses the oldest audio, never lags behind
         self._wake.set()
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.AudioFrame | av.Packet:  # type: ignore[override]
         while not self._queue:
             if self.readyState != "live":
                 raise MediaStreamError
@@ -77,8 +115,9 @@ class SharedAudioTrack(MediaStreamTrack):
 class SharedAudio:
     """Reads the microphone once for all peers; :meth:`set_muted` cuts it off at the source."""
 
-    def __init__(self, source: AudioSource, *, muted: bool = False, name: str = "unit") -> None:
+    def __init__(self, source: AudioSource, *, muted: bool = False, encode_once: bool = True, name: str = "unit") -> None:
         self.source = source
+        self._opus = OpusPacketizer() if encode_once else None
         self._muted = muted
         self._name = name
         self._tracks: set[SharedAudioTrack] = set()
@@ -165,8 +204,12 @@ class SharedAudio:
                 frame.pts = self._pts
                 self._pts += frame.samples
                 self.frames_sent += 1
-                for track in list(self._tracks):
-                    track._push(frame)
+                if not self._tracks:
+                    continue
+                items: list[av.AudioFrame | av.Packet] = [frame] if self._opus is None else self._opus.encode(frame)  # type: ignore[list-item]
+                for item in items:
+                    for track in list(self._tracks):
+                        track._push(item)
         except MediaStreamError:  # pragma: no cover - read errors are handled above
             log.warning("%s: microphone stream ended", self._name)
 
@@ -212,11 +255,19 @@ class _Remote:
         self.level = 0.0
         self.task: asyncio.Task[None] | None = None
         self.resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_RATE)
+        self.decoder: Any = None  # for tracks that hand over Opus packets rather than frames
         self.dropped = 0
         self.underruns = 0
 
-    def feed(self, frame: av.AudioFrame) -> None:
-        for out in self.resampler.resample(frame):
+    def feed(self, item: av.AudioFrame | av.Packet) -> None:
+        if isinstance(item, av.Packet):
+            if self.decoder is None:
+                self.decoder = av.CodecContext.create("opus", "r")
+                self.decoder.sample_rate, self.decoder.layout = AUDIO_RATE, "stereo"
+            for frame in self.decoder.decode(item):
+                self.feed(frame)
+            return
+        for out in self.resampler.resample(item):
             self.buffer = np.concatenate([self.buffer, frame_samples(out)[:, 0]])
         if len(self.buffer) > self.max_samples:
             self.dropped += len(self.buffer) - self.max_samples

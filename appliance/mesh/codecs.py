@@ -42,16 +42,31 @@ def h264_preferences() -> list[RTCRtpCodecCapability]:
     return h264 + rtx
 
 
+def opus_preferences() -> list[RTCRtpCodecCapability]:
+    """aiortc's capability entry for Opus (48 kHz, 2 channels in SDP; the stream may be mono)."""
+    opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
+    if not opus:
+        raise RuntimeError("this aiortc build offers no Opus codec")
+    return opus
+
+
 def prefer_h264(transceiver: Any) -> None:
     """Limit one video transceiver to H.264 constrained baseline (no-op for audio)."""
     if transceiver.kind == "video":
         transceiver.setCodecPreferences(h264_preferences())
 
 
+def prefer_opus(transceiver: Any) -> None:
+    """Limit one audio transceiver to Opus, which shared-audio packets need (no-op for video)."""
+    if transceiver.kind == "audio":
+        transceiver.setCodecPreferences(opus_preferences())
+
+
 def prefer_h264_all(pc: Any) -> None:
-    """Apply :func:`prefer_h264` to every transceiver of a peer connection."""
+    """Apply :func:`prefer_h264` and :func:`prefer_opus` to every transceiver of a peer connection."""
     for transceiver in pc.getTransceivers():
         prefer_h264(transceiver)
+        prefer_opus(transceiver)
 
 
 def negotiated_video_codec(sdp: str) -> str | None:

@@ -20,7 +20,7 @@ def _peak_hz(samples: np.ndarray) -> float:
 
 async def test_mute_closes_the_microphone_and_sends_only_silence():
     mic = SyntheticAudioSource(sender=1, amplitude=0.5)
-    shared = SharedAudio(mic)
+    shared = SharedAudio(mic, encode_once=False)  # raw frames, to look at the samples
     await shared.start()
     a, b = shared.track(), shared.track()
     try:
@@ -122,13 +122,44 @@ async def test_audio_crosses_real_peer_connections_as_opus(new_pc, connect_pair)
 async def test_starting_muted_releases_a_microphone_opened_beforehand():
     mic = SyntheticAudioSource(sender=1)
     await mic.start()  # the daemon opens devices early so absent ones fail at start-up
-    shared = SharedAudio(mic, muted=True)
+    shared = SharedAudio(mic, muted=True, encode_once=False)
     await shared.start()
     track = shared.track()
     try:
         frames = [await asyncio.wait_for(track.recv(), 1) for _ in range(5)]
         assert not mic.started and mic.frames_read == 0
         assert all(not frame_samples(f).any() for f in frames)
+    finally:
+        await shared.close()
+
+
+async def test_opus_is_encoded_once_for_every_peer():
+    import av
+
+    mic = SyntheticAudioSource(sender=5, amplitude=0.3)
+    shared = SharedAudio(mic)
+    await shared.start()
+    tracks = [shared.track() for _ in range(3)]
+    try:
+        async def take(track):
+            return [await asyncio.wait_for(track.recv(), 1) for _ in range(25)]
+
+        packets = await asyncio.gather(*(take(t) for t in tracks))
+        assert all(isinstance(p, av.Packet) for p in packets[0])
+        assert all(a is b is c for a, b, c in zip(*packets))  # the very same packets for each peer
+        pts = [p.pts for p in packets[0]]
+        assert pts == list(range(pts[0], pts[0] + 25 * 960, 960))  # 20 ms each, on the 48 kHz clock
+        decoder = av.CodecContext.create("opus", "r")
+        decoder.sample_rate, decoder.layout = AUDIO_RATE, "stereo"
+        decoded = np.concatenate([f.to_ndarray()[0] for p in packets[0] for f in decoder.decode(p)])
+        assert abs(_peak_hz((decoded[4800:] * 32767).astype(np.int16)) - mic.frequency) < 15
+        for t in tracks[1:]:
+            t.stop()
+        shared.set_muted(True)
+        after = [await asyncio.wait_for(tracks[0].recv(), 1) for _ in range(30)]  # 600 ms, decoded in order
+        tail = np.concatenate([f.to_ndarray()[0] for p in after for f in decoder.decode(p)])[-AUDIO_RATE // 4 :]
+        level = np.abs(tail).max()
+        assert level < 0.01 and not mic.started
     finally:
         await shared.close()
 
@@ -153,7 +184,7 @@ async def test_a_failing_microphone_degrades_to_silence():
     from appliance.capture.alsa import AlsaMicrophone
 
     pytest.importorskip("alsaaudio", reason="pyalsaaudio is installed by scripts/setup (extra 'alsa')")
-    shared = SharedAudio(AlsaMicrophone("hw:9,0"))
+    shared = SharedAudio(AlsaMicrophone("hw:9,0"), encode_once=False)
     await shared.start()
     track = shared.track()
     try:

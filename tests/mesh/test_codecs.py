@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from appliance.capture.pattern import PatternSource, read_stamp
-from appliance.mesh.codecs import h264_preferences, negotiated_video_codec, prefer_h264_all
+from appliance.mesh.codecs import h264_preferences, negotiated_video_codec, opus_preferences, prefer_h264_all
 from appliance.mesh.fanout import SharedVideo
 
 
@@ -65,9 +65,19 @@ async def test_preferences_set_after_the_offer_come_too_late(new_pc):
     assert negotiated_video_codec(unit.localDescription.sdp) == "VP8"
 
 
-def test_preferences_are_h264_then_rtx():
+def test_preferences_are_h264_then_rtx_and_opus_for_audio():
     prefs = h264_preferences()
     assert [c.mimeType for c in prefs] == ["video/H264", "video/rtx"]
+    assert [c.mimeType for c in opus_preferences()] == ["audio/opus"]
+
+
+async def test_audio_is_limited_to_opus(new_pc):
+    unit = new_pc()
+    unit.addTransceiver("audio", direction="sendrecv")
+    prefer_h264_all(unit)
+    await unit.setLocalDescription(await unit.createOffer())
+    audio = unit.localDescription.sdp[unit.localDescription.sdp.index("m=audio"):]
+    assert "opus/48000/2" in audio and "PCMU" not in audio and "G722" not in audio
 
 
 def test_negotiated_codec_parser_handles_missing_sections():
