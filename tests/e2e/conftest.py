@@ -37,8 +37,9 @@ USERS = {"alice": "correct horse battery", "bob": "staple 42 staple", "mallory":
 class ServerHandle:
     """The real signaling server, restartable on the same port with the same state (keys, users)."""
 
-    def __init__(self, state_dir) -> None:
+    def __init__(self, state_dir, **config) -> None:
         self.state_dir = state_dir
+        self.config = config
         self.server = None
         self.port = 0
 
@@ -46,7 +47,7 @@ class ServerHandle:
         from appliance.signaling.config import Mdns, SignalConfig
         from appliance.signaling.server import SignalServer
 
-        conf = SignalConfig(host="127.0.0.1", port=self.port, mdns=Mdns(enabled=False))
+        conf = SignalConfig(host="127.0.0.1", port=self.port, mdns=Mdns(enabled=False), **self.config)
         self.server = SignalServer(conf, state_dir=str(self.state_dir))
         await self.server.start()
         self.port = self.server.port
@@ -70,14 +71,40 @@ class ServerHandle:
         return self.server.admin
 
 
-@pytest.fixture
-async def signal_server(tmp_path):
-    """A running signaling server serving the browser client, with two users."""
-    handle = ServerHandle(tmp_path / "signal")
+async def start_server(state_dir, **config) -> ServerHandle:
+    """A running signaling server serving the browser client, with the test users."""
+    handle = ServerHandle(state_dir, **config)
     await handle.start()
     try:
         for name, password in USERS.items():
             await handle.admin.add_user(name, password)
+    except BaseException:
+        await handle.stop()
+        raise
+    return handle
+
+
+@pytest.fixture
+async def server_factory(tmp_path):
+    """Factory for a server with a non-default config (``ice=Ice(...)`` and the like)."""
+    started: list[ServerHandle] = []
+
+    async def make(**config) -> ServerHandle:
+        handle = await start_server(tmp_path / f"signal-{len(started)}", **config)
+        started.append(handle)
+        return handle
+
+    try:
+        yield make
+    finally:
+        for handle in started:
+            await handle.stop()
+
+
+@pytest.fixture
+async def signal_server(tmp_path):
+    handle = await start_server(tmp_path / "signal")
+    try:
         yield handle
     finally:
         await handle.stop()

@@ -59,6 +59,8 @@ async def test_two_browsers_see_each_other(open_client, tmp_path):
     assert peer["candidatePair"]["local"].startswith("127.0.0.1:")
     assert peer["candidatePair"]["remote"].startswith("127.0.0.1:")
     assert peer["video"]["frameWidth"] > 0 and peer["video"]["frameHeight"] > 0
+    # No STUN/TURN configured on the server: the page uses none (never a public default).
+    assert peer["iceServers"] == [] and peer["gathered"]["srflx"] == 0 and peer["gathered"]["relay"] == 0
 
     # The grid shows the other participant by name.
     names = await alice.eval("[...document.querySelectorAll('#grid .tile .name')].map(e => e.textContent)")

@@ -17,6 +17,8 @@ import { addTile, initials, layoutGrid, updateTile } from "./tiles.js";
 const ROOM_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 // A link kept across a signaling reconnect is closed once its media has been quiet this long.
 const STALE_GRACE_S = 3;
+// "?ice=relay" sends all media through the site's TURN server: a way to check that it works.
+const RELAY_ONLY = new URLSearchParams(location.search).get("ice") === "relay";
 
 const $ = (id) => document.getElementById(id);
 
@@ -179,6 +181,7 @@ function addPeer(info, offerer) {
     kind: info.kind,
     offerer,
     iceServers: app.client.iceServers,
+    relayOnly: RELAY_ONLY,
     signal: (data) => { if (app.client) app.client.signal(peer.peerId, data); },
     localTracks: { audio: localTrack("audio"), video: localTrack("video") },
   });

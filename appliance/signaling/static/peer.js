@@ -60,10 +60,11 @@ export class Peer extends EventTarget {
    * @param {string} o.peerId        the remote peer_id
    * @param {boolean} o.offerer      true when we joined later and make the first offer
    * @param {Array} o.iceServers     from the server's welcome only
+   * @param {boolean} o.relayOnly    use TURN relay candidates only (checking a site's TURN server)
    * @param {function} o.signal      (data) => void, sends {sdp}|{candidate} to this peer
    * @param {object} o.localTracks   {audio, video}: what we send (either may be null)
    */
-  constructor({ selfId, peerId, name, kind, offerer, iceServers, signal, localTracks }) {
+  constructor({ selfId, peerId, name, kind, offerer, iceServers, relayOnly, signal, localTracks }) {
     super();
     this.selfId = selfId;
     this.peerId = peerId;
@@ -72,6 +73,7 @@ export class Peer extends EventTarget {
     this.polite = String(selfId) < String(peerId);
     this.offerer = offerer;
     this.iceServers = iceServers || [];
+    this.relayOnly = !!relayOnly;
     this._signal = signal;
     this.remoteStream = new MediaStream();
     this.localTracks = { audio: null, video: null, ...(localTracks || {}) };
@@ -81,7 +83,11 @@ export class Peer extends EventTarget {
   }
 
   _build() {
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: "max-bundle" });
+    const pc = new RTCPeerConnection({
+      iceServers: this.iceServers,
+      bundlePolicy: "max-bundle",
+      iceTransportPolicy: this.relayOnly ? "relay" : "all",
+    });
     this.pc = pc;
     this.link = ++linkSeq;
     this.makingOffer = false;
@@ -92,8 +98,16 @@ export class Peer extends EventTarget {
     this._bytesSeen = 0;
     this.remoteStream = new MediaStream();
 
+    this.gathered = { host: 0, srflx: 0, relay: 0 };
+    this.iceErrors = [];
+    pc.onicecandidateerror = (e) => {
+      // A STUN/TURN server that refuses us (bad credential, unreachable): kept for diagnosis.
+      this.iceErrors = [...this.iceErrors.slice(-4), { url: e.url, code: e.errorCode, text: e.errorText }];
+    };
     pc.onicecandidate = ({ candidate }) => {
       if (pc !== this.pc || !candidate || !candidate.candidate) return;
+      const type = candidate.type || (/ typ (\w+)/.exec(candidate.candidate) || [])[1];
+      if (type) this.gathered[type] = (this.gathered[type] || 0) + 1;
       this._signal({ candidate: candidate.toJSON() });
     };
     pc.ontrack = ({ track }) => {
@@ -266,7 +280,9 @@ export class Peer extends EventTarget {
       peer_id: this.peerId, name: this.name, kind: this.kind, link: this.link,
       connectionState: this.pc.connectionState, iceConnectionState: this.pc.iceConnectionState,
       video: null, audio: null, sent: null, codec: null, candidatePair: null,
-      localCandidates: { host: 0, srflx: 0, prflx: 0, relay: 0 },
+      gathered: { ...this.gathered },   // local candidates by type, as announced to the peer
+      iceErrors: this.iceErrors,
+      iceServers: this.pc.getConfiguration().iceServers.map((s) => s.urls),   // never the credentials
     };
     const report = await this.pc.getStats();
     const byId = new Map();
@@ -289,8 +305,6 @@ export class Peer extends EventTarget {
           framesEncoded: s.framesEncoded || 0, framesSent: s.framesSent || 0,
           bytesSent: s.bytesSent || 0, codec: codec ? codec.mimeType : null,
         };
-      } else if (s.type === "local-candidate") {
-        out.localCandidates[s.candidateType] = (out.localCandidates[s.candidateType] || 0) + 1;
       } else if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
         const local = byId.get(s.localCandidateId);
         const remote = byId.get(s.remoteCandidateId);
