@@ -74,3 +74,25 @@ async def test_a_refused_token_sends_the_user_back_to_sign_in(browser, site):
                                   " && document.getElementById('signin-error').textContent", timeout=15)
     assert "sign in again" in message
     assert await page.eval("sessionStorage.getItem('wallmesh.session')") is None
+
+
+async def test_a_full_room_is_explained_in_the_lobby(browser, netns, server_factory):
+    server = await server_factory(max_room_size=2)
+    await netns.expose_host_port(server.port)
+    for name, password in (("alice", "correct horse battery"), ("bob", "staple 42 staple")):
+        page = await browser.new_page(server.url + "/")
+        await page.sign_in_and_join(name, password, "e2e-full")
+    late = await browser.new_page(server.url + "/")
+    await late.wait_for("!document.getElementById('view-signin').hidden")
+    await late.fill("#username", "mallory")
+    await late.fill("#password", "not so secret")
+    await late.click("#signin-button")
+    await late.wait_for("!document.getElementById('view-lobby').hidden")
+    await late.fill("#room", "e2e-full")
+    await late.click("#join-button")
+    message = await late.wait_for("!document.getElementById('join-error').hidden"
+                                  " && document.getElementById('join-error').textContent", timeout=15)
+    assert message == "That room is full."
+    state = await late.eval("wallmesh.state()")
+    assert state["room"] is None and state["peers"] == []
+    assert await late.eval("document.getElementById('view-call').hidden")

@@ -98,6 +98,15 @@ async function openLocalMedia() {
   return app.local;
 }
 
+/** Releases the camera and microphone (on sign-out: nothing stays captured). */
+function stopLocalMedia() {
+  if (!app.local) return;
+  for (const t of app.local.getTracks()) t.stop();
+  app.local = null;
+  $("lobby-video").srcObject = null;
+  $("self-video").srcObject = null;
+}
+
 function showPreviews() {
   // Re-assigning srcObject makes the elements pick up a track added after the first time.
   $("lobby-video").srcObject = app.local;
@@ -172,9 +181,7 @@ function renderControls() {
 
 function addPeer(info, offerer) {
   removePeer(info.peer_id);
-  // eslint-disable-next-line prefer-const
-  let peer;
-  peer = new Peer({
+  const peer = new Peer({
     selfId: app.selfId,
     peerId: info.peer_id,
     name: info.name,
@@ -309,6 +316,7 @@ function wireClient(client) {
       const text = code === "room_full" ? "That room is full." : code === "forbidden" ? "Your account may not join that room." : message;
       app.room = null;
       client.room = null;
+      removeAllPeers();
       show("lobby");
       showError("join-error", text);
     } else if (code !== "unknown_peer") {
@@ -317,6 +325,7 @@ function wireClient(client) {
   });
   client.addEventListener("fatal", () => {
     leaveCall();
+    stopLocalMedia();
     saveSession(null);
     show("signin");
     showError("signin-error", "Your session has ended. Please sign in again.");
@@ -407,6 +416,7 @@ function init() {
   });
   $("signout").addEventListener("click", () => {
     leaveCall();
+    stopLocalMedia();
     saveSession(null);
     show("signin");
   });
