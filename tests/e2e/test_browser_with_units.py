@@ -139,7 +139,7 @@ async def _until(check, timeout: float, what: str):
         await asyncio.sleep(0.5)
 
 
-async def test_browser_and_two_units_exchange_video(units, open_client, tmp_path):
+async def test_browser_and_two_units_exchange_video(units, open_client, site, tmp_path):
     await units.start(2)
 
     async def units_see_each_other():
@@ -232,3 +232,33 @@ async def test_browser_and_two_units_exchange_video(units, open_client, tmp_path
         raise AssertionError(f"{exc}\n{await units.status('unit-2')}\n{units.log_tail('unit-2')}") from None
     assert peer["codec"]["mimeType"].lower() == "video/h264"
     assert peer["sent"]["codec"].lower() == "video/h264"
+
+    # The signaling server restarts mid-call. Media between the browser and the units keeps
+    # flowing; afterwards everyone is back under new peer ids on the *same* connections (the
+    # units and the page both adopt kept links by name), with no duplicates on either side.
+    before = {p["name"]: p for p in (await alice.eval("wallmesh.stats()"))["peers"].values()}
+    assert set(before) == {"unit-1", "unit-2"}
+    old_alice = (await alice.eval("wallmesh.state()"))["peer_id"]
+    await site.restart(down_for=1.0)
+
+    async def rejoined():
+        state = await alice.eval("wallmesh.state()")
+        stats = await alice.eval("wallmesh.stats()")
+        peers = {p["name"]: p for p in stats["peers"].values()}
+        if state["signaling"] != "ready" or state["peer_id"] == old_alice or set(peers) != {"unit-1", "unit-2"}:
+            return None
+        if any(p["stale"] for p in peers.values()):
+            return None
+        for n in ("unit-1", "unit-2"):
+            alices = [p for p in (await units.status(n) or {}).get("peers", []) if p["name"] == "alice"]
+            if len(alices) != 1 or alices[0]["id"] != state["peer_id"]:
+                return None
+        return peers
+
+    try:
+        after_restart = await _until(rejoined, 60, "the browser and the units to rejoin after the server restart")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{await alice.eval('wallmesh.stats()')}\n{await units.status('unit-1')}") from None
+    for n in ("unit-1", "unit-2"):
+        assert after_restart[n]["link"] == before[n]["link"], f"the link to {n} was rebuilt, not kept"
+        assert after_restart[n]["video"]["framesDecoded"] > before[n]["video"]["framesDecoded"]
