@@ -193,10 +193,11 @@ class Target:
         progress("%s: steady state for %.0f s", self.name, plan.steady_s)
         t0 = time.monotonic_ns() + 300_000_000
         share = plan.steady_rate / len(self.loads)
-        wait0 = server.cpu_wait_s()
+        cpu0, wait0 = server.cpu_s(), server.cpu_wait_s()
         replies = await asyncio.gather(*(w.call("steady", wait_s=plan.steady_s + 90, t0=t0, seconds=plan.steady_s, rate=share) for w in self.loads))
         figures.steady = Phase.merge(replies)
         figures.steady.server_wait_s = server.cpu_wait_s() - wait0
+        figures.steady.server_cpu_s = server.cpu_s() - cpu0
         figures.steady_s = max(r["seconds"] for r in replies)
         self._check("during the steady state")
 

@@ -49,6 +49,7 @@ class Phase:
     client_cpu_s: float = 0.0
     client_wait_s: float = 0.0
     server_wait_s: float = 0.0
+    server_cpu_s: float = 0.0
     received_at_ms: list[float] = field(default_factory=list)
     loop_lag_ms: list[float] = field(default_factory=list)
 
@@ -188,7 +189,8 @@ def _storm_results(prefix: str, plan: Plan, f: Figures) -> list[Result]:
     slow, span = steady.slow_frames(10.0)
     lag = max(steady.loop_lag_ms, default=0.0)
     steady_note = (f"steady state: {steady.received}/{steady.expected} frames, {steady_rate:.0f} frames/s over {f.steady_s:.0f} s; "
-                   f"{slow} frames over 10 ms, received within {span:.0f} ms of each other; waiting for a CPU: server "
+                   f"{slow} frames over 10 ms, received within {span:.0f} ms of each other; server used "
+                   f"{steady.server_cpu_s / f.steady_s if f.steady_s else 0:.2f} CPU (keep-alives included); waiting for a CPU: server "
                    f"{steady.server_wait_s:.2f} s, a load process up to {steady.client_wait_s:.2f} s, its loop lag max {lag:.1f} ms"
                    f"{_problems(steady)}")
     connect = f"of {plan.clients}" + (f"; connect errors {dict(f.connect_errors)}" if f.connect_errors else "")
