@@ -1,8 +1,8 @@
 """A load-generator process of ``wallmesh bench signaling``: many WebSocket clients, one loop.
 
-The benchmark runs two or three of these (``python -m appliance.bench.signaling_load``)
+The benchmark runs one or two of these per server (``python -m appliance.bench.signaling_load``)
 next to the server under test, so the clients have their own CPU and the server's figures
-are not the generator's. Each process owns whole rooms of :data:`ROOM_SIZE` clients and is
+are not the generator's. Each process owns whole rooms of four clients and is
 driven by the benchmark over its stdin/stdout, one JSON object per line:
 
 * ``{"op": "connect"}`` opens every client (bounded concurrency) → ``{"ev": "connect", ...}``
