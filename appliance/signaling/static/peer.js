@@ -39,7 +39,7 @@ function applyVideoPreference(transceiver) {
 }
 
 /** mid → direction of every m-section in an SDP, as the remote side wrote it. */
-function offeredDirections(sdp) {
+export function offeredDirections(sdp) {
   const out = new Map();
   for (const section of String(sdp || "").split(/\r?\nm=/).slice(1)) {
     const mid = /\na=mid:(\S+)/.exec("\n" + section);
