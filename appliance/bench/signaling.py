@@ -242,7 +242,7 @@ async def measure(plan: Plan) -> list[Result]:
         raise BenchError(f"clients must be a multiple of the room size {traffic.ROOM_SIZE}")
     raise_fd_limit(plan.clients * max(1, len(plan.targets)))
     targets = [Target(name) for name in ("wallmesh", "peerjs") if name in plan.targets]
-    with tempfile.TemporaryDirectory(prefix="wallmesh-bench-signaling-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"wallmesh-bench-signaling-{os.getpid()}-") as tmp:
         try:
             for target in targets:
                 workdir = Path(tmp) / target.name

@@ -9,6 +9,7 @@ cannot arrive shows up as lost instead of being papered over.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 
 import pytest
@@ -29,6 +30,27 @@ DESIGN_NAMES = {
     "signal_rss_mb", "signal_relay_p50_ms", "signal_relay_p99_ms",
     "peerjs_frames_per_s", "peerjs_storm_p99_ms", "peerjs_relay_p99_ms",
 }
+
+
+def leftover_processes() -> set[int]:
+    """This test's own benchmark processes still alive: children of this process (servers,
+    load processes) and anything using this process's run directory (embedded stores)."""
+    me = os.getpid()
+    marker = f"wallmesh-bench-signaling-{me}-".encode()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == me or marker in cmdline:
+            found.add(int(entry))
+    return found
 
 
 def by_name(results: list) -> dict:
@@ -78,6 +100,7 @@ def test_smoke_run_against_both_servers_accounts_for_every_frame() -> None:
     clients = 40
     plan = signaling.Plan(clients=clients, workers=1, storm_timeout_s=60, steady_s=2.0, storms=2)
     results = by_name(asyncio.run(signaling.measure(plan)))
+    assert leftover_processes() == set(), "the benchmark left processes behind"
     assert DESIGN_NAMES <= results.keys(), DESIGN_NAMES - results.keys()
     rooms = clients // signaling_traffic.ROOM_SIZE
     expected = rooms * signaling_traffic.frames_per_room()
