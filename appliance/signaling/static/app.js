@@ -171,6 +171,8 @@ function renderControls() {
   cam.title = app.cameraOn ? "Turn camera off" : "Turn camera on";
   cam.classList.toggle("off", !app.cameraOn);
   $("btn-leave").innerHTML = icon("leave");
+  $("self-muted").innerHTML = icon("mic-off");
+  $("self-muted").hidden = !app.muted;
   $("self-video").hidden = !app.cameraOn;
   const avatar = $("self-avatar");
   avatar.hidden = app.cameraOn;
