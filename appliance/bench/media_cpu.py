@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -181,7 +182,8 @@ def summarise(slices: list[tuple[float, float, float]]) -> dict[str, Any]:
 
     On a machine shared with other work the sender is sometimes starved of CPU; in those
     slices it sends fewer frames and its CPU-s/s understates the real cost. So the figure
-    comes from the slices in which it sent at least 90 % of FPS to every peer. If it never
+    comes from the slices in which it sent at least 90 % of FPS to every peer (their median:
+    other work on the machine only ever adds to a slice's cost). If it never
     kept up (a path that is too slow for this machine), the whole window's CPU time is
     scaled by FPS / achieved fps — an estimate, and the detail column says so.
     """
@@ -189,10 +191,10 @@ def summarise(slices: list[tuple[float, float, float]]) -> dict[str, Any]:
     wall = sum(w for _, w, _ in slices)
     frames = sum(f for _, _, f in slices)
     fps = frames / wall if wall else 0.0
-    kept = [(c, w) for c, w, f in slices if f / w >= 0.9 * FPS]
+    kept = [c / w for c, w, f in slices if w and f / w >= 0.9 * FPS]
     if len(kept) >= max(2, len(slices) // 4):
-        value = sum(c for c, _ in kept) / sum(w for _, w in kept)
-        method = f"kept up with {FPS} fps in {len(kept)}/{len(slices)} slices"
+        value = statistics.median(kept)
+        method = f"median of the {len(kept)}/{len(slices)} slices that kept up with {FPS} fps"
     else:
         value = cpu / wall * FPS / max(fps, 0.1) if wall else 0.0
         method = f"never kept up: scaled from {fps:.1f} fps"
