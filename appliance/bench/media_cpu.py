@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import statistics
 import sys
 import time
@@ -335,7 +336,7 @@ def _result(name: str, mode: str, peers: int, outcome: dict[str, Any], fps: floa
         name, round(outcome["cpu"], 4), "cpu-s/s",
         f"{_PATHS[mode]}; {peers} peer(s), {WIDTH}x{HEIGHT}@{FPS} H.264 CB {BITRATE // 1000} kbps; "
         f"{outcome['method']}; whole window {outcome['cpu_raw']:.3f} cpu-s/s at {outcome['sent_fps']:.1f} fps/peer; "
-        f"sent kbps/peer {outcome['kbps']}; slowest receiver {fps:.1f} fps",
+        f"sent kbps/peer {outcome['kbps']}; slowest receiver {fps:.1f} fps; load avg {os.getloadavg()[0]:.1f}",
     )
 
 
