@@ -160,7 +160,10 @@ def open_video_source(settings: Any, *, sender: int = 0, prefix: str = "video") 
     if kind in ("v4l2", "file"):
         from appliance.capture.v4l2 import AvVideoSource
 
-        return AvVideoSource(kind, device or "/dev/video0", width=width, height=height, fps=fps, key=f"{prefix}.device")
+        return AvVideoSource(
+            kind, device or "/dev/video0", width=width, height=height, fps=fps,
+            input_format=_get(settings, "input_format", ""), key=f"{prefix}.device",
+        )
     if kind == "picamera":
         from appliance.capture.picamera import PiCameraSource
 

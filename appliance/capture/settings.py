@@ -22,6 +22,9 @@ class VideoSettings:
     width: int = setting(640, help="capture width in pixels", min=160, max=1920)
     height: int = setting(480, help="capture height in pixels", min=120, max=1080)
     fps: int = setting(30, help="frames per second", min=1, max=60)
+    input_format: str = setting(
+        "", help="V4L2 pixel format to ask the webcam for, e.g. 'mjpeg' (most USB webcams need it for 30 fps); empty: the driver's default"
+    )
     bitrate: int = setting(500_000, help="initial encoder bitrate in bit/s", min=100_000, max=8_000_000)
 
 

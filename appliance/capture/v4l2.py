@@ -28,10 +28,14 @@ log = logging.getLogger(__name__)
 class AvVideoSource(VideoSource):
     """``kind`` is ``"v4l2"`` (a camera device) or ``"file"`` (looped at its own rate)."""
 
-    def __init__(self, kind: str, device: str, *, width: int = 640, height: int = 480, fps: int = 30, key: str = "video.device") -> None:
+    def __init__(
+        self, kind: str, device: str, *, width: int = 640, height: int = 480, fps: int = 30,
+        input_format: str = "", key: str = "video.device",
+    ) -> None:
         if kind not in ("v4l2", "file"):
             raise ValueError(f"unknown kind {kind!r}")
         self.kind, self.device, self.key = kind, device, key
+        self.input_format = input_format
         self.width, self.height, self.fps = width, height, fps
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -44,6 +48,8 @@ class AvVideoSource(VideoSource):
             if not os.path.exists(self.device):
                 raise DeviceError(self.device, self.key, "no such camera device (is the webcam plugged in?)")
             options = {"video_size": f"{self.width}x{self.height}", "framerate": str(self.fps)}
+            if self.input_format:
+                options["input_format"] = self.input_format
             try:
                 return av.open(self.device, format="v4l2", options=options)
             except (av.error.FFmpegError, OSError) as exc:

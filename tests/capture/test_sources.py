@@ -111,3 +111,15 @@ def test_unknown_types_are_config_errors():
         open_audio_source(Odd())
     with pytest.raises(ConfigError, match="audio.sink"):
         open_audio_sink(Odd())
+
+
+@pytest.mark.hardware
+async def test_real_webcam_delivers_frames():
+    """On a machine with a USB webcam at /dev/video0."""
+    source = open_video_source(VideoSettings(type="v4l2", device="/dev/video0", input_format="mjpeg"))
+    await source.start()
+    try:
+        frames = [await asyncio.wait_for(source.read(), 5) for _ in range(10)]
+        assert all(f.format.name == "yuv420p" for f in frames)
+    finally:
+        await source.close()
