@@ -99,13 +99,12 @@ class PiCameraSource(EncodedVideoSource):
             controls={"FrameRate": self.fps},
         )
         camera.configure(config)
-        encoder = encoder_class(
-            bitrate=self.bitrate,
-            repeat=True,
-            iperiod=max(1, int(self.keyframe_interval * self.fps)),
-            framerate=self.fps,
-            profile="constrained baseline",
-        )
+        settings = {"bitrate": self.bitrate, "repeat": True, "iperiod": max(1, int(self.keyframe_interval * self.fps))}
+        try:
+            encoder = encoder_class(**settings, framerate=self.fps, profile="constrained baseline")
+        except TypeError:  # picamera2 before 0.3.17 has no profile/framerate arguments
+            log.warning("this picamera2 cannot select the H.264 profile; upgrade it for constrained baseline")
+            encoder = encoder_class(**settings)
         output = _output_class(output_class, self._from_encoder)()
         camera.start_recording(encoder, output)
         self._camera, self._encoder, self._output = camera, encoder, output

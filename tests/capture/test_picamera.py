@@ -158,6 +158,20 @@ async def test_reconfigure_restarts_the_camera_at_the_new_size():
     assert FakeH264Encoder.made[-1].bitrate == 500_000
 
 
+async def test_an_older_picamera2_without_profile_still_records():
+    class OldH264Encoder(FakeH264Encoder):
+        def __init__(self, bitrate, repeat=False, iperiod=None):  # picamera2 0.3.12's signature
+            super().__init__(bitrate=bitrate, repeat=repeat, iperiod=iperiod)
+
+    source = PiCameraSource(camera_class=FakePicamera2, encoder_class=OldH264Encoder, output_class=FakeOutput, width=320, height=240)
+    await source.start()
+    try:
+        assert (await asyncio.wait_for(source.read(), 5)).is_keyframe
+        assert FakeH264Encoder.made[-1].repeat is True
+    finally:
+        await source.close()
+
+
 async def test_missing_picamera2_names_the_key():
     from appliance.errors import DeviceError
 
