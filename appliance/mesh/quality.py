@@ -14,7 +14,10 @@ No media here: the unit feeds it figures from getStats and gives the chosen tier
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,15 @@ TIERS: tuple[Tier, ...] = (
     Tier("hd", 1280, 720, 1_500_000),
     Tier("fullhd", 1920, 1080, 3_000_000),
 )
+
+
+def rtcp_fraction(fraction_lost: float | None) -> float | None:
+    """aiortc's ``fractionLost`` (RTCP's 8-bit fixed point, 0..255) as a fraction 0..1.
+
+    aiortc 1.16 passes the RTCP field through unscaled, where the W3C stats spec has a
+    fraction; the policy wants the fraction.
+    """
+    return None if fraction_lost is None else max(0.0, min(1.0, fraction_lost / 256))
 
 
 def tier_named(name: str) -> Tier:
@@ -81,9 +93,15 @@ class QualityPolicy:
         self._clean_since: float | None = None
         self._ceiling = TIERS.index(ceiling(2, upload_budget, max_tier))
         self.tier = TIERS[self._ceiling]
+        self._warned = False
 
     def update(self, participants: int, loss: float, now: float) -> Tier:
         """Fold in the current mesh size and the worst peer's loss fraction (0..1) at ``now`` (s)."""
+        if not 0.0 <= loss <= 1.0:
+            if not self._warned:
+                log.warning("quality: loss %r is not a fraction 0..1 (aiortc's fractionLost is in 1/256: use rtcp_fraction)", loss)
+                self._warned = True
+            loss = min(max(loss, 0.0), 1.0)
         self._ceiling = TIERS.index(ceiling(participants, self.upload_budget, self.max_tier))
         current = min(self._ceiling, self._loss_cap)
         if loss >= self.loss_high:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance.mesh.quality import TIERS, QualityPolicy, ceiling, tier_named
+from appliance.mesh.quality import TIERS, QualityPolicy, ceiling, rtcp_fraction, tier_named
 
 
 def test_tiers_are_the_designed_ones():
@@ -83,3 +83,13 @@ def test_mesh_size_changes_apply_at_once():
 def test_bad_thresholds_are_rejected():
     with pytest.raises(ValueError):
         QualityPolicy(loss_low=0.1, loss_high=0.05)
+
+
+def test_rtcp_fraction_lost_is_scaled_to_a_fraction(caplog):
+    assert rtcp_fraction(None) is None
+    assert rtcp_fraction(0) == 0.0
+    assert rtcp_fraction(64) == 0.25
+    assert rtcp_fraction(255) < 1.0
+    policy = QualityPolicy()
+    policy.update(3, 13, 0.0)  # an unscaled RTCP value: warned about, never a crash
+    assert "rtcp_fraction" in caplog.text
