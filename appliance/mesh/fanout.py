@@ -200,7 +200,7 @@ class SharedVideo:
         self._task: asyncio.Task[None] | None = None
         self._key_wanted = False
         self._last_key = float("-inf")
-        self._pending_tier: tuple[int, int, int] | None = None
+        self._pending_tier: tuple[int, int, int, int] | None = None  # width, height, bitrate, fps
         self._closed = False
         self.state = "new"
         self.error: str | None = None  # why the encoder loop stopped, for status
@@ -249,9 +249,8 @@ class SharedVideo:
         """Switch size/bitrate (a quality tier); applied at the next frame with a keyframe."""
         fps = getattr(tier, "fps", self.fps) or self.fps
         wanted = (tier.width, tier.height, tier.bitrate, fps)
-        if wanted == (self.width, self.height, self.bitrate, self.fps):
-            return
-        self._pending_tier = wanted  # type: ignore[assignment]
+        current = (self.width, self.height, self.bitrate, self.fps)
+        self._pending_tier = None if wanted == current else wanted
 
     async def close(self) -> None:
         """Stop encoding, end every track, release the source. Idempotent."""
@@ -285,7 +284,7 @@ class SharedVideo:
 
     def _apply_tier(self) -> None:
         assert self._pending_tier is not None
-        width, height, bitrate, fps = self._pending_tier  # type: ignore[misc]
+        width, height, bitrate, fps = self._pending_tier
         self._pending_tier = None
         log.info("%s: video tier %dx%d@%d %d bit/s", self._name, width, height, fps, bitrate)
         self.width, self.height, self.bitrate, self.fps = width, height, bitrate, fps

@@ -169,6 +169,20 @@ async def test_reconfigure_switches_size_at_a_keyframe():
         await video.close()
 
 
+async def test_a_tier_change_taken_back_before_it_applies_is_dropped():
+    video = SharedVideo(PatternSource(width=320, height=240), width=320, height=240, bitrate=250_000)
+    video.reconfigure(TIERS[2])
+    video.reconfigure(TIERS[0])  # back to what it already is, before any frame
+    await video.start()
+    try:
+        track = video.track()
+        for _ in range(5):
+            await asyncio.wait_for(track.recv(), 5)
+        assert (video.width, video.height) == (320, 240) and video.stats.reconfigures == 0
+    finally:
+        await video.close()
+
+
 async def test_close_is_idempotent_and_ends_tracks():
     video = SharedVideo(PatternSource(width=320, height=240, fps=30), width=320, height=240)
     await video.start()
