@@ -1,7 +1,7 @@
 """Sender CPU with 1, 3 and 5 receiving peers: the shared encoder against aiortc's per-peer path.
 
 Each case runs the sending unit in a process of its own (``python -m
-appliance.bench.media_cpu``, talking JSON lines over stdin/stdout), so the figure is that
+appliance.bench.media_cpu --sender ...``, talking JSON lines over stdin/stdout), so the figure is that
 process's CPU time (``time.process_time()``, every thread) divided by wall time over the
 measurement window — CPU-seconds per second. The receiving peers live in the parent
 process: real aiortc peer connections over loopback that decode every frame, so the sender
@@ -293,7 +293,7 @@ async def _receivers(link: _Link) -> tuple[dict[str, Any], float]:
 
 async def _measure(case: Case) -> tuple[dict[str, Any], float]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "appliance.bench.media_cpu", case.mode, str(case.peers), str(case.warmup), str(case.seconds),
+        sys.executable, "-m", "appliance.bench.media_cpu", "--sender", case.mode, str(case.peers), str(case.warmup), str(case.seconds),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdin is not None and proc.stdout is not None
@@ -364,11 +364,24 @@ def run(quick: bool) -> list[Result]:
     return results
 
 
-if __name__ == "__main__":  # the sender process: python -m appliance.bench.media_cpu MODE PEERS WARMUP SECONDS
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    _loopback_only()
-    if sys.argv[1] in ("default", "matched"):
-        _pin_aiortc_bitrate()
-    if sys.argv[1] == "matched":
-        _align_aiortc_encoder(THREADS)
-    asyncio.run(_sender_main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])))
+def main(argv: list[str]) -> None:
+    """``python -m appliance.bench.media_cpu [--quick] [--json]`` runs this part alone;
+    ``--sender MODE PEERS WARMUP SECONDS`` is the sending process the bench starts."""
+    if argv[:1] == ["--sender"]:
+        mode, peers, warmup, seconds = argv[1], int(argv[2]), float(argv[3]), float(argv[4])
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        _loopback_only()
+        if mode in ("default", "matched"):
+            _pin_aiortc_bitrate()
+        if mode == "matched":
+            _align_aiortc_encoder(THREADS)
+        asyncio.run(_sender_main(mode, peers, warmup, seconds))
+        return
+    from appliance.bench.report import Report
+
+    report = Report(run(quick="--quick" in argv))
+    print(report.to_json() if "--json" in argv else report.to_table())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
