@@ -175,7 +175,7 @@ async def device_login(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
-    if s.store.available or await s.store.ping():
+    if s.store.available:  # kept current by the store probe; never waits on a dead store
         return json_response({"status": "ok", "store": "ok"})
     body = {"status": "degraded", "store": "unreachable", "error": {"code": "store_unavailable", "message": "the store is unreachable"}}
     return json_response(body, 503)
@@ -280,10 +280,18 @@ def create_app(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for conn in list(services.connections):
+
+    async def close_connections(app: web.Application) -> None:
+        """On shutdown, say goodbye (1001) to every client instead of letting handlers be cut off."""
+        conns = list(services.connections)
+        for conn in conns:
             conn.close(WSCloseCode.GOING_AWAY, "server stopping")
+        closing = [c.closing for c in conns if c.closing is not None]
+        if closing:
+            await asyncio.wait(closing, timeout=3)
 
     app.cleanup_ctx.append(background)
+    app.on_shutdown.append(close_connections)
 
     from appliance.signaling import ws
 

@@ -82,6 +82,11 @@ class Connection:
         self.s.metrics.errors.labels(code).inc()
         self.outbox.put(protocol.encode_error(code, message, ref))
 
+    @property
+    def closing(self) -> asyncio.Task[None] | None:
+        """The task closing this connection, once :meth:`close` was called."""
+        return self._close_task
+
     def close(self, code: int, reason: str) -> None:
         """Close from anywhere (hub, revocation poller, heartbeat); never blocks the caller."""
         if self._closing:

@@ -148,3 +148,17 @@ async def test_silent_client_evicted_within_10s(tmp_path, http) -> None:
         assert loop.time() - start <= 10.0
         await watcher.send({"type": "ping", "id": 1})
         assert (await watcher.recv("pong"))["id"] == 1  # the live client was not dropped
+
+
+async def test_stop_says_goodbye_to_every_client(tmp_path, http) -> None:
+    server = SignalServer(make_config(), state_dir=tmp_path)
+    await server.start()
+    clients = [await Client.connect(http, server, user_token(server)) for _ in range(3)]
+    closes = [asyncio.create_task(c.expect_close()) for c in clients]
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await server.stop()
+    assert loop.time() - start < 3
+    assert await asyncio.gather(*closes) == [aiohttp.WSCloseCode.GOING_AWAY] * 3
+    await server.stop()  # idempotent
+    assert server.state == "stopped"
