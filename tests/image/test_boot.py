@@ -1,0 +1,146 @@
+"""Boot the built image root with systemd-nspawn: first boot, the server and the unit under systemd.
+
+This is the end-to-end check of the units: the real systemd (Debian 12's,
+as PID 1 of the container) runs ``wallmesh-firstboot``, ``wallmesh-signal``
+and ``wallmesh-unit`` exactly as installed, with all their sandboxing
+(device policy, system call filter, W^X memory, user namespace, read-only
+OS). The container has a private network (loopback only) and no camera,
+sound card, screen or GPIO header, so the card asks for the test pattern and
+a test-only drop-in switches audio, display and buttons to their no-hardware
+settings just before the daemon starts; nothing else differs from a unit.
+
+The card's server is the signaling service in the same container (a site
+whose server runs on one of its units).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(os.geteuid() != 0, reason="booting a container needs root (CI runs as root)"),
+    pytest.mark.skipif(shutil.which("systemd-nspawn") is None, reason="systemd-nspawn missing: run scripts/setup"),
+    pytest.mark.skipif(shutil.which("debootstrap") is None, reason="debootstrap missing: run scripts/setup"),
+]
+
+NSPAWN = ["systemd-nspawn", "--keep-unit", "--register=no", "--private-network", "--quiet"]
+CONTAINER_CONFIG = """#!/bin/sh
+# Test only: this container has no sound card, screen or GPIO header.
+set -eu
+f=/etc/wallmesh/unit.toml
+sed -i -e 's/^source = "alsa"/source = "synthetic"/' -e 's/^sink = "alsa"/sink = "null"/' "$f"
+grep -q '^\\[display\\]' "$f" || printf '\\n[display]\\nbackend = "offscreen"\\n' >> "$f"
+grep -q '^\\[buttons\\]' "$f" || printf '\\n[buttons]\\npin_factory = "mock"\\n' >> "$f"
+"""
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def container_init(nspawn_pid: int) -> int | None:
+    """PID (on the host) of the container's systemd: a descendant of our nspawn named systemd."""
+    todo = [nspawn_pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
+                return pid
+        except OSError:
+            continue
+        todo.extend(children(pid))
+    return None
+
+
+def inside(init: int, *cmd: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["nsenter", "-t", str(init), "-a", *cmd], capture_output=True, text=True, timeout=timeout)
+
+
+def prepare(root: Path) -> None:
+    (root / "etc/wallmesh/signal.toml").write_text(
+        'host = "127.0.0.1"\nport = 8443\nurl = "http://127.0.0.1:8443"\n[mdns]\nenabled = false\n')
+    for cmd in (["systemctl", "enable", "wallmesh-signal.service"],
+                ["systemctl", "mask", "systemd-networkd-wait-online.service"],  # nothing to wait for: loopback only
+                ["install", "-d", "-m", "0700", "-o", "wallmesh-signal", "-g", "wallmesh-signal", "/var/lib/wallmesh-signal"]):
+        subprocess.run(["chroot", str(root), *cmd], check=True, capture_output=True, timeout=60)
+    done = subprocess.run([*NSPAWN, "-D", str(root), "-u", "wallmesh-signal", "/opt/wallmesh/bin/wallmesh", "device", "token",
+                           "--state-dir", "/var/lib/wallmesh-signal"], capture_output=True, text=True, timeout=180)
+    token = next((w for w in done.stdout.split() if w.startswith("eyJ")), None)
+    assert token, done.stdout + done.stderr
+    boot = root / "boot/firmware"
+    boot.mkdir(parents=True, exist_ok=True)
+    (boot / "wallmesh.toml").write_text(
+        f'server = "http://127.0.0.1:8443"\nroom = "boardroom"\nname = "Container unit"\ncamera = "pattern"\n'
+        f'enrollment_token = "{token}"\n')
+    script = root / "usr/local/sbin/container-unit-config"
+    script.write_text(CONTAINER_CONFIG)
+    script.chmod(0o755)
+    dropin = root / "etc/systemd/system/wallmesh-unit.service.d/container.conf"
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text("[Service]\nExecStartPre=+/usr/local/sbin/container-unit-config\n")
+
+
+def test_first_boot_then_the_unit_runs_sandboxed_and_joins(rootfs: Path, tmp_path: Path) -> None:
+    root = tmp_path / "card"
+    subprocess.run(["cp", "-a", "--reflink=auto", str(rootfs), str(root)], check=True, timeout=300)
+    prepare(root)
+    log = (tmp_path / "console.log").open("w")
+    container = subprocess.Popen([*NSPAWN, "-D", str(root), "-b", "--console=passive"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        init = None
+        status: dict = {}
+        while time.monotonic() < deadline:
+            assert container.poll() is None, (tmp_path / "console.log").read_text()[-3000:]
+            init = init or container_init(container.pid)
+            if init and inside(init, "systemctl", "is-active", "wallmesh-unit.service").stdout.strip() == "active":
+                probe = inside(init, "/opt/wallmesh/bin/python", "-c",
+                               "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8787/status',timeout=3).read().decode())")
+                if probe.returncode == 0:
+                    status = json.loads(probe.stdout)
+                    if status.get("state") == "in_call":
+                        break
+            time.sleep(2)
+        journal = inside(init, "journalctl", "--no-pager", "-u", "wallmesh-firstboot", "-u", "wallmesh-unit", "-u", "wallmesh-signal").stdout if init else ""
+        assert status.get("state") == "in_call", journal[-4000:]
+        assert status["room"] == "boardroom" and status["signaling"]["connected"]
+
+        # provisioning left what it promised, and took the token off the card
+        unit_toml = (root / "etc/wallmesh/unit.toml").read_text()
+        device_id = (root / "var/lib/wallmesh/provisioned").read_text().strip()
+        assert f'device_id = "{device_id}"' in unit_toml
+        assert "enrollment_token =" not in (root / "boot/firmware/wallmesh.toml").read_text()
+        assert (root / "etc/hostname").read_text().strip().startswith("boardroom-")
+        assert (root / "var/lib/wallmesh/device.json").stat().st_mode & 0o777 == 0o600
+        assert inside(init, "systemctl", "show", "-p", "NRestarts", "--value", "wallmesh-firstboot.service").returncode == 0
+
+        # the daemon keeps the watchdog fed: still running, never restarted, past WatchdogSec
+        time.sleep(35)
+        show = inside(init, "systemctl", "show", "wallmesh-unit.service", "-p", "ActiveState", "-p", "NRestarts", "-p", "User")
+        props = dict(line.split("=", 1) for line in show.stdout.splitlines() if "=" in line)
+        assert props == {"ActiveState": "active", "NRestarts": "0", "User": "wallmesh"}, show.stdout
+    finally:
+        container.terminate()  # nspawn asks the container's systemd to shut down
+        try:
+            container.wait(60)
+        except subprocess.TimeoutExpired:
+            container.kill()
+            container.wait()
+        log.close()
