@@ -137,9 +137,11 @@ def read_stamp(image: av.VideoFrame | np.ndarray) -> Stamp | None:
             luma = image.to_ndarray(format="gray")
     else:
         luma = np.asarray(image)
-        if luma.ndim == 3:
+        if luma.ndim == 3 and luma.shape[2] in (1, 3, 4):
             luma = luma[..., :3].mean(axis=2)
-    height, width = luma.shape[:2]
+        if luma.ndim != 2 or not np.issubdtype(luma.dtype, np.number):
+            return None
+    height, width = luma.shape
     if width < 72 or _layout(width)[0].stop > height:
         return None
     ys, xs = _samples(width)

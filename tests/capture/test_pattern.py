@@ -102,3 +102,14 @@ async def test_pattern_reconfigure_changes_size():
     assert (frame.width, frame.height) == (640, 480)
     assert read_stamp(frame) is not None
     await source.close()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(1, 300), min_size=1, max_size=3), st.integers(0, 2**32 - 1))
+def test_arbitrary_arrays_never_crash_the_reader(shape, seed):
+    noise = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    assert read_stamp(noise) is None
+
+
+def test_non_numeric_input_reads_as_none():
+    assert read_stamp(np.array([["a"] * 100] * 100)) is None
