@@ -238,31 +238,55 @@ class Peer:
 
     async def _handle_sdp(self, sdp: Any) -> None:
         from aiortc import RTCSessionDescription
+        from aiortc.sdp import SessionDescription
 
         if not isinstance(sdp, dict) or not isinstance(sdp.get("sdp"), str):
             log.warning("peer %s: ignoring a malformed description", self.label)
             return
         kind = sdp.get("type")
         text = self.policy.filter_sdp(sdp["sdp"])
-        if kind == "offer":
-            pc = self.pc
-            collision = pc is not None and pc.signalingState == "have-local-offer"
-            if collision and not self.polite:
-                log.info("peer %s: offer collision, impolite side keeps its own offer", self.label)
-                return
-            # aiortc can neither roll back nor restart ICE: answer on a fresh connection.
-            if pc is None or collision or pc.remoteDescription is not None:
-                await self._new_pc()
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="offer"))
-            await self._describe(await self.pc.createAnswer())
-            log.info("peer %s: answer sent", self.label)
-        elif kind == "answer":
-            if self.pc is None or self.pc.signalingState != "have-local-offer":
-                log.info("peer %s: ignoring an answer in state %s", self.label, self.pc and self.pc.signalingState)
-                return
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
-        else:
-            log.info("peer %s: ignoring description of type %r", self.label, kind)
+        try:  # refuse garbage before touching a working connection
+            parsed = SessionDescription.parse(text)
+            usable = bool(parsed.media) and all(
+                m.ice is not None and m.ice.usernameFragment and m.dtls is not None and m.dtls.fingerprints
+                for m in parsed.media
+            )
+        except (ValueError, KeyError, IndexError, AttributeError, TypeError):
+            usable = False
+        if not usable:
+            log.warning("peer %s: ignoring an unusable %s (no media, ICE or DTLS parameters)", self.label, kind)
+            return
+        try:
+            if kind == "offer":
+                await self._answer(text)
+            elif kind == "answer":
+                if self.pc is None or self.pc.signalingState != "have-local-offer":
+                    log.info("peer %s: ignoring an answer in state %s", self.label, self.pc and self.pc.signalingState)
+                    return
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
+            else:
+                log.info("peer %s: ignoring description of type %r", self.label, kind)
+        except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+            # e.g. no common codec (a peer that cannot do H.264): this link cannot work
+            log.warning("peer %s: %s refused: %s", self.label, kind, exc)
+            if self.pc is not None and self.pc.connectionState != "connected":
+                self._failed_at = time.monotonic()
+                self.failures += 1
+
+    async def _answer(self, text: str) -> None:
+        from aiortc import RTCSessionDescription
+
+        pc = self.pc
+        collision = pc is not None and pc.signalingState == "have-local-offer"
+        if collision and not self.polite:
+            log.info("peer %s: offer collision, impolite side keeps its own offer", self.label)
+            return
+        # aiortc can neither roll back nor restart ICE: answer on a fresh connection.
+        if pc is None or collision or pc.remoteDescription is not None:
+            await self._new_pc()
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="offer"))
+        await self._describe(await self.pc.createAnswer())
+        log.info("peer %s: answer sent", self.label)
 
     async def _handle_candidate(self, cand: Any) -> None:
         from aiortc.sdp import candidate_from_sdp
@@ -272,8 +296,14 @@ class Peer:
         if not isinstance(cand, dict):
             return
         line = cand.get("candidate")
-        if not isinstance(line, str) or not line.strip():
-            return  # end-of-candidates
+        if not isinstance(line, str):
+            return
+        if not line.strip():  # a browser's end-of-candidates
+            try:
+                await self.pc.addIceCandidate(None)
+            except (ValueError, KeyError, OSError) as exc:
+                log.info("peer %s: end-of-candidates refused: %s", self.label, exc)
+            return
         line = line.strip()
         if line.startswith("candidate:"):
             line = line[len("candidate:") :]
@@ -282,7 +312,7 @@ class Peer:
             return
         try:
             candidate = candidate_from_sdp(line)
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, AssertionError):  # aiortc asserts on short candidate lines
             log.info("peer %s: ignoring an unparsable candidate", self.label)
             return
         candidate.sdpMid = cand.get("sdpMid")

@@ -1,0 +1,176 @@
+"""One peer link: ICE gathering policy, browser-style trickled candidates, hostile descriptions.
+
+The remote side here is a bare aiortc RTCPeerConnection behaving like a browser:
+it sends its description without candidates and trickles them afterwards, the
+way Chromium does, ending with an empty end-of-candidates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from appliance.mesh import ice
+from appliance.mesh.codecs import prefer_h264
+from appliance.mesh.peer import Peer
+from appliance.unit import config
+from appliance.unit.media import UnitMedia
+
+LOOPBACK = ice.IcePolicy(addresses=("127.0.0.1",), resolve_mdns=False)
+CANDIDATE = re.compile(r"^a=(candidate:.*)$", re.M)
+
+
+def host_addresses(sdp: str) -> set[str]:
+    return {line.split()[4] for line in CANDIDATE.findall(sdp)}
+
+
+async def offer_sdp(policy: ice.IcePolicy | None) -> str:
+    pc = RTCPeerConnection(LOOPBACK.rtc_configuration())
+    pc.addTransceiver("video")
+    try:
+        if policy is None:
+            await pc.setLocalDescription(await pc.createOffer())
+        else:
+            with ice.gathering(policy):
+                await pc.setLocalDescription(await pc.createOffer())
+        return pc.localDescription.sdp
+    finally:
+        await pc.close()
+
+
+async def test_gathering_follows_the_policy_and_leaves_aioice_alone_outside_it():
+    assert host_addresses(await offer_sdp(LOOPBACK)) == {"127.0.0.1"}
+    outside = host_addresses(await offer_sdp(None))
+    assert "127.0.0.1" not in outside  # a real unit's default: aioice's own LAN gathering
+
+
+@pytest.fixture
+async def media():
+    conf = config.cfg.build(
+        config.UnitConfig, {"video": {"width": 320, "height": 240}, "quality": {"adaptive": False}}, "<test>"
+    )
+    m = UnitMedia(conf, sender=7, name="unit")
+    await m.start()
+    yield m
+    await m.close()
+
+
+class Browser:
+    """A bare peer connection that answers like Chromium: candidates trickled after the SDP."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection(LOOPBACK.rtc_configuration())
+        self.to_unit: list[dict] = []
+        self.frames = 0
+
+        @self.pc.on("track")
+        def on_track(track):
+            if track.kind == "video":
+                asyncio.ensure_future(self._drain(track))
+
+    async def _drain(self, track):
+        try:
+            while True:
+                await track.recv()
+                self.frames += 1
+        except Exception:
+            return
+
+    async def answer(self, offer: dict) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(**offer))
+        for t in self.pc.getTransceivers():
+            prefer_h264(t)
+        with ice.gathering(LOOPBACK):
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        sdp = self.pc.localDescription.sdp
+        bare = "\r\n".join(
+            line for line in sdp.split("\r\n") if not line.startswith(("a=candidate:", "a=end-of-candidates"))
+        )
+        self.to_unit.append({"sdp": {"type": "answer", "sdp": bare}})
+        for index, line in enumerate(CANDIDATE.findall(sdp)):
+            self.to_unit.append({"candidate": {"candidate": line, "sdpMid": "0", "sdpMLineIndex": 0}})
+        mdns = "candidate:9 1 udp 2122260223 0b1e6c52-1c36-4c8a-9f1e-6a8d2a1b2c3d.local 50000 typ host"
+        self.to_unit.append({"candidate": {"candidate": mdns, "sdpMid": "0", "sdpMLineIndex": 0}})
+        self.to_unit.append({"candidate": {"candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}})
+
+
+async def test_unit_connects_to_a_browser_that_trickles_candidates(media):
+    browser = Browser()
+    sent: list[dict] = []
+
+    async def send(to, data):
+        sent.append(data)
+        return True
+
+    peer = Peer(local_id="b", remote_id="a", name="Chromium", kind="user", policy=LOOPBACK, media=media, send_signal=send)
+    try:
+        await peer.offer()
+        assert sent[0]["sdp"]["type"] == "offer" and "H264" in sent[0]["sdp"]["sdp"]
+        assert "VP8" not in sent[0]["sdp"]["sdp"]
+        await browser.answer(sent[0]["sdp"])
+        for data in browser.to_unit:
+            await peer.handle_signal(data)
+        async with asyncio.timeout(15):
+            while browser.frames < 10:
+                await asyncio.sleep(0.05)
+        assert peer.connection_state == "connected"
+    finally:
+        await peer.close()
+        await browser.pc.close()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"sdp": "not an object"},
+        {"sdp": {"type": "offer"}},
+        {"sdp": {"type": "offer", "sdp": "garbage"}},
+        {"sdp": {"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"}},
+        {"sdp": {"type": "answer", "sdp": "v=0\r\n"}},
+        {"sdp": {"type": "rollback", "sdp": ""}},
+        {"candidate": "x"},
+        {"candidate": {"candidate": "candidate:1 1 udp"}},
+        {"candidate": {"candidate": 42}},
+        {"something": "else"},
+    ],
+)
+async def test_hostile_signals_leave_a_working_link_alone(media, data):
+    sent_a: list[dict] = []
+    sent_b: list[dict] = []
+
+    jobs = set()
+
+    def deliver(peer, d):  # like a server relay: the receiver handles it later, not inside our send
+        job = asyncio.ensure_future(peer.handle_signal(d))
+        jobs.add(job)
+        job.add_done_callback(jobs.discard)
+
+    async def to_b(to, d):
+        sent_a.append(d)
+        deliver(b, d)
+        return True
+
+    async def to_a(to, d):
+        sent_b.append(d)
+        deliver(a, d)
+        return True
+
+    a = Peer(local_id="a", remote_id="b", policy=LOOPBACK, media=media, send_signal=to_b)
+    b = Peer(local_id="b", remote_id="a", policy=LOOPBACK, media=media, send_signal=to_a)
+    try:
+        await a.offer()
+        async with asyncio.timeout(15):
+            while a.connection_state != "connected" or not (b.video and b.video.frames > 3):
+                await asyncio.sleep(0.05)
+        pc = b.pc
+        await b.handle_signal(data)  # must neither raise nor tear the link down
+        assert b.pc is pc and b.connection_state == "connected"
+        n = b.video.frames
+        await asyncio.sleep(0.5)
+        assert b.video.frames > n
+    finally:
+        await a.close()
+        await b.close()
