@@ -10,12 +10,15 @@ files from a second process (see :func:`running_uri`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from appliance.errors import StoreUnavailable
@@ -55,6 +58,38 @@ def running_uri(state_dir: Path) -> str | None:
         return None  # stale file left by a process that died
     finally:
         os.close(fd)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM it when its owner dies (even by SIGKILL),
+    so a killed server never leaves a store process holding the SQLite files."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _reap_orphan(pid_file: Path, data_dir: Path) -> None:
+    """Stop an nx-27017 left running on this data directory by an owner that died."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if str(data_dir).encode() in cmdline:
+        log.warning("embedded store: stopping nx-27017 pid %d left behind by a previous owner", pid)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            return
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists():
+                return
+            time.sleep(0.05)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 class EmbeddedStore:
@@ -109,7 +144,11 @@ class EmbeddedStore:
             "--pid-file", str(self.dir / "nx-27017.pid"),
         ]
         (self.dir / "data").mkdir(exist_ok=True, mode=0o700)
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        await asyncio.to_thread(_reap_orphan, self.dir / "nx-27017.pid", self.dir / "data")
+        self._proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
         log.info("embedded store: starting nx-27017 pid %d on 127.0.0.1:%d", self._proc.pid, self.port)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30

@@ -136,3 +136,32 @@ async def test_tls_fingerprint_printed_and_served(state: Path, tmp_path: Path) -
         assert key_mode == 0o600
     finally:
         assert server.stop() == 0
+
+
+def _store_pid(state: Path) -> int:
+    return int((state / "store" / "nx-27017.pid").read_text().strip())
+
+
+async def test_killed_server_leaves_no_store_behind(state: Path) -> None:
+    server = Running(state)
+    pid = _store_pid(state)
+    assert Path(f"/proc/{pid}").exists()
+    server.proc.kill()  # SIGKILL: no clean-up code runs in the server
+    server.proc.wait(10)
+    server.proc.stdout.close()
+    server.proc.stderr.close()
+    for _ in range(100):
+        if not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/status").read_text().find("State:\tZ") >= 0:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the embedded store outlived its killed server")
+    # the state directory is usable again at once, by the CLI and by a new server
+    assert cli("user", "add", "hana", stdin="long enough pw\n", state=state).returncode == 0
+    again = Running(state)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(again.url + "/api/auth/login", json={"username": "hana", "password": "long enough pw"}) as r:
+                assert r.status == 200
+    finally:
+        assert again.stop() == 0
