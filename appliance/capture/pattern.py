@@ -137,15 +137,16 @@ def read_stamp(image: av.VideoFrame | np.ndarray) -> Stamp | None:
             luma = image.to_ndarray(format="gray")
     else:
         luma = np.asarray(image)
-        if luma.ndim == 3 and luma.shape[2] in (1, 3, 4):
-            luma = luma[..., :3].mean(axis=2)
-        if luma.ndim != 2 or not np.issubdtype(luma.dtype, np.number):
+        rgb = luma.ndim == 3 and luma.shape[2] in (1, 3, 4)
+        if not (luma.ndim == 2 or rgb) or not np.issubdtype(luma.dtype, np.number):
             return None
-    height, width = luma.shape
+    height, width = luma.shape[:2]
     if width < 72 or _layout(width)[0].stop > height:
         return None
     ys, xs = _samples(width)
-    cells = luma[ys[:, None], xs[None, :]].astype(np.float32)
+    cells = luma[ys[:, None], xs[None, :]].astype(np.float32)  # only the sampled points, even for RGB
+    if cells.ndim == 3:
+        cells = cells[..., :3].mean(axis=2)
     cells = cells.reshape(ROWS, 5, COLS, 5).mean(axis=(1, 3)).ravel()
     sync_bits = np.array([(SYNC >> (15 - i)) & 1 for i in range(16)], dtype=bool)
     ones, zeros = cells[:16][sync_bits], cells[:16][~sync_bits]
