@@ -153,6 +153,7 @@ class AlsaSpeaker(AudioSink):
         self._pcm: Any = None
         self.frames_played = 0
         self.frames_dropped = 0
+        self._device_queued = PERIOD  # seconds inside the sound card, measured after each write
 
     async def start(self) -> None:
         if self._thread is not None:
@@ -174,11 +175,16 @@ class AlsaSpeaker(AudioSink):
 
     @property
     def delay(self) -> float:
-        return (len(self._buffer) + 1) * PERIOD  # queued frames plus about one period in the device
+        """Our queue plus what the sound card still holds (from ``avail()`` after each write)."""
+        return len(self._buffer) * PERIOD + self._device_queued
 
     def _work(self, pcm: Any, stop: threading.Event) -> None:
         pacer = _Pacer()
         silence = bytes(AUDIO_SAMPLES * 2 * self.channels)
+        try:
+            device_frames = int(pcm.info()["buffer_size"])
+        except Exception:  # older pyalsaaudio: no info(); keep the one-period estimate
+            device_frames = 0
         while not stop.is_set():
             try:
                 data = self._buffer.popleft()
@@ -191,6 +197,11 @@ class AlsaSpeaker(AudioSink):
                 break
             if data is not silence:
                 self.frames_played += 1
+            if device_frames:
+                try:
+                    self._device_queued = max(0, device_frames - pcm.avail()) / AUDIO_RATE
+                except Exception:  # avail() fails in some device states; keep the last figure
+                    pass
             pacer.wait(stop)
 
     async def close(self) -> None:
