@@ -162,10 +162,16 @@ class Provisioner:
             if step in journal.done:
                 continue
             log.info("firstboot: step %s", step)
-            await getattr(self, "_step_" + step.replace("-", "_"))(boot, journal)
-            self.on_step(step, "applied")
-            journal.done.append(step)
-            journal.save(self.journal_path)
+            try:
+                await getattr(self, "_step_" + step.replace("-", "_"))(boot, journal)
+                self.on_step(step, "applied")
+                journal.done.append(step)
+                journal.save(self.journal_path)
+            except OSError as exc:
+                where = exc.filename or "a file"
+                raise ProvisioningError(
+                    f"step {step} could not write {where} ({exc.strerror or exc}). Is the SD card full, read-only or failing?"
+                ) from exc
             self.on_step(step, "recorded")
         remove_durable(state / NOTICE)
         log.info("firstboot: provisioned as device %s", journal.facts.get("device_id"))

@@ -244,3 +244,19 @@ async def test_token_for_other_rooms_is_explained_before_enrolling(server, make_
     ok = make_card("b", boot_text(server.url, token, room="kitchen"))
     await Provisioner(ok).run_once()
     assert_provisioned(ok, room="kitchen")
+
+
+async def test_unwritable_file_is_explained_and_retried(server, make_card) -> None:
+    """A step that cannot write is a plain explanation (and the retry loop goes on), not a crash."""
+    token = await server.admin.enrollment_token(ttl_s=600)
+    card = make_card("a", boot_text(server.url, token))
+    blocker = card.etc / "wallmesh" / "unit.toml"
+    blocker.mkdir(parents=True)  # a directory where the config file should go
+    (blocker / "x").write_text("")
+    with pytest.raises(ProvisioningError, match=r"step unit-config could not write .*unit.toml"):
+        await Provisioner(card).run(retry=False)
+    assert "could not write" in (card.state_dir / NOTICE).read_text()
+    (blocker / "x").unlink()
+    blocker.rmdir()
+    await Provisioner(card).run_once()
+    assert_provisioned(card)
