@@ -24,7 +24,7 @@ async def test_microphone_reads_paced_frames_from_the_null_device():
     await mic.close()
     await mic.close()
     assert all(f.samples == AUDIO_SAMPLES and f.sample_rate == 48000 for f in frames)
-    assert 0.1 < elapsed < 1.0  # about 10 ms each, not as fast as the null device returns
+    assert 0.1 < elapsed < 2.0  # about 10 ms each, not as fast as the null device returns
     assert [f.pts for f in frames] == [i * AUDIO_SAMPLES for i in range(20)]
     assert not mic.started
 

@@ -82,7 +82,7 @@ async def test_pattern_moves_is_paced_and_carries_wall_clock_time():
     frames = [await source.read() for _ in range(31)]
     elapsed = time.monotonic() - started
     await source.close()
-    assert 0.8 < elapsed < 2.5
+    assert 0.8 < elapsed < 4.0  # 30 fps pacing; generous on a shared machine
     lumas = [f.to_ndarray()[:480].astype(np.int16) for f in frames]
     assert np.std(lumas[0]) > 25  # textured, not a flat field
     diffs = [np.mean(np.abs(a[60:] - b[60:])) for a, b in zip(lumas, lumas[1:])]
