@@ -215,3 +215,22 @@ def test_a_broken_check_is_a_finding_not_a_crash(tmp_path: Path) -> None:
     findings = run_checks(replace(Context(config_path=tmp_path / "x.toml"), network=False), [check_boom])
     assert findings == [Finding("boom", "fail", "the check itself failed: RuntimeError: sensor went away",
                                 "report this with the output of `wallmesh -vv doctor`")]
+
+
+async def test_discovery_on_loopback(tmp_path: Path) -> None:
+    """server.url = "discover": doctor browses mDNS (bound to loopback here) and then checks what it found."""
+    from appliance.signaling.config import Mdns, SignalConfig
+    from appliance.signaling.server import SignalServer
+
+    srv = SignalServer(SignalConfig(host="127.0.0.1", port=0, mdns=Mdns(enabled=True, interfaces=("127.0.0.1",))),
+                       state_dir=tmp_path / "srv")
+    await srv.start()
+    try:
+        path = unit_toml(tmp_path, "discover")
+        path.write_text(path.read_text().replace('url = "discover"', 'url = "discover"\ndiscover_interfaces = ["127.0.0.1"]'))
+        findings = await asyncio.to_thread(run_checks, Context(config_path=path, timeout_s=8))
+        assert statuses(findings, "discovery") == {"ok"}, render_text(findings)
+        assert srv.url in by_check(findings)["discovery"][0].summary
+        assert statuses(findings, "server") == {"ok"}
+    finally:
+        await srv.stop()
