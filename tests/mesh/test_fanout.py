@@ -135,7 +135,7 @@ async def test_a_slow_peer_never_queues_stale_packets():
         await asyncio.sleep(1.0)  # slow reads nothing for 30 frame times
         assert len(slow._queue) <= 3
         assert slow.drops > 0
-        assert video.stats.keyframes <= 2  # a stuck peer does not make the encoder spray IDRs (~10 otherwise)
+        assert video.stats.keyframes <= 2  # a stuck peer does not make the encoder spray IDRs (several a second otherwise)
         # when it resumes, what it gets starts at a fresh keyframe
         packet = await asyncio.wait_for(slow.recv(), 2)
         while not packet.is_keyframe:
