@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -200,13 +201,14 @@ async def test_browser_and_two_units_exchange_video(units, open_client, site, tm
 
     # A unit that dies (power cut, crash) leaves the browser's grid within 10 s, while the other
     # unit's video carries on.
+    killed_at_ms = time.time() * 1000
     await units.kill("unit-2")
-    loop = asyncio.get_running_loop()
-    killed_at = loop.time()
     await alice.wait_for("(async () => { const s = await wallmesh.stats();"
                          " const names = Object.values(s.peers).map(p => p.name);"
-                         " return names.length === 1 && names[0] === 'unit-1'; })()", timeout=15)
-    assert loop.time() - killed_at <= 10.5
+                         " return names.length === 1 && names[0] === 'unit-1'; })()", timeout=30)
+    # Timed by the page's own clock (same machine), not by how fast this test polls under load.
+    removed = [e for e in await alice.eval("wallmesh.events()") if e["type"] == "removed" and e["name"] == "unit-2"]
+    assert removed and removed[-1]["t"] - killed_at_ms <= 10_000, (removed, killed_at_ms)
     names = await alice.eval("[...document.querySelectorAll('#grid .tile .name')].map(e => e.textContent)")
     assert names == ["unit-1"]
     still = (await alice.eval("wallmesh.stats()"))["peers"]

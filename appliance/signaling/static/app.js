@@ -31,7 +31,14 @@ const app = {
   local: null,        // MediaStream from the camera/mic (may lack either)
   muted: false,
   cameraOn: true,
+  events: [],         // the last peer events, newest last (see window.wallmesh.events)
 };
+
+/** Notes a change in who we are connected to, with the wall-clock time, for operators and tests. */
+function note(type, peerId, name) {
+  app.events.push({ t: Date.now(), type, peer_id: peerId, name });
+  if (app.events.length > 100) app.events.shift();
+}
 
 // ---------------------------------------------------------------- views
 
@@ -196,6 +203,7 @@ function addPeer(info, offerer) {
   });
   const tile = addTile(info);
   const entry = { peer, tile, info, failTimer: null, stale: false };
+  note("added", info.peer_id, info.name);
   app.peers.set(info.peer_id, entry);
   const video = tile.querySelector("video");
   video.srcObject = peer.remoteStream;
@@ -232,6 +240,7 @@ function adopt(info) {
   entry.stale = false;
   app.peers.set(info.peer_id, entry);
   updateTile(entry);
+  note("adopted", info.peer_id, info.name);
   return entry;
 }
 
@@ -251,6 +260,7 @@ function removePeer(peerId) {
   clearTimeout(entry.failTimer);
   entry.peer.close();
   entry.tile.remove();
+  note("removed", peerId, entry.peer.name);
   app.peers.delete(peerId);
   layoutGrid();
 }
@@ -451,6 +461,10 @@ window.wallmesh = Object.freeze({
     const peers = {};
     for (const [id, { peer, stale }] of app.peers) peers[id] = { ...(await peer.stats()), stale };
     return { peer_id: app.selfId, room: app.room, signaling: app.client ? app.client.state : "closed", peers };
+  },
+  /** The last peer events ({t: ms since the epoch, type: added|adopted|removed, peer_id, name}). */
+  events() {
+    return app.events.slice();
   },
   state() {
     return {
