@@ -193,3 +193,24 @@ async def test_a_failing_microphone_degrades_to_silence():
         assert all(not frame_samples(f).any() for f in frames)
     finally:
         await shared.close()
+
+
+async def test_mixer_and_shared_audio_stay_flat_over_two_hundred_peers():
+    shared = SharedAudio(SyntheticAudioSource(sender=2))
+    await shared.start()
+    mixer = AudioMixer(NullAudioSink())
+    await mixer.start()
+    try:
+        baseline = len(asyncio.all_tasks())
+        for i in range(200):
+            track = shared.track()
+            mixer.add(f"peer-{i}", track)
+            await asyncio.sleep(0)
+            mixer.remove(f"peer-{i}")
+            track.stop()
+        await asyncio.sleep(0.05)
+        assert mixer.peers == [] and not shared._tracks
+        assert len(asyncio.all_tasks()) <= baseline
+    finally:
+        await mixer.close()
+        await shared.close()

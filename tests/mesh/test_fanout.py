@@ -208,3 +208,22 @@ async def test_an_absent_camera_fails_start_and_close_stays_safe():
         await video.start()
     await video.close()
     await video.close()
+
+
+async def test_two_hundred_peers_coming_and_going_leave_nothing_behind():
+    video = SharedVideo(PatternSource(width=320, height=240), width=320, height=240, bitrate=250_000,
+                        min_keyframe_spacing=0)  # every newcomer's keyframe at the next frame: a quicker test
+    await video.start()
+    try:
+        baseline = len(asyncio.all_tasks())
+        for _ in range(200):
+            track = video.track()
+            await asyncio.wait_for(track.recv(), 5)
+            track.stop()  # what aiortc does when the peer's sender stops
+        assert video.peers == 0
+        assert len(asyncio.all_tasks()) <= baseline
+        frames = video.stats.frames_encoded
+        await asyncio.sleep(0.3)
+        assert video.stats.frames_encoded == frames  # nobody left to send to: nothing is encoded
+    finally:
+        await video.close()
