@@ -7,11 +7,12 @@
 // of the page listens with addEventListener("joined", ...), etc.
 //
 // A reconnect gives this page a new peer_id; the server has already announced
-// the old one as gone, so listeners get a "session" event and must drop every
-// peer connection built under the old id.
+// the old one as gone, so listeners get a "session" event: links built under the
+// old id are only kept if their peers reappear (see adopt() in app.js).
 
-const PING_EVERY_MS = 5000;      // a ping this often ...
-const PONG_GRACE_MS = 15000;     // ... and a connection silent for this long is dead
+// The server drops a connection that stays silent for several seconds, so ping well inside that.
+const PING_EVERY_MS = 3000;      // a ping this often ...
+const PONG_GRACE_MS = 10000;     // ... and a connection silent for this long is dead
 const HELLO_TIMEOUT_MS = 8000;
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 10000;
