@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from appliance.mesh import ice
 from appliance.mesh.codecs import prefer_h264
-from appliance.mesh.receive import AudioReceiver, VideoReceiver
+from appliance.mesh.receive import AudioReceiver, VideoReceiver, bound_decode_backlog
 from appliance.mesh.stats import StatsSampler
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class Peer:
         self.failures = 0
         self.rebuilds = 0
         self.pc: Any = None
+        self.decode_backlog: Any = None
         self.video: VideoReceiver | None = None
         self.audio: AudioReceiver | None = None
         self.stats = StatsSampler()
@@ -145,6 +146,7 @@ class Peer:
         video_track = self.media.video_track()
         vt = pc.addTransceiver(video_track or "video", direction="sendrecv" if video_track else "recvonly")
         prefer_h264(vt)
+        self.decode_backlog = bound_decode_backlog(vt.receiver)
         if video_track is not None:
             self._local_tracks.append(video_track)
             self.media.bind_video_sender(vt.sender)
@@ -350,6 +352,7 @@ class Peer:
             "camera": self.camera,
             "stale": self.stale,
             "rebuilds": self.rebuilds,
+            "decode_dropped": self.decode_backlog.dropped if self.decode_backlog is not None else 0,
             "connected_at": _wall(self.connected_at),
             "first_frame_at": _wall(video.first_frame_at if video else None),
         }

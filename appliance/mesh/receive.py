@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,90 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 StampReader = Callable[[Any], Any]
+
+#: Encoded frames allowed to wait for the decoder (about 200 ms at 30 fps) before the
+#: receiver skips ahead to a fresh keyframe instead of decoding stale pictures.
+MAX_DECODE_BACKLOG = 6
+#: At most one keyframe request per this many seconds from one receiver: keyframes are
+#: the expensive pictures, and an overloaded receiver must not make its senders worse.
+KEYFRAME_ASK_INTERVAL = 1.0
+
+
+def h264_keyframe(data: bytes) -> bool:
+    """True when an Annex B access unit holds an IDR slice (NAL type 5) or an SPS (7)."""
+    at = data.find(b"\x00\x00\x01")
+    while at != -1 and at + 3 < len(data):
+        if data[at + 3] & 0x1F in (5, 7):
+            return True
+        at = data.find(b"\x00\x00\x01", at + 3)
+    return False
+
+
+class DecodeBacklog(queue.Queue):  # type: ignore[type-arg]
+    """aiortc's queue of encoded frames for one receiver's decoder thread, kept short.
+
+    aiortc decodes on a thread fed by an unbounded queue; when the machine cannot
+    decode as fast as frames arrive, pictures would wait there and latency grow
+    without end. This queue keeps at most :data:`MAX_DECODE_BACKLOG` frames: beyond
+    that it drops the backlog, asks the sender for a keyframe (through the receiver's
+    own decode-error signal, which makes aiortc send an RTCP PLI) and drops inter
+    frames until the keyframe arrives. A keyframe arriving behind a backlog replaces it.
+    """
+
+    def __init__(self, ask_keyframe: Callable[[], None], max_backlog: int = MAX_DECODE_BACKLOG) -> None:
+        super().__init__()
+        self.ask_keyframe = ask_keyframe
+        self.max_backlog = max_backlog
+        self.dropped = 0
+        self.skips = 0
+        self._waiting_for_key = False
+        self._asked_at = float("-inf")
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:  # the receiver is stopping: always deliver the end marker
+            return super().put(item, block, timeout)
+        frame = item[1]
+        key = h264_keyframe(bytes(frame.data[:4096])) if item[0].mimeType.lower() == "video/h264" else False
+        with self.mutex:
+            backlog = len(self.queue)
+            if key:
+                self._waiting_for_key = False
+                if backlog >= 2:
+                    self.dropped += backlog
+                    self.queue.clear()
+            elif self._waiting_for_key:
+                self.dropped += 1
+            elif backlog >= self.max_backlog:
+                self.dropped += backlog + 1
+                self.skips += 1
+                self.queue.clear()
+                self._waiting_for_key = True
+        if not key and self._waiting_for_key:
+            now = time.monotonic()
+            if now - self._asked_at >= KEYFRAME_ASK_INTERVAL:
+                self._asked_at = now
+                self.ask_keyframe()
+            return None
+        return super().put(item, block, timeout)
+
+
+def bound_decode_backlog(receiver: Any) -> DecodeBacklog | None:
+    """Give an aiortc video receiver a :class:`DecodeBacklog`; call before negotiation starts it.
+
+    Reaches into aiortc 1.16's receiver (pinned in pyproject.toml); if its internals
+    differ, the receiver keeps aiortc's own queue and a warning says so.
+    """
+    qname, ename = "_RTCRtpReceiver__decoder_queue", "_RTCRtpReceiver__decoder_error"
+    current = getattr(receiver, qname, None)
+    error = getattr(receiver, ename, None)
+    if not isinstance(current, queue.Queue) or error is None or not hasattr(error, "set"):
+        log.warning("aiortc receiver internals changed; decode backlog is not bounded")
+        return None
+    if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
+        return None  # already decoding: too late to swap the queue
+    backlog = DecodeBacklog(error.set)
+    setattr(receiver, qname, backlog)
+    return backlog
 
 
 def default_stamp_reader() -> StampReader | None:

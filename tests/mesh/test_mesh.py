@@ -202,3 +202,19 @@ async def test_camera_privacy_stops_video_and_the_encoder_then_resumes(pair):
     media_a.set_camera(True)
     await until(lambda: frames_from(b, "a") > n + 10, what="video to resume")
     assert b.peers["a"].connection_state == "connected"
+
+
+async def test_mute_silences_what_the_other_side_hears(pair):
+    a, b = await connect(pair)
+    media_a, media_b = pair.media
+    key = b.peers["a"].audio_key
+
+    def level() -> float:
+        return media_b.mixer.levels().get(key, 0.0)
+
+    await until(lambda: level() > 0.01, what="the synthetic tone to be heard")
+    media_a.set_muted(True)
+    await until(lambda: level() < 0.001, timeout=5, what="silence after mute")
+    assert b.peers["a"].audio.frames > 0  # audio packets still flow (silence), the link is intact
+    media_a.set_muted(False)
+    await until(lambda: level() > 0.01, timeout=5, what="the tone again after unmute")

@@ -174,3 +174,29 @@ async def test_hostile_signals_leave_a_working_link_alone(media, data):
     finally:
         await a.close()
         await b.close()
+
+
+def test_decode_backlog_skips_to_a_fresh_keyframe_instead_of_growing():
+    from aiortc.jitterbuffer import JitterFrame
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    from appliance.mesh.receive import DecodeBacklog, h264_keyframe
+
+    h264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
+    idr = b"\x00\x00\x00\x01\x67\x42" + b"\x00\x00\x00\x01\x68\xce" + b"\x00\x00\x00\x01\x65\x88"
+    inter = b"\x00\x00\x00\x01\x41\x9a"
+    assert h264_keyframe(idr) and not h264_keyframe(inter)
+    asks = []
+    q = DecodeBacklog(lambda: asks.append(1), max_backlog=3)
+    for t in range(3):
+        q.put((h264, JitterFrame(inter, t)))
+    assert q.qsize() == 3 and not asks
+    q.put((h264, JitterFrame(inter, 3)))  # the decoder has fallen behind
+    assert q.qsize() == 0 and asks == [1] and q.dropped == 4
+    q.put((h264, JitterFrame(inter, 4)))  # useless without its reference pictures
+    assert q.qsize() == 0 and q.dropped == 5 and asks == [1]  # one request per second at most
+    q.put((h264, JitterFrame(idr, 5)))
+    q.put((h264, JitterFrame(inter, 6)))
+    assert [q.get()[1].timestamp for _ in range(2)] == [5, 6]
+    q.put(None)  # the end marker always gets through
+    assert q.get() is None

@@ -197,3 +197,10 @@ async def test_refused_credentials_are_reported_and_retried(tmp_path, server):
         assert not rec.welcomes
     finally:
         await client.close()
+
+
+async def test_discovery_without_a_server_times_out_with_a_clear_error():
+    from appliance.unit.discovery import DiscoveryError, discover
+
+    with pytest.raises(DiscoveryError, match="_wallmesh._tcp"):
+        await discover(["127.0.0.1"], timeout=1.0)
