@@ -78,6 +78,8 @@ class UnitDaemon:
         self.heartbeat: Any = None  # the systemd watchdog's beat(name), set by the runner
         self._listeners: list[StatusCallback] = []
         self._file_task: asyncio.Task[None] | None = None
+        self._lag_task: asyncio.Task[None] | None = None
+        self.loop_lag_ms = 0.0  # worst event-loop delay over the last second (overload shows here first)
         self._notify_pending = False
         self._closed = False
         self.machine.subscribe(lambda _m: self._changed())
@@ -98,6 +100,7 @@ class UnitDaemon:
 
             self.wall = Wall(self.conf, self, heartbeat=self.heartbeat)
             await self.wall.start()
+        self._lag_task = asyncio.create_task(self._watch_loop_lag(), name="loop-lag")
         if self.conf.status.file:
             self._file_task = asyncio.create_task(self._write_status_file(), name="status-file")
         if self.conf.autojoin:
@@ -110,9 +113,10 @@ class UnitDaemon:
         self._closed = True
         await self.signal.close()
         await self.mesh.close()
-        if self._file_task is not None:
-            self._file_task.cancel()
-            await asyncio.gather(self._file_task, return_exceptions=True)
+        for task in (self._file_task, self._lag_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.status_server is not None:
             await self.status_server.close()
         if self.wall is not None:
@@ -169,7 +173,7 @@ class UnitDaemon:
             "joined_at": self.mesh.joined_at,
             "peers": self.mesh.status(self.conf.status.samples),
             "media": self.media.status(),
-            "process": process_figures(),
+            "process": {**process_figures(), "loop_lag_ms": round(self.loop_lag_ms, 1)},
             "status_url": self.status_server.url if self.status_server is not None else None,
             "started": self.started_wall,
             "time": time.time(),
@@ -272,6 +276,17 @@ class UnitDaemon:
         live = [p for p in self.mesh.peers.values() if not p.stale]
         losses = [p.stats.figures.out_loss for p in live if p.stats.figures.out_loss is not None]
         self.media.apply_quality(len(live) + 1, max(losses) if losses else None)
+
+    async def _watch_loop_lag(self, period: float = 0.1) -> None:
+        loop = asyncio.get_running_loop()
+        worst, since = 0.0, loop.time()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(period)
+            now = loop.time()
+            worst = max(worst, (now - before - period) * 1000)
+            if now - since >= 1.0:
+                self.loop_lag_ms, worst, since = worst, 0.0, now
 
     async def _write_status_file(self) -> None:
         """Write the status document atomically, twice a second (tests and the demo read it)."""
