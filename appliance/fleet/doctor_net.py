@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import ssl as ssl_mod
 import stat
 from collections.abc import Iterator

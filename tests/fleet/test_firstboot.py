@@ -12,7 +12,7 @@ import pytest
 
 from appliance import config as cfg
 from appliance.fleet import bootfile, identity
-from appliance.fleet.firstboot import JOURNAL, MARKER, NOTICE, Paths, ProvisioningError, Provisioner, pending
+from appliance.fleet.firstboot import JOURNAL, NOTICE, Paths, ProvisioningError, Provisioner, pending
 from appliance.unit.config import UnitConfig
 
 from .conftest import boot_text

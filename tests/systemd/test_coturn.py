@@ -56,7 +56,6 @@ def coturn(tmp_path: Path):
     conf.write_text(text + f"pidfile={tmp_path / 'turn.pid'}\nno-tls\nno-dtls\nno-stdout-log\nallow-loopback-peers\n")
     proc = subprocess.Popen(["turnserver", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
-    log = tmp_path / "turn.log"
     while time.monotonic() < deadline and proc.poll() is None:
         if any("listener opened on" in p.read_text(errors="replace") or "Total General servers" in p.read_text(errors="replace")
                for p in tmp_path.glob("turn*.log")):
