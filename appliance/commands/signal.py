@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import faulthandler
     import signal
 
     from appliance.signaling.offline import load_config, state_dir_of
@@ -34,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
         kid = KeyRing(state_dir, max_token_ttl_s=max(t.user_ttl_s, t.device_ttl_s, t.enrollment_ttl_s)).rotate()
         print(f"signing key {kid} is current; the previous key is accepted until its tokens expire")
         return 0
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` dumps every stack to stderr
 
     async def serve() -> None:
         server = SignalServer(config, state_dir=state_dir)

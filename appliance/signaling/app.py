@@ -8,7 +8,6 @@ heartbeat sweep) run inside a ``cleanup_ctx`` so they stop with the app.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import secrets
@@ -277,9 +276,9 @@ def create_app(
         yield
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        _, stuck = await asyncio.wait(tasks, timeout=5)
+        for task in stuck:
+            log.error("background task %s did not stop when cancelled", task.get_name())
 
     async def close_connections(app: web.Application) -> None:
         """On shutdown, say goodbye (1001) to every client instead of letting handlers be cut off."""

@@ -21,7 +21,7 @@ from appliance.signaling.admin import Admin
 from appliance.signaling.auth import Hasher, KeyRing, TokenService
 from appliance.signaling.config import SignalConfig
 from appliance.signaling.embedded import EmbeddedStore, running_uri
-from appliance.signaling.server import server_info_file
+from appliance.signaling.server import is_loopback, server_info_file, url_host
 from appliance.signaling.store import Store
 
 DEFAULT_CONFIG = Path("/etc/wallmesh/signal.toml")
@@ -44,12 +44,16 @@ def _last_known(state_dir: Path, config: SignalConfig) -> tuple[str, str | None]
             fp = data.get("fingerprint")
         except ValueError:
             pass
-    if fp is None and (state_dir / "tls" / "server.crt").exists():
-        from appliance.signaling.tls import fingerprint_pem
+    tls = bool(config.tls.cert_file) or not is_loopback(config.host) or config.tls_on_loopback
+    if fp is None and tls:
+        # The server has not run yet: make (or read) the certificate it will serve, so the
+        # token already carries the fingerprint units must pin.
+        from appliance.signaling.tls import ensure_site_cert, fingerprint_pem
 
-        fp = fingerprint_pem((state_dir / "tls" / "server.crt").read_bytes())
+        cert = Path(config.tls.cert_file) if config.tls.cert_file else ensure_site_cert(state_dir, config.host)[0]
+        fp = fingerprint_pem(cert.read_bytes())
     if not url:
-        url = f"https://{config.host}:{config.port}"
+        url = f"{'https' if tls else 'http'}://{url_host(config)}:{config.port}"
     return url, fp
 
 

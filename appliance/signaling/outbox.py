@@ -119,6 +119,7 @@ class Outbox:
         task = self._task
         if task is not asyncio.current_task():
             try:
-                await asyncio.wait_for(asyncio.shield(task), 1.0)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(1.0):
+                    await asyncio.shield(task)
+            except TimeoutError:
                 task.cancel()

@@ -52,6 +52,20 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+def url_host(config: SignalConfig) -> str:
+    """The host part of the URL clients should use: the bind address, or for a wildcard
+    bind the first advertised interface, else the first LAN address of this machine."""
+    host = config.host
+    if host in ("", "0.0.0.0", "::"):
+        if config.mdns.interfaces:
+            return config.mdns.interfaces[0]
+        from zeroconf import get_all_addresses
+
+        lan = [a for a in get_all_addresses() if not a.startswith("127.")]
+        return lan[0] if lan else "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 def server_info_file(state_dir: Path) -> Path:
     """Where the server records its last URL and fingerprint (read by ``wallmesh device token``)."""
     return state_dir / "server.json"
@@ -163,15 +177,7 @@ class SignalServer:
             await self._advert.start()
 
     def _url_host(self) -> str:
-        host = self.config.host
-        if host in ("", "0.0.0.0", "::"):
-            if self.config.mdns.interfaces:
-                return self.config.mdns.interfaces[0]
-            from zeroconf import get_all_addresses
-
-            lan = [a for a in get_all_addresses() if not a.startswith("127.")]
-            return lan[0] if lan else "127.0.0.1"
-        return f"[{host}]" if ":" in host else host
+        return url_host(self.config)
 
     async def stop(self) -> None:
         """Stop everything that was started; safe to call twice or after a failed start."""

@@ -95,9 +95,12 @@ class Store:
             await self.ping()
             if self.available and self._calllog:
                 await self._flush_calllog()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
+            # that races its timeout, and the server would then never finish stopping.
             try:
-                await asyncio.wait_for(self._calllog_wakeup.wait(), interval_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(interval_s):
+                    await self._calllog_wakeup.wait()
+            except TimeoutError:
                 pass
             self._calllog_wakeup.clear()
 

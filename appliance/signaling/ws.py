@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 # protocol limit can be answered with ``too_large``; anything larger, compressed or not,
 # is refused by aiohttp itself with close code 1009 before it is held in memory.
 READ_LIMIT = 4 * protocol.MAX_FRAME_BYTES
+# How long a closing client may take to answer our close frame before its socket is aborted.
+CLOSE_WAIT_S = 5.0
 
 
 class Bucket:
@@ -100,8 +102,9 @@ class Connection:
     async def _close(self, code: int, reason: str) -> None:
         await self.outbox.close()  # what was queued (e.g. the error saying why) goes first
         try:
-            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()[:120]), 2.0)
-        except (asyncio.TimeoutError, ConnectionError):
+            async with asyncio.timeout(CLOSE_WAIT_S + 1):
+                await self.ws.close(code=code, message=reason.encode()[:120])
+        except (TimeoutError, ConnectionError):
             pass
         if self.transport is not None and not self.transport.is_closing():
             self.transport.abort()  # a vanished client never answers the close handshake
@@ -234,7 +237,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
     services = request.app[SERVICES]
     ws = web.WebSocketResponse(
-        autoping=False, max_msg_size=READ_LIMIT, compress=True, decode_text=False, timeout=2.0,
+        autoping=False, max_msg_size=READ_LIMIT, compress=True, decode_text=False, timeout=CLOSE_WAIT_S,
     )
     await ws.prepare(request)
     conn = Connection(services, ws, request)

@@ -90,7 +90,10 @@ class Client:
         """Read until the server closes; return the close code."""
         async with asyncio.timeout(timeout):
             while True:
-                msg = await self.ws.receive()
+                try:
+                    msg = await self.ws.receive()
+                except ConnectionResetError:
+                    continue  # answering a ping raced the server's close; the close frame is still queued
                 if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
                     return self.ws.close_code if self.ws.close_code is not None else msg.data
                 if msg.type == aiohttp.WSMsgType.ERROR:

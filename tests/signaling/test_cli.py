@@ -9,6 +9,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -30,14 +31,16 @@ class Running:
     """``wallmesh signal`` in a child process; reads the URL (and fingerprint) it prints."""
 
     def __init__(self, state: Path, *extra: str) -> None:
+        self.log = state.parent / f"signal-{id(self)}.log"
+        self._log = open(self.log, "w")
         self.proc = subprocess.Popen(
             [*WALLMESH, "signal", "--state-dir", str(state), "--host", "127.0.0.1", "--port", "0", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=self._log, text=True,
         )
         self.url = ""
         self.fingerprint = None
         line = self.proc.stdout.readline().strip()
-        assert line.startswith("listening on "), (line, self.proc.stderr.read() if self.proc.poll() is not None else "")
+        assert line.startswith("listening on "), (line, self.log.read_text())
         self.url = line.removeprefix("listening on ")
         if self.url.startswith("https"):
             fp = self.proc.stdout.readline().strip()
@@ -47,10 +50,15 @@ class Running:
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(20)
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)  # stacks to the log, for the message below
+            time.sleep(1)
+            self.proc.kill()
+            raise AssertionError("wallmesh signal did not stop on SIGTERM: " + self.log.read_text()[-3000:]) from None
         finally:
             self.proc.stdout.close()
-            self.proc.stderr.close()
+            self._log.close()
 
 
 @pytest.fixture
@@ -149,7 +157,7 @@ async def test_killed_server_leaves_no_store_behind(state: Path) -> None:
     server.proc.kill()  # SIGKILL: no clean-up code runs in the server
     server.proc.wait(10)
     server.proc.stdout.close()
-    server.proc.stderr.close()
+    server._log.close()
     for _ in range(100):
         if not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/status").read_text().find("State:\tZ") >= 0:
             break
@@ -165,3 +173,17 @@ async def test_killed_server_leaves_no_store_behind(state: Path) -> None:
                 assert r.status == 200
     finally:
         assert again.stop() == 0
+
+
+def test_token_before_first_start_pins_the_certificate_the_server_will_serve(state: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "signal.toml"
+    cfg.write_text('host = "127.0.0.1"\nport = 0\ntls_on_loopback = true\n')
+    out = cli("device", "token", "--config", str(cfg), state=state)
+    assert out.returncode == 0, out.stderr
+    claims = pyjwt.decode(out.stdout.strip(), options={"verify_signature": False})
+    assert claims["url"].startswith("https://127.0.0.1:")
+    server = Running(state, "--config", str(cfg))
+    try:
+        assert server.fingerprint == claims["fp"]
+    finally:
+        assert server.stop() == 0
