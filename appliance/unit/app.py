@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.display.model import Tile, UnitState, WallModel, quality_from
+from appliance.errors import DeviceError
 from appliance.mesh import ice
 from appliance.mesh.mesh import Mesh
 from appliance.mesh.receive import default_stamp_reader
@@ -94,7 +95,11 @@ class UnitDaemon:
         from appliance.unit.status import StatusServer
 
         self.status_server = StatusServer(self, self.conf.status.host, self.conf.status.port)
-        await self.status_server.start()
+        try:
+            await self.status_server.start()
+        except OSError as exc:
+            where = f"{self.conf.status.host}:{self.conf.status.port}"
+            raise DeviceError(where, "status.port", f"cannot serve the status endpoint: {exc.strerror or exc}") from exc
         if not self.conf.headless:
             from appliance.unit.wall import Wall
 

@@ -56,3 +56,16 @@ def test_bad_config_value_names_file_and_key(tmp_path):
     assert done.returncode != 0
     line = done.stderr.strip().splitlines()[-1]
     assert "unit.toml" in line and "video.fps" in line
+
+
+def test_status_port_in_use_names_the_key(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_unit(tmp_path, {"status": {"port": port}})
+    assert done.returncode != 0
+    line = done.stderr.strip().splitlines()[-1]
+    assert f"127.0.0.1:{port}" in line and "status.port" in line
