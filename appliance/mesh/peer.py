@@ -167,6 +167,14 @@ class Peer:
                 if not self.media.add_remote_audio(self.audio_key, self.audio.track):
                     self.audio.start()
 
+        @pc.on("iceconnectionstatechange")
+        def on_ice_state() -> None:
+            if pc is self.pc and pc.iceConnectionState == "completed":
+                for track in self._local_tracks:
+                    prime = getattr(track, "prime", None)  # the unit's gated video track
+                    if prime is not None:
+                        prime()
+
         @pc.on("connectionstatechange")
         def on_state() -> None:
             if pc is not self.pc:

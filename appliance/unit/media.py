@@ -170,6 +170,12 @@ def gated_video_track(factory: Any, open_: bool) -> Any:
             if open_:
                 self._open.set()
 
+        def prime(self) -> None:
+            """Start the shared encoder's keyframe for this peer now (ICE is up, DTLS is next),
+            so the first picture is waiting when the sender starts reading."""
+            if self._open.is_set() and self._inner is None and self.readyState == "live":
+                self._inner = factory()
+
         def set_open(self, on: bool) -> None:
             if on:
                 self._open.set()
