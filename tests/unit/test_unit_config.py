@@ -50,3 +50,10 @@ def test_bad_values_name_file_key_and_allowed(tmp_path, text, key, words):
         config.load(path)
     message = str(err.value)
     assert str(path) in message and f"'{key}'" in message and words in message
+
+
+def test_interfaces_become_host_candidate_addresses():
+    conf = config.cfg.build(config.UnitConfig, {"ice": {"interfaces": ["lo", "wallmesh-absent0"]}}, "<t>")
+    policy = IcePolicy.from_config(conf.ice)
+    assert "127.0.0.1" in policy.addresses  # named explicitly, so even loopback is offered
+    assert policy.resolve_mdns
