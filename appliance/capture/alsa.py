@@ -68,11 +68,12 @@ class AlsaMicrophone(AudioSource):
     def __init__(self, device: str = "default", *, key: str = "audio.input_device", channels: int = 1, queue_frames: int = 10) -> None:
         self.device, self.key, self.channels = device, key, channels
         self._queue_frames = queue_frames
-        self._queue: asyncio.Queue[np.ndarray] | None = None
+        self._queue: asyncio.Queue[np.ndarray | None] | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pcm: Any = None
         self._pts = 0
+        self._error = ""
         self.overruns = 0
 
     @property
@@ -85,21 +86,27 @@ class AlsaMicrophone(AudioSource):
         self._pcm = await asyncio.to_thread(_open, "capture", self.device, self.key, self.channels)
         self._queue = asyncio.Queue(self._queue_frames)
         self._stop = threading.Event()
+        self._error = ""
         loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._work, args=(loop, self._pcm, self._queue, self._stop), name="alsa-mic", daemon=True)
         self._thread.start()
         log.info("microphone %s open", self.device)
 
-    def _work(self, loop: asyncio.AbstractEventLoop, pcm: Any, queue: asyncio.Queue[np.ndarray], stop: threading.Event) -> None:
+    def _work(self, loop: asyncio.AbstractEventLoop, pcm: Any, queue: asyncio.Queue[np.ndarray | None], stop: threading.Event) -> None:
         pacer = _Pacer()
         pending = b""
         need = AUDIO_SAMPLES * 2 * self.channels
         while not stop.is_set():
             try:
                 length, data = pcm.read()
-            except Exception as exc:  # the device went away: end the stream
+            except Exception as exc:  # the device went away: end the stream, and tell read()
                 log.warning("microphone %s: read failed: %s", self.device, exc)
-                break
+                self._error = str(exc) or type(exc).__name__
+                try:
+                    loop.call_soon_threadsafe(self._put, queue, None)
+                except RuntimeError:  # loop closed
+                    pass
+                return
             if length < 0:
                 self.overruns += 1
                 continue
@@ -113,7 +120,8 @@ class AlsaMicrophone(AudioSource):
                     return
             pacer.wait(stop)
 
-    def _put(self, queue: asyncio.Queue[np.ndarray], samples: np.ndarray) -> None:
+    def _put(self, queue: asyncio.Queue[np.ndarray | None], samples: np.ndarray | None) -> None:
+        """On the loop: queue a frame (or ``None``: the device failed), dropping the oldest when full."""
         if queue.full():
             queue.get_nowait()
             self.overruns += 1
@@ -124,6 +132,9 @@ class AlsaMicrophone(AudioSource):
             await self.start()
         assert self._queue is not None
         samples = await self._queue.get()
+        if samples is None:  # the capture thread lost the device; later reads fail the same way
+            self._queue.put_nowait(None)
+            raise DeviceError(self.device, self.key, f"microphone stopped: {self._error}")
         frame = audio_frame(samples if self.channels > 1 else samples[:, 0], self._pts)
         self._pts += AUDIO_SAMPLES
         return frame

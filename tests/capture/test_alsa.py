@@ -12,6 +12,7 @@ pytest.importorskip("alsaaudio", reason="pyalsaaudio is installed by scripts/set
 from appliance.capture.alsa import AlsaMicrophone, AlsaSpeaker  # noqa: E402
 from appliance.capture.base import AUDIO_SAMPLES  # noqa: E402
 from appliance.capture.synthetic import audio_frame  # noqa: E402
+from appliance.errors import DeviceError  # noqa: E402
 
 
 async def test_microphone_reads_paced_frames_from_the_null_device():
@@ -26,6 +27,21 @@ async def test_microphone_reads_paced_frames_from_the_null_device():
     assert all(f.samples == AUDIO_SAMPLES and f.sample_rate == 48000 for f in frames)
     assert 0.1 < elapsed < 2.0  # about 10 ms each, not as fast as the null device returns
     assert [f.pts for f in frames] == [i * AUDIO_SAMPLES for i in range(20)]
+    assert not mic.started
+
+
+async def test_a_microphone_that_goes_away_fails_read_instead_of_hanging_it():
+    mic = AlsaMicrophone("null")
+    await mic.start()
+    await asyncio.wait_for(mic.read(), 2)
+    mic._pcm.close()  # what an unplugged USB microphone looks like to the capture thread
+    with pytest.raises(DeviceError) as err:
+        for _ in range(100):  # frames already queued come first
+            await asyncio.wait_for(mic.read(), 5)
+    assert err.value.key == "audio.input_device" and "closed" in str(err.value)
+    with pytest.raises(DeviceError):  # and it stays failed, never a silent hang
+        await asyncio.wait_for(mic.read(), 5)
+    await mic.close()
     assert not mic.started
 
 
