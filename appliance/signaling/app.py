@@ -224,19 +224,25 @@ async def _revocations(s: Services) -> None:
         await asyncio.sleep(s.config.revocation_poll_s)
 
 
-async def _heartbeat(s: Services) -> None:
-    """Ping quiet connections; evict those silent past the timeout (peer-left at once)."""
+async def _heartbeat(s: Services, *, tick_s: float = 0.1, pings_per_tick: int = 100) -> None:
+    """Ping quiet connections; evict those silent past the timeout (peer-left at once).
+
+    Checked every ``tick_s`` with a cap on pings per tick, so thousands of connections that
+    went quiet together are pinged over several loop turns instead of in one long one.
+    """
     hb = s.config.heartbeat
     loop = asyncio.get_running_loop()
     while True:
-        await asyncio.sleep(min(0.5, hb.idle_s / 2))
+        await asyncio.sleep(tick_s)
         now = loop.time()
+        budget = pings_per_tick
         for conn in list(s.connections):
             idle = now - conn.last_rx
             if idle > hb.timeout_s:
                 log.info("evicting %s: silent for %.1f s", conn.peer.peer_id if conn.peer else conn.remote, idle)
                 conn.close(WSCloseCode.GOING_AWAY, "timeout")
-            elif idle > conn.ping_after and conn.pinged_at < conn.last_rx:
+            elif budget and idle > conn.ping_after and conn.pinged_at < conn.last_rx:
+                budget -= 1
                 conn.pinged_at = now  # one ping per silence; its pong (or any frame) resets it
                 conn.outbox.ping()
 

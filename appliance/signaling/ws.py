@@ -73,8 +73,9 @@ class Connection:
         self.last_rx = now
         self.pinged_at = now
         # Spread pings over time so that clients which connected together are not all
-        # pinged in the same loop turn.
-        self.ping_after = services.config.heartbeat.idle_s * random.uniform(0.75, 1.25)
+        # pinged in the same loop turn (never earlier than idle_s: a client keeping itself
+        # alive at that period is never pinged at all).
+        self.ping_after = services.config.heartbeat.idle_s * random.uniform(1.0, 1.1)
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
 
