@@ -98,8 +98,10 @@ class AvVideoSource(VideoSource):
                         loop.call_soon_threadsafe(self._offer, latest, yuv)
                     except RuntimeError:
                         return
-                if self.kind != "file":
-                    break
+                if self.kind != "file":  # a camera has no end: it was unplugged or its driver gave up
+                    if not stop.is_set():
+                        raise EOFError("the camera stopped sending frames")
+                    return
                 container.seek(0)
         except Exception as exc:  # the device vanished mid-stream: surface it to read()
             self._error = exc
