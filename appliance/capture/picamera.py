@@ -65,12 +65,13 @@ class PiCameraSource(EncodedVideoSource):
         self.key = key
         self._classes = (camera_class, encoder_class, output_class)
         self._queue_packets = queue_packets
-        self._queue: asyncio.Queue[av.Packet] | None = None
+        self._queue: asyncio.Queue[av.Packet | None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._camera: Any = None
         self._encoder: Any = None
         self._output: Any = None
         self._restart: asyncio.Task[None] | None = None
+        self._error = ""
         self.dropped = 0
 
     def _resolve(self) -> tuple[Any, Any, Any]:
@@ -94,19 +95,23 @@ class PiCameraSource(EncodedVideoSource):
             camera = camera_class()
         except (IndexError, RuntimeError, OSError) as exc:
             raise DeviceError("picamera", self.key, f"no camera found: {exc}") from exc
-        config = camera.create_video_configuration(
-            main={"size": (self.width, self.height), "format": "YUV420"},
-            controls={"FrameRate": self.fps},
-        )
-        camera.configure(config)
-        settings = {"bitrate": self.bitrate, "repeat": True, "iperiod": max(1, int(self.keyframe_interval * self.fps))}
         try:
-            encoder = encoder_class(**settings, framerate=self.fps, profile="constrained baseline")
-        except TypeError:  # picamera2 before 0.3.17 has no profile/framerate arguments
-            log.warning("this picamera2 cannot select the H.264 profile; upgrade it for constrained baseline")
-            encoder = encoder_class(**settings)
-        output = _output_class(output_class, self._from_encoder)()
-        camera.start_recording(encoder, output)
+            config = camera.create_video_configuration(
+                main={"size": (self.width, self.height), "format": "YUV420"},
+                controls={"FrameRate": self.fps},
+            )
+            camera.configure(config)
+            settings = {"bitrate": self.bitrate, "repeat": True, "iperiod": max(1, int(self.keyframe_interval * self.fps))}
+            try:
+                encoder = encoder_class(**settings, framerate=self.fps, profile="constrained baseline")
+            except TypeError:  # picamera2 before 0.3.17 has no profile/framerate arguments
+                log.warning("this picamera2 cannot select the H.264 profile; upgrade it for constrained baseline")
+                encoder = encoder_class(**settings)
+            output = _output_class(output_class, self._from_encoder)()
+            camera.start_recording(encoder, output)
+        except Exception as exc:  # the camera is open: release it, whatever went wrong after that
+            camera.close()
+            raise DeviceError("picamera", self.key, f"cannot start recording at {self.width}x{self.height}@{self.fps}: {exc}") from exc
         self._camera, self._encoder, self._output = camera, encoder, output
 
     def _stop(self) -> None:
@@ -124,6 +129,7 @@ class PiCameraSource(EncodedVideoSource):
         self._loop = asyncio.get_running_loop()
         if self._queue is None:
             self._queue = asyncio.Queue(self._queue_packets)
+        self._error = ""
         await asyncio.to_thread(self._open)
         log.info("pi camera recording %dx%d@%d %d bit/s", self.width, self.height, self.fps, self.bitrate)
 
@@ -138,14 +144,18 @@ class PiCameraSource(EncodedVideoSource):
             pass
 
     def _put(self, data: bytes, keyframe: bool, timestamp: int | None) -> None:
-        queue = self._queue
-        if queue is None:
-            return
         packet = av.Packet(data)
         packet.is_keyframe = keyframe
         micros = timestamp if timestamp is not None else int(time.monotonic() * 1_000_000)
         packet.pts = micros * VIDEO_CLOCK // 1_000_000
         packet.time_base = VIDEO_TIME_BASE
+        self._offer(packet)
+
+    def _offer(self, packet: av.Packet | None) -> None:
+        """On the loop: queue a packet (``None``: the camera failed), dropping the oldest when full."""
+        queue = self._queue
+        if queue is None:
+            return
         if queue.full():
             queue.get_nowait()  # never let stale video pile up
             self.dropped += 1
@@ -155,7 +165,11 @@ class PiCameraSource(EncodedVideoSource):
         if self._queue is None:
             await self.start()
         assert self._queue is not None
-        return await self._queue.get()
+        packet = await self._queue.get()
+        if packet is None:  # a restart failed: the camera is gone until the unit restarts it
+            self._queue.put_nowait(None)
+            raise DeviceError("picamera", self.key, f"camera stopped: {self._error}")
+        return packet
 
     def force_keyframe(self) -> None:
         if self._encoder is not None:
@@ -164,14 +178,31 @@ class PiCameraSource(EncodedVideoSource):
     def reconfigure(self, width: int, height: int, fps: int, bitrate: int) -> None:
         changed = (width, height, fps, bitrate) != (self.width, self.height, self.fps, self.bitrate)
         super().reconfigure(width, height, fps, bitrate)
-        if changed and self._camera is not None:
-            self._restart = asyncio.get_running_loop().create_task(self._restart_recording())
+        restarting = self._restart is not None and not self._restart.done()
+        if changed and self._camera is not None and not restarting:
+            self._restart = asyncio.get_running_loop().create_task(self._restart_recording(), name="picamera-restart")
+        # while a restart runs, it picks up the newest settings before it finishes
 
     async def _restart_recording(self) -> None:
-        """The hardware encoder's size is fixed while recording: stop, reconfigure, start (IDR first)."""
-        await asyncio.to_thread(self._stop)
-        await asyncio.to_thread(self._open)
-        log.info("pi camera now %dx%d@%d %d bit/s", self.width, self.height, self.fps, self.bitrate)
+        """The hardware encoder's size is fixed while recording: stop, reconfigure, start (IDR first).
+
+        One restart at a time (two would open the camera twice); settings changed while it
+        ran are applied by another round. A camera that will not start again ends the
+        stream: :meth:`read` raises :class:`DeviceError`.
+        """
+        while True:
+            wanted = (self.width, self.height, self.fps, self.bitrate)
+            await asyncio.to_thread(self._stop)
+            try:
+                await asyncio.to_thread(self._open)
+            except DeviceError as exc:
+                log.error("pi camera: restart failed: %s", exc)
+                self._error = exc.problem
+                self._offer(None)
+                return
+            log.info("pi camera now %dx%d@%d %d bit/s", self.width, self.height, self.fps, self.bitrate)
+            if wanted == (self.width, self.height, self.fps, self.bitrate):
+                return
 
     async def close(self) -> None:
         if self._restart is not None:

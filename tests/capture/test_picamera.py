@@ -12,6 +12,7 @@ import pytest
 
 from appliance.capture.pattern import PatternSource, read_stamp
 from appliance.capture.picamera import PiCameraSource
+from appliance.errors import DeviceError
 from appliance.mesh.fanout import SharedVideo
 
 
@@ -156,6 +157,62 @@ async def test_reconfigure_restarts_the_camera_at_the_new_size():
     await source.close()
     assert size == (640, 480)
     assert FakeH264Encoder.made[-1].bitrate == 500_000
+
+
+async def test_settings_changed_during_a_restart_never_open_the_camera_twice():
+    class CountingCamera(FakePicamera2):
+        live = 0
+        most = 0
+
+        def start_recording(self, encoder, output, **kw):
+            CountingCamera.live += 1
+            CountingCamera.most = max(CountingCamera.most, CountingCamera.live)
+            time.sleep(0.05)  # a real camera takes a while to start
+            super().start_recording(encoder, output, **kw)
+
+        def close(self):
+            if not self.closed:
+                CountingCamera.live -= 1
+            super().close()
+
+    source = PiCameraSource(camera_class=CountingCamera, encoder_class=FakeH264Encoder, output_class=FakeOutput, width=320, height=240)
+    await source.start()
+    await asyncio.wait_for(source.read(), 5)
+    source.reconfigure(640, 480, 30, 500_000)
+    await asyncio.sleep(0)
+    source.reconfigure(480, 360, 30, 400_000)  # the quality policy changed its mind mid-restart
+    dec = av.CodecContext.create("h264", "r")
+    deadline = time.monotonic() + 10
+    size, synced = None, False
+    while time.monotonic() < deadline and size != (480, 360):
+        packet = await asyncio.wait_for(source.read(), 5)
+        synced = synced or packet.is_keyframe
+        for frame in dec.decode(packet) if synced else []:
+            size = (frame.width, frame.height)
+    await source.close()
+    assert size == (480, 360)
+    assert CountingCamera.most == 1 and CountingCamera.live == 0
+
+
+async def test_a_camera_that_will_not_restart_fails_read():
+    class FragileCamera(FakePicamera2):
+        opened = 0
+
+        def configure(self, config):
+            FragileCamera.opened += 1
+            if FragileCamera.opened > 1:
+                raise RuntimeError("Failed to configure camera")
+            super().configure(config)
+
+    source = PiCameraSource(camera_class=FragileCamera, encoder_class=FakeH264Encoder, output_class=FakeOutput, width=320, height=240)
+    await source.start()
+    await asyncio.wait_for(source.read(), 5)
+    source.reconfigure(640, 480, 30, 500_000)
+    with pytest.raises(DeviceError) as err:
+        for _ in range(200):
+            await asyncio.wait_for(source.read(), 5)
+    assert err.value.key == "video.type" and "640x480" in str(err.value)
+    await source.close()
 
 
 async def test_an_older_picamera2_without_profile_still_records():
