@@ -258,13 +258,23 @@ class _Remote:
         self.decoder: Any = None  # for tracks that hand over Opus packets rather than frames
         self.dropped = 0
         self.underruns = 0
+        self.bad_packets = 0
 
     def feed(self, item: av.AudioFrame | av.Packet) -> None:
         if isinstance(item, av.Packet):
+            if not item.size:  # an empty packet would flush the decoder and end it for good
+                self.bad_packets += 1
+                return
             if self.decoder is None:
                 self.decoder = av.CodecContext.create("opus", "r")
                 self.decoder.sample_rate, self.decoder.layout = AUDIO_RATE, "stereo"
-            for frame in self.decoder.decode(item):
+            try:
+                frames = self.decoder.decode(item)
+            except av.error.FFmpegError:  # a corrupt packet: lose 20 ms, start a fresh decoder
+                self.bad_packets += 1
+                self.decoder = None
+                return
+            for frame in frames:
                 self.feed(frame)
             return
         for out in self.resampler.resample(item):
@@ -339,8 +349,10 @@ class AudioMixer:
         if self._closed:
             return
         self._closed = True
+        readers = [remote.task for remote in self._remotes.values() if remote.task is not None]
         for peer in list(self._remotes):
             self.remove(peer)
+        await asyncio.gather(*readers, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             try:
@@ -388,5 +400,9 @@ class AudioMixer:
             self.sink.write(audio_frame(mix))
             self.reference.add(mix, play_time)
             self.frames_mixed += 1
-            for listener in self._listeners:
-                listener(mix, play_time)
+            for listener in list(self._listeners):
+                try:
+                    listener(mix, play_time)
+                except Exception:  # a broken listener must not silence the speaker
+                    log.exception("%s: mix listener %r failed; removed", self._name, listener)
+                    self._listeners.remove(listener)

@@ -214,3 +214,47 @@ async def test_mixer_and_shared_audio_stay_flat_over_two_hundred_peers():
     finally:
         await mixer.close()
         await shared.close()
+
+
+async def test_mixer_survives_garbage_from_a_peer_and_a_broken_listener():
+    import av
+    from aiortc import MediaStreamTrack
+
+    class HostilePeerTrack(MediaStreamTrack):
+        """A remote sender's audio: a corrupt and an empty Opus packet first, then real ones."""
+
+        kind = "audio"
+
+        def __init__(self, real):
+            super().__init__()
+            self._real = real
+            self._junk = [av.Packet(b"\xff" * 5), av.Packet(b"")]
+
+        async def recv(self):
+            return self._junk.pop(0) if self._junk else await self._real.recv()
+
+    shared = SharedAudio(SyntheticAudioSource(sender=6, amplitude=0.3))
+    await shared.start()
+    mixer = AudioMixer(NullAudioSink())
+    await mixer.start()
+    heard = []
+
+    def broken(samples, t):
+        raise RuntimeError("echo canceller bug")
+
+    mixer.on_mix(broken)
+    mixer.on_mix(lambda samples, t: heard.append(samples))
+    mixer.add("hostile", HostilePeerTrack(shared.track()))
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and mixer.levels().get("hostile", 0) < 0.02:
+            await asyncio.sleep(0.05)
+        assert mixer.levels()["hostile"] >= 0.02  # the real audio after the junk is played
+        assert mixer._remotes["hostile"].bad_packets == 2
+        mixed = mixer.frames_mixed
+        await asyncio.sleep(0.2)
+        assert mixer.frames_mixed > mixed and len(heard) > 10  # the mixer outlived its broken listener
+    finally:
+        await mixer.close()
+        await shared.close()
+    assert all(t.done() for t in asyncio.all_tasks() if "audio-in" in t.get_name())
