@@ -266,8 +266,9 @@ class SharedVideo:
         for track in list(self._tracks):
             track.stop()
         await self.source.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        executor, self._executor = self._executor, None
+        if executor is not None:  # an encode still running in it finishes off the loop's thread
+            await asyncio.to_thread(executor.shutdown, True)
         self._encoder = None
         self._set_state("closed")
 
