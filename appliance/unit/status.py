@@ -88,11 +88,15 @@ class StatusServer:
     async def start(self) -> int:
         if not _is_loopback(self.host):
             log.warning("status endpoint bound to %s, not loopback: anyone on that network can hang up", self.host)
-        self._runner = web.AppRunner(create_app(self.controller), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        addresses = self._runner.addresses
+        runner = web.AppRunner(create_app(self.controller), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except BaseException:  # port taken, address not here: release the runner, let the caller explain
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        addresses = runner.addresses
         if addresses:
             self.port = addresses[0][1]
         log.info("status endpoint on http://%s:%d/status", self.host, self.port)
