@@ -163,4 +163,7 @@ class LocalController:
     def _changed(self) -> None:
         status = self.status()
         for callback in list(self._listeners):
-            callback(status)
+            try:
+                callback(status)
+            except Exception:  # a broken LED or display listener must not fail the command
+                log.exception("%s: status listener %r failed", self.machine.name, callback)

@@ -107,3 +107,30 @@ async def test_ipv6_loopback():
         assert server.url.startswith("http://[::1]:")
         async with http.get("/status") as resp:
             assert resp.status == 200
+
+
+async def test_a_port_in_use_raises_and_leaves_nothing_open():
+    async with StatusServer(LocalController()) as first:
+        second = StatusServer(LocalController(), "127.0.0.1", first.port)
+        with pytest.raises(OSError):
+            await second.start()
+        assert second._runner is None  # the half-started application was cleaned up
+        second.port = 0
+        await second.start()
+        assert second.port != first.port
+        await second.close()
+
+
+async def test_a_failing_subscriber_neither_fails_the_command_nor_starves_the_others():
+    controller = LocalController()
+    seen = []
+
+    def broken(status):
+        raise OSError("LED pin gone")
+
+    controller.subscribe(broken)
+    controller.subscribe(seen.append)
+    await controller.set_muted(True)
+    await controller.change_volume(-10)
+    assert controller.status()["muted"] is True and controller.status()["volume"] == 60
+    assert [s["muted"] for s in seen] == [True, True] and seen[-1]["volume"] == 60
