@@ -35,11 +35,13 @@ pytestmark = [
 NSPAWN = ["systemd-nspawn", "--keep-unit", "--register=no", "--private-network", "--quiet"]
 CONTAINER_CONFIG = """#!/bin/sh
 # Test only: this container has no sound card, screen or GPIO header.
+# Edits the config once (at the first start, while the root is writable).
 set -eu
 f=/etc/wallmesh/unit.toml
-sed -i -e 's/^source = "alsa"/source = "synthetic"/' -e 's/^sink = "alsa"/sink = "null"/' "$f"
-grep -q '^\\[display\\]' "$f" || printf '\\n[display]\\nbackend = "offscreen"\\n' >> "$f"
-grep -q '^\\[buttons\\]' "$f" || printf '\\n[buttons]\\npin_factory = "mock"\\n' >> "$f"
+if grep -q '^source = "alsa"' "$f"; then
+  sed -i -e 's/^source = "alsa"/source = "synthetic"/' -e 's/^sink = "alsa"/sink = "null"/' "$f"
+  printf '\\n[display]\\nbackend = "offscreen"\\n\\n[buttons]\\npin_factory = "mock"\\n' >> "$f"
+fi
 """
 
 
@@ -97,29 +99,55 @@ def prepare(root: Path) -> None:
     dropin.write_text("[Service]\nExecStartPre=+/usr/local/sbin/container-unit-config\n")
 
 
+class Container:
+    """One boot of a root file system under systemd-nspawn; shut down on exit."""
+
+    def __init__(self, root: Path, log: Path, *extra: str) -> None:
+        self.log = log.open("w")
+        self.proc = subprocess.Popen([*NSPAWN, "-D", str(root), "-b", "--console=passive", *extra],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.logpath = log
+        self.init: int | None = None
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()  # nspawn asks the container's systemd to shut down
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+    def run(self, *cmd: str) -> subprocess.CompletedProcess[str]:
+        assert self.init is not None
+        return inside(self.init, *cmd)
+
+    def wait_in_call(self, timeout: float = 240) -> dict:
+        """The unit's /status once it reports in_call; fails with the journal otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.logpath.read_text()[-3000:]
+            self.init = self.init or container_init(self.proc.pid)
+            if self.init and self.run("systemctl", "is-active", "wallmesh-unit.service").stdout.strip() == "active":
+                probe = self.run("/opt/wallmesh/bin/python", "-c",
+                                 "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8787/status',timeout=3).read().decode())")
+                if probe.returncode == 0 and json.loads(probe.stdout).get("state") == "in_call":
+                    return json.loads(probe.stdout)
+            time.sleep(2)
+        journal = self.run("journalctl", "--no-pager", "-u", "wallmesh-firstboot", "-u", "wallmesh-unit", "-u",
+                           "wallmesh-signal").stdout if self.init else self.logpath.read_text()
+        raise AssertionError("the unit never reached in_call:\n" + journal[-4000:])
+
+
 def test_first_boot_then_the_unit_runs_sandboxed_and_joins(rootfs: Path, tmp_path: Path) -> None:
     root = tmp_path / "card"
     subprocess.run(["cp", "-a", "--reflink=auto", str(rootfs), str(root)], check=True, timeout=300)
     prepare(root)
-    log = (tmp_path / "console.log").open("w")
-    container = subprocess.Popen([*NSPAWN, "-D", str(root), "-b", "--console=passive"], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 240
-        init = None
-        status: dict = {}
-        while time.monotonic() < deadline:
-            assert container.poll() is None, (tmp_path / "console.log").read_text()[-3000:]
-            init = init or container_init(container.pid)
-            if init and inside(init, "systemctl", "is-active", "wallmesh-unit.service").stdout.strip() == "active":
-                probe = inside(init, "/opt/wallmesh/bin/python", "-c",
-                               "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8787/status',timeout=3).read().decode())")
-                if probe.returncode == 0:
-                    status = json.loads(probe.stdout)
-                    if status.get("state") == "in_call":
-                        break
-            time.sleep(2)
-        journal = inside(init, "journalctl", "--no-pager", "-u", "wallmesh-firstboot", "-u", "wallmesh-unit", "-u", "wallmesh-signal").stdout if init else ""
-        assert status.get("state") == "in_call", journal[-4000:]
+    with Container(root, tmp_path / "boot1.log") as unit:
+        status = unit.wait_in_call()
         assert status["room"] == "boardroom" and status["signaling"]["connected"]
 
         # provisioning left what it promised, and took the token off the card
@@ -129,18 +157,24 @@ def test_first_boot_then_the_unit_runs_sandboxed_and_joins(rootfs: Path, tmp_pat
         assert "enrollment_token =" not in (root / "boot/firmware/wallmesh.toml").read_text()
         assert (root / "etc/hostname").read_text().strip().startswith("boardroom-")
         assert (root / "var/lib/wallmesh/device.json").stat().st_mode & 0o777 == 0o600
-        assert inside(init, "systemctl", "show", "-p", "NRestarts", "--value", "wallmesh-firstboot.service").returncode == 0
 
         # the daemon keeps the watchdog fed: still running, never restarted, past WatchdogSec
         time.sleep(35)
-        show = inside(init, "systemctl", "show", "wallmesh-unit.service", "-p", "ActiveState", "-p", "NRestarts", "-p", "User")
+        show = unit.run("systemctl", "show", "wallmesh-unit.service", "-p", "ActiveState", "-p", "NRestarts", "-p", "User")
         props = dict(line.split("=", 1) for line in show.stdout.splitlines() if "=" in line)
         assert props == {"ActiveState": "active", "NRestarts": "0", "User": "wallmesh"}, show.stdout
-    finally:
-        container.terminate()  # nspawn asks the container's systemd to shut down
-        try:
-            container.wait(60)
-        except subprocess.TimeoutExpired:
-            container.kill()
-            container.wait()
-        log.close()
+
+    # The next boot with the root file system read-only: only the state directories
+    # are writable, mounted from elsewhere (as on a unit whose /var/lib/wallmesh
+    # lives on a data partition).
+    state = tmp_path / "data-partition"
+    state.mkdir()
+    binds = []
+    for name in ("wallmesh", "wallmesh-signal"):
+        subprocess.run(["cp", "-a", str(root / "var/lib" / name), str(state / name)], check=True)
+        binds.append(f"--bind={state / name}:/var/lib/{name}")
+    with Container(root, tmp_path / "boot2.log", "--read-only", *binds) as unit:
+        status = unit.wait_in_call()
+        assert status["room"] == "boardroom"
+        assert unit.run("systemctl", "is-active", "wallmesh-firstboot.service").stdout.strip() == "inactive"
+        assert unit.run("touch", "/etc/probe").returncode != 0  # the root really is read-only
