@@ -134,6 +134,8 @@ class ButtonPanel:
                 await self.actions.handle(name, event)
             except WallmeshError as exc:
                 log.warning("button %s %s: %s", name, event, exc)
+            except Exception:  # this task runs every button: one failed command must not end them all
+                log.exception("button %s %s: the command failed", name, event)
             self.handled += 1
             self.last_latency = time.monotonic() - at
 
