@@ -18,10 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
-
     from appliance.unit import config
-    from appliance.unit.main import serve
+    from appliance.unit.main import run_daemon
 
     conf = config.load(args.config)
-    return asyncio.run(serve(conf, seconds=args.seconds))
+    return run_daemon(conf, seconds=args.seconds)

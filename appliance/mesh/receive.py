@@ -89,8 +89,81 @@ class DecodeBacklog(queue.Queue):  # type: ignore[type-arg]
         return super().put(item, block, timeout)
 
 
+#: How long a missing packet may hold back the pictures behind it (NACK/RTX has had its
+#: chance by then on a LAN) before the receiver skips the gap and asks for a keyframe.
+MAX_GAP_WAIT = 0.25
+
+
+def gap_skipping_jitter_buffer(capacity: int = 512, max_wait: float = MAX_GAP_WAIT) -> Any:
+    """aiortc's video jitter buffer, except that a lost packet stalls it for ``max_wait`` at most.
+
+    aiortc's buffer waits at a gap until 512 packets have piled up behind it — seconds of
+    video — and scans the whole buffer for every packet meanwhile. This one, once the gap
+    is older than ``max_wait``, drops the incomplete picture(s), resumes at the next
+    picture that starts after the gap and flags a PLI so the decoder gets a keyframe.
+    """
+    from aiortc.jitterbuffer import JitterBuffer
+
+    class GapSkippingJitterBuffer(JitterBuffer):
+        def __init__(self) -> None:
+            super().__init__(capacity=capacity, is_video=True)
+            self.stalled_since: float | None = None
+            self.gaps_skipped = 0
+
+        def add(self, packet: Any) -> tuple[bool, Any]:
+            pli, frame = super().add(packet)
+            if frame is not None or self._origin is None:
+                self.stalled_since = None
+                return pli, frame
+            gap = self._gap_before(packet.sequence_number)
+            if gap is None:  # a picture still arriving (a big keyframe), not a loss
+                self.stalled_since = None
+                return pli, frame
+            now = time.monotonic()
+            if self.stalled_since is None:
+                self.stalled_since = now
+            elif now - self.stalled_since >= max_wait and self._skip(gap):
+                self.stalled_since = None
+                self.gaps_skipped += 1
+                pli = True
+                frame = self._remove_frame(packet.sequence_number)
+            return pli, frame
+
+        def _slot(self, count: int) -> Any:
+            return self._packets[(self._origin + count) % self._capacity]
+
+        def _gap_before(self, newest: int) -> int | None:
+            """Offset from the origin of the first missing packet older than ``newest``."""
+            span = (newest - self._origin) & 0xFFFF
+            if span >= self._capacity:
+                return None
+            for count in range(span):
+                if self._slot(count) is None:
+                    return count
+            return None
+
+        def _skip(self, gap: int) -> bool:
+            """Resume at the first picture that neither ends nor starts at the gap."""
+            before = self._slot(gap - 1).timestamp if gap > 0 and self._slot(gap - 1) is not None else None
+            after = None
+            for count in range(gap + 1, self._capacity):
+                p = self._slot(count)
+                if p is None:
+                    continue
+                if after is None:
+                    after = p.timestamp
+                if p.timestamp not in (before, after):
+                    self.remove(count)
+                    return True
+            return False
+
+    return GapSkippingJitterBuffer()
+
+
 def bound_decode_backlog(receiver: Any) -> DecodeBacklog | None:
-    """Give an aiortc video receiver a :class:`DecodeBacklog`; call before negotiation starts it.
+    """Give an aiortc video receiver a :class:`DecodeBacklog` and a gap-skipping jitter buffer.
+
+    Call it before negotiation starts the receiver.
 
     Reaches into aiortc 1.16's receiver (pinned in pyproject.toml); if its internals
     differ, the receiver keeps aiortc's own queue and a warning says so.
@@ -105,6 +178,9 @@ def bound_decode_backlog(receiver: Any) -> DecodeBacklog | None:
         return None  # already decoding: too late to swap the queue
     backlog = DecodeBacklog(error.set)
     setattr(receiver, qname, backlog)
+    jname = "_RTCRtpReceiver__jitter_buffer"
+    if getattr(receiver, "_RTCRtpReceiver__kind", None) == "video" and getattr(receiver, jname, None) is not None:
+        setattr(receiver, jname, gap_skipping_jitter_buffer())
     return backlog
 
 

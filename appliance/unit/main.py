@@ -1,4 +1,11 @@
-"""Running one :class:`~appliance.unit.app.UnitDaemon` as a process: signals, systemd, shutdown."""
+"""Running one :class:`~appliance.unit.app.UnitDaemon` as a process: event loop, signals, systemd.
+
+The daemon's event loop is uvloop when it is installed. A unit receives every peer's
+media on UDP sockets, and the standard asyncio loop reads one datagram per socket per
+loop iteration: on a busy unit, packets then wait in the kernel's socket buffers —
+seconds of video at 640x480 in a 4-unit mesh on a loaded 2-core machine, measured by
+``ss`` Recv-Q — while libuv drains each ready socket in one go and runs the loop faster.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,21 @@ from typing import Any
 from appliance.unit.app import UnitDaemon
 
 log = logging.getLogger(__name__)
+
+
+def event_loop_factory() -> Any:
+    """uvloop's loop when available, else the standard one (``None`` lets asyncio choose)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run_daemon(conf: Any, *, seconds: float | None = None) -> int:
+    """Run a unit daemon until a signal (or ``seconds``) in a fresh event loop."""
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(serve(conf, seconds=seconds))
 
 
 async def serve(conf: Any, *, seconds: float | None = None) -> int:

@@ -200,3 +200,37 @@ def test_decode_backlog_skips_to_a_fresh_keyframe_instead_of_growing():
     assert [q.get()[1].timestamp for _ in range(2)] == [5, 6]
     q.put(None)  # the end marker always gets through
     assert q.get() is None
+
+
+def test_jitter_buffer_skips_a_lost_packet_after_a_short_wait(monkeypatch):
+    from aiortc.rtp import RtpPacket
+
+    from appliance.mesh import receive
+
+    clock = [100.0]
+    monkeypatch.setattr(receive.time, "monotonic", lambda: clock[0])
+    jb = receive.gap_skipping_jitter_buffer(capacity=64, max_wait=0.25)
+
+    def pkt(seq: int, ts: int) -> RtpPacket:
+        p = RtpPacket(sequence_number=seq, timestamp=ts)
+        p._data = bytes([seq])
+        return p
+
+    assert jb.add(pkt(0, 0)) == (False, None)
+    pli, frame = jb.add(pkt(1, 3000))  # picture 0 is complete once picture 1 starts
+    assert frame.timestamp == 0
+    # packet 2 is lost: picture 1 (or 2) is incomplete and everything behind it waits
+    outs = [jb.add(pkt(3, 6000)), jb.add(pkt(4, 9000)), jb.add(pkt(5, 12000))]
+    assert all(f is None for _, f in outs)
+    clock[0] += 0.3  # longer than max_wait: give up on the gap
+    pli, frame = jb.add(pkt(6, 15000))
+    assert pli and frame is not None and frame.timestamp == 9000  # first picture clear of the gap
+    assert jb.gaps_skipped == 1
+    pli, frame = jb.add(pkt(7, 18000))
+    assert frame.timestamp == 12000 and not pli
+    # a big picture still arriving (no gap) is never cut short
+    for seq in range(8, 40):
+        assert jb.add(pkt(seq, 18000))[1] is None or seq == 8
+    clock[0] += 1.0
+    pli, frame = jb.add(pkt(40, 21000))
+    assert frame.timestamp == 18000 and not pli
