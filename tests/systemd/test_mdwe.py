@@ -6,7 +6,7 @@ trampolines need exactly that and would crash under it. Linux 6.3+ offers the
 same rule per process (``prctl(PR_SET_MDWE)``), so a child process switches it
 on and then does what the daemon does: imports aiortc and PyAV, encodes H.264,
 VP8 and Opus, hashes with argon2 (cffi), makes a TLS key (cryptography),
-draws with pygame and calls back through ctypes. A violation kills the child.
+draws with pygame, calls back through ctypes and runs uvloop's event loop. A violation kills the child.
 """
 
 from __future__ import annotations
@@ -53,6 +53,11 @@ CHILD = textwrap.dedent(
     pygame.init(); screen = pygame.display.set_mode((64, 48)); screen.fill((1, 2, 3)); pygame.display.flip()
     callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda x: x + 1)
     assert callback(1) == 2
+    import asyncio, uvloop  # the unit daemon's event loop
+    async def tick():
+        await asyncio.sleep(0.01)
+        return 7
+    assert uvloop.run(tick()) == 7
     print("ok")
     """
 )
