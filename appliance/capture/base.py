@@ -23,10 +23,14 @@ Sources may be started again after ``close()``; ``close()`` is idempotent.
 from __future__ import annotations
 
 import abc
+import asyncio
 import fractions
+import logging
 from typing import Any
 
 import av
+
+log = logging.getLogger(__name__)
 
 #: RTP's video clock; every raw frame a source yields carries pts in this time base.
 VIDEO_CLOCK = 90_000
@@ -135,6 +139,21 @@ class AudioSink(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop playing and release the device. Idempotent."""
+
+
+async def stop_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a source's or a consumer's background task and wait until it has ended.
+
+    For ``close()`` methods: unlike ``await task`` inside ``except CancelledError``, a
+    cancellation of the caller itself still propagates; what the task died of is logged,
+    not raised, since closing must not fail over it.
+    """
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.wait({task})
+    if not task.cancelled() and task.exception() is not None:
+        log.error("task %s had failed: %r", task.get_name(), task.exception())
 
 
 def _get(settings: Any, name: str, default: Any) -> Any:

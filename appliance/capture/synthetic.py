@@ -16,7 +16,7 @@ import time
 import av
 import numpy as np
 
-from appliance.capture.base import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AUDIO_TIME_BASE, AudioSink, AudioSource
+from appliance.capture.base import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AUDIO_TIME_BASE, AudioSink, AudioSource, stop_task
 
 
 def audio_frame(samples: np.ndarray, pts: int | None = None) -> av.AudioFrame:
@@ -111,10 +111,5 @@ class NullAudioSink(AudioSink):
                 self.frames_played += 1
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)

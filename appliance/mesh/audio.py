@@ -35,7 +35,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from appliance.capture.base import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AUDIO_TIME_BASE, AudioSink, AudioSource
+from appliance.capture.base import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AUDIO_TIME_BASE, AudioSink, AudioSource, stop_task
 from appliance.capture.synthetic import audio_frame, frame_samples
 
 log = logging.getLogger(__name__)
@@ -155,12 +155,7 @@ class SharedAudio:
         if self._closed:
             return
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self._task)
         for track in list(self._tracks):
             track.stop()
         if self._source_open is not False:
@@ -353,12 +348,7 @@ class AudioMixer:
         for peer in list(self._remotes):
             self.remove(peer)
         await asyncio.gather(*readers, return_exceptions=True)
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self._task)
         await self.sink.close()
 
     async def _read(self, peer_id: str, remote: _Remote, track: MediaStreamTrack) -> None:

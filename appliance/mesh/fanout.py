@@ -38,7 +38,7 @@ import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from appliance.capture.base import VIDEO_TIME_BASE, EncodedVideoSource, VideoSource
+from appliance.capture.base import VIDEO_TIME_BASE, EncodedVideoSource, VideoSource, stop_task
 from appliance.mesh.keyframes import attach_keyframe_requests, check_aiortc
 
 log = logging.getLogger(__name__)
@@ -257,12 +257,7 @@ class SharedVideo:
         if self._closed:
             return
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self._task)
         for track in list(self._tracks):
             track.stop()
         await self.source.close()
