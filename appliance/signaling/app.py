@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -224,19 +225,28 @@ async def _revocations(s: Services) -> None:
         await asyncio.sleep(s.config.revocation_poll_s)
 
 
-async def _heartbeat(s: Services, *, tick_s: float = 0.1, pings_per_tick: int = 100) -> None:
+async def _heartbeat(s: Services, *, cycle_s: float = 0.5, tick_s: float = 0.05, pings_per_tick: int = 50) -> None:
     """Ping quiet connections; evict those silent past the timeout (peer-left at once).
 
-    Checked every ``tick_s`` with a cap on pings per tick, so thousands of connections that
-    went quiet together are pinged over several loop turns instead of in one long one.
+    Every connection is looked at once per ``cycle_s``, a slice per ``tick_s``, so a
+    server with thousands of connections never holds the loop for a whole sweep, and
+    pings to connections that went quiet together are spread over several ticks.
     """
     hb = s.config.heartbeat
     loop = asyncio.get_running_loop()
+    snapshot: list[Any] = []
+    index = chunk = 0
     while True:
         await asyncio.sleep(tick_s)
+        if index >= len(snapshot):
+            snapshot, index = list(s.connections), 0
+            chunk = max(1, math.ceil(len(snapshot) * tick_s / cycle_s))
         now = loop.time()
         budget = pings_per_tick
-        for conn in list(s.connections):
+        live = s.connections
+        for conn in snapshot[index:index + chunk]:
+            if conn not in live:
+                continue  # ended since the snapshot was taken
             idle = now - conn.last_rx
             if idle > hb.timeout_s:
                 log.info("evicting %s: silent for %.1f s", conn.peer.peer_id if conn.peer else conn.remote, idle)
@@ -245,6 +255,7 @@ async def _heartbeat(s: Services, *, tick_s: float = 0.1, pings_per_tick: int = 
                 budget -= 1
                 conn.pinged_at = now  # one ping per silence; its pong (or any frame) resets it
                 conn.outbox.ping()
+        index += chunk
 
 
 def create_app(
