@@ -87,6 +87,9 @@ async def test_close_is_idempotent():
     await server.start()
     await server.close()
     await server.close()
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientConnectionError):  # the port is really released
+            await http.get(f"{server.url}/status")
 
 
 async def test_volume_change_shows_a_notice_for_a_moment():
