@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+import aioice.ice
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
@@ -21,6 +22,18 @@ from appliance.unit.media import UnitMedia
 
 LOOPBACK = ice.IcePolicy(addresses=("127.0.0.1",), resolve_mdns=False)
 CANDIDATE = re.compile(r"^a=(candidate:.*)$", re.M)
+
+
+# aioice's own lookup, taken while this module is collected, before any test can have
+# replaced it (appliance.bench.media_cpu.measure(), run in-process by a slow test,
+# assigns a loopback-only lookup for the rest of the process).
+AIOICE_LOOKUP = getattr(aioice.ice.get_host_addresses, "__wrapped__", aioice.ice.get_host_addresses)
+
+
+@pytest.fixture
+def aioice_own_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test sees aioice's real lookup, whatever earlier tests in the process left behind."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", AIOICE_LOOKUP)
 
 
 def host_addresses(sdp: str) -> set[str]:
@@ -41,10 +54,26 @@ async def offer_sdp(policy: ice.IcePolicy | None) -> str:
         await pc.close()
 
 
-async def test_gathering_follows_the_policy_and_leaves_aioice_alone_outside_it():
+async def test_gathering_follows_the_policy_and_leaves_aioice_alone_outside_it(aioice_own_lookup):
     assert host_addresses(await offer_sdp(LOOPBACK)) == {"127.0.0.1"}
     outside = host_addresses(await offer_sdp(None))
     assert "127.0.0.1" not in outside  # a real unit's default: aioice's own LAN gathering
+
+
+async def test_the_hook_survives_a_replaced_lookup_and_the_process_default_ends_with_its_block(
+    aioice_own_lookup, monkeypatch
+):
+    ice.install()
+    # Someone assigns aioice's function behind the hook's back (what leaked in the full suite).
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.2"] if use_ipv4 else [])
+    assert host_addresses(await offer_sdp(LOOPBACK)) == {"127.0.0.1"}  # the policy still wins
+    assert host_addresses(await offer_sdp(None)) == {"127.0.0.2"}  # and the replacement is used outside it
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", AIOICE_LOOKUP)
+    with ice.process_default(LOOPBACK):
+        assert host_addresses(await offer_sdp(None)) == {"127.0.0.1"}
+        other = ice.IcePolicy(addresses=("127.0.0.3",))
+        assert host_addresses(await offer_sdp(other)) == {"127.0.0.3"}  # a peer's own policy beats the default
+    assert "127.0.0.1" not in host_addresses(await offer_sdp(None))
 
 
 @pytest.fixture
