@@ -2,6 +2,7 @@
 
 :class:`StatsSampler` turns the cumulative counters of successive reports into
 rates over the interval between two samples; the first sample only primes it.
+Every loss here is a fraction 0..1, whatever unit aiortc reports it in.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from appliance.mesh.quality import rtcp_fraction
 
 
 @dataclass
@@ -35,8 +38,10 @@ class StatsSampler:
         self._prev: tuple[float, int, int, int] | None = None  # time, bytes, received, lost
 
     async def sample(self, pc: Any) -> LinkFigures:
-        report = await pc.getStats()
-        now = time.monotonic()
+        return self.fold(await pc.getStats(), time.monotonic())
+
+    def fold(self, report: Any, now: float) -> LinkFigures:
+        """Fold one ``RTCStatsReport`` taken at ``now`` (monotonic seconds) into the figures."""
         rx_bytes = received = lost = 0
         rtts: list[float] = []
         out_losses: list[float] = []
@@ -50,8 +55,9 @@ class StatsSampler:
             elif kind == "remote-inbound-rtp":
                 if stat.roundTripTime is not None:
                     rtts.append(stat.roundTripTime)
-                if stat.fractionLost is not None:
-                    out_losses.append(stat.fractionLost)
+                fraction = rtcp_fraction(stat.fractionLost)  # aiortc reports RTCP's 0..255
+                if fraction is not None:
+                    out_losses.append(fraction)
         fig = LinkFigures(
             bitrate=self.figures.bitrate,
             loss=self.figures.loss,

@@ -263,3 +263,36 @@ def test_jitter_buffer_skips_a_lost_packet_after_a_short_wait(monkeypatch):
     clock[0] += 1.0
     pli, frame = jb.add(pkt(40, 21000))
     assert frame.timestamp == 18000 and not pli
+
+
+def _report(received: int, lost: int, fraction_lost: int, rtt: float):
+    from datetime import datetime, timezone
+
+    from aiortc.stats import RTCInboundRtpStreamStats, RTCRemoteInboundRtpStreamStats, RTCStatsReport, RTCTransportStats
+
+    t = datetime.now(timezone.utc)
+    report = RTCStatsReport()
+    for stat in (
+        RTCTransportStats(t, "transport", "t", 0, 0, 0, 1000 * received, "controlling", "connected"),
+        RTCInboundRtpStreamStats(t, "inbound-rtp", "in", 1, "video", "t", received, lost, 0),
+        RTCRemoteInboundRtpStreamStats(t, "remote-inbound-rtp", "rin", 2, "video", "t", 0, 0, 0, rtt, fraction_lost),
+    ):
+        report.add(stat)
+    return report
+
+
+def test_link_losses_are_fractions_whatever_unit_aiortc_reports():
+    from appliance.display.model import Quality, quality_from
+    from appliance.mesh.stats import StatsSampler
+
+    s = StatsSampler()
+    s.fold(_report(received=100, lost=0, fraction_lost=0, rtt=0.02), now=0.0)
+    fig = s.fold(_report(received=190, lost=10, fraction_lost=128, rtt=0.02), now=1.0)
+    assert fig.out_loss == pytest.approx(0.5)  # RTCP 128/256, not 128
+    assert fig.loss == pytest.approx(0.1)  # 10 lost of 100 in the interval
+    assert fig.bitrate == pytest.approx(90 * 1000 * 8)
+    assert 0.0 <= fig.as_dict()["out_loss"] <= 1.0
+    assert quality_from(fig.out_loss, fig.rtt) is Quality.BAD
+    fig = s.fold(_report(received=290, lost=10, fraction_lost=2, rtt=0.02), now=2.0)
+    assert fig.out_loss == pytest.approx(2 / 256) and fig.loss == 0.0
+    assert quality_from(fig.out_loss, fig.rtt) not in (Quality.BAD, Quality.UNKNOWN)
