@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from appliance.mesh import ice
-from appliance.mesh.codecs import prefer_h264
+from appliance.mesh.codecs import prefer_h264_all
 from appliance.mesh.receive import AudioReceiver, VideoReceiver, bound_decode_backlog
 from appliance.mesh.stats import StatsSampler
 
@@ -145,7 +145,6 @@ class Peer:
         self._built_at = time.monotonic()
         video_track = self.media.video_track()
         vt = pc.addTransceiver(video_track or "video", direction="sendrecv" if video_track else "recvonly")
-        prefer_h264(vt)
         self.decode_backlog = bound_decode_backlog(vt.receiver)
         if video_track is not None:
             self._local_tracks.append(video_track)
@@ -154,6 +153,9 @@ class Peer:
         pc.addTransceiver(audio_track or "audio", direction="sendrecv" if audio_track else "recvonly")
         if audio_track is not None:
             self._local_tracks.append(audio_track)
+        # H.264 on video and Opus on audio (shared-audio packets are Opus), in our offers and,
+        # since these preferences are set before any remote offer is applied, in our answers.
+        prefer_h264_all(pc)
 
         @pc.on("track")
         def on_track(track: Any) -> None:
@@ -294,6 +296,7 @@ class Peer:
         # aiortc can neither roll back nor restart ICE: answer on a fresh connection.
         if pc is None or collision or pc.remoteDescription is not None:
             await self._new_pc()
+        prefer_h264_all(self.pc)  # already set by _new_pc; cheap, and answers depend on it
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="offer"))
         await self._describe(await self.pc.createAnswer())
         log.info("peer %s: answer sent", self.label)

@@ -296,3 +296,45 @@ def test_link_losses_are_fractions_whatever_unit_aiortc_reports():
     fig = s.fold(_report(received=290, lost=10, fraction_lost=2, rtt=0.02), now=2.0)
     assert fig.out_loss == pytest.approx(2 / 256) and fig.loss == 0.0
     assert quality_from(fig.out_loss, fig.rtt) not in (Quality.BAD, Quality.UNKNOWN)
+
+
+async def test_the_unit_answers_a_browser_offer_with_h264_and_opus(media):
+    """A browser lists VP8 before H.264 and its other audio codecs before Opus; the unit's answer
+    must still pick H.264 and Opus (the shared audio sends Opus packets to everyone)."""
+    from aiortc import RTCRtpSender
+
+    from appliance.mesh.codecs import negotiated_video_codec
+
+    browser = RTCPeerConnection(LOOPBACK.rtc_configuration())
+    sent: list[dict] = []
+
+    async def send(to, data):
+        sent.append(data)
+        return True
+
+    peer = Peer(local_id="b", remote_id="a", name="Chromium", kind="user", policy=LOOPBACK, media=media, send_signal=send)
+    try:
+        video = browser.addTransceiver("video")
+        audio = browser.addTransceiver("audio")
+        vcodecs = RTCRtpSender.getCapabilities("video").codecs
+        acodecs = RTCRtpSender.getCapabilities("audio").codecs
+        video.setCodecPreferences(sorted(vcodecs, key=lambda c: c.mimeType != "video/VP8"))
+        audio.setCodecPreferences(sorted(acodecs, key=lambda c: c.mimeType == "audio/opus"))
+        with ice.gathering(LOOPBACK):
+            await browser.setLocalDescription(await browser.createOffer())
+        offer = browser.localDescription.sdp
+        assert negotiated_video_codec(offer) == "VP8"
+        first_audio_pt = next(ln for ln in offer.split("\r\n") if ln.startswith("m=audio")).split()[3]
+        assert "opus" not in next(ln for ln in offer.split("\r\n") if ln.startswith(f"a=rtpmap:{first_audio_pt} ")).lower()
+        await peer.handle_signal({"sdp": {"type": "offer", "sdp": offer}})
+        answers = [d["sdp"]["sdp"] for d in sent if "sdp" in d]
+        assert answers, "the unit sent no answer"
+        answer = answers[-1]
+        assert negotiated_video_codec(answer) == "H264"
+        sections = answer.split("\r\nm=")
+        audio_section = next(sec for sec in sections if sec.startswith("audio"))
+        rtpmaps = [ln for ln in audio_section.split("\r\n") if ln.startswith("a=rtpmap:")]
+        assert rtpmaps and all("opus/48000" in ln.lower() for ln in rtpmaps), rtpmaps
+    finally:
+        await peer.close()
+        await browser.close()
