@@ -21,9 +21,11 @@ import os
 import secrets
 import time
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from appliance.errors import AuthError
@@ -44,7 +46,8 @@ class Claims:
     rooms: tuple[str, ...]
     exp: float
     jti: str
-    extra: dict[str, Any]
+    extra: Mapping[str, Any]
+    iat: float = 0.0
 
     def grants(self, room: str) -> bool:
         return "*" in self.rooms or room in self.rooms
@@ -132,12 +135,21 @@ class KeyRing:
 
 
 class TokenService:
-    """Issues and verifies wallmesh JWTs."""
+    """Issues and verifies wallmesh JWTs.
 
-    def __init__(self, keys: KeyRing, *, issuer: str, audience: str) -> None:
+    Verified tokens are remembered (at most ``cache_size``, each until its ``exp``) so a
+    token presented again -- a unit reconnecting, a connect storm after a power cut -- costs
+    a dict lookup instead of an Ed25519 verification. A hit still requires the exact same
+    token string, an unexpired ``exp`` and a signing key the ring still holds; revocation
+    and user removal are checked by the caller on every use, cached or not.
+    """
+
+    def __init__(self, keys: KeyRing, *, issuer: str, audience: str, cache_size: int = 4096) -> None:
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
+        self.cache_size = cache_size
+        self._cache: collections.OrderedDict[str, tuple[str, Claims]] = collections.OrderedDict()
 
     def issue(self, kind: str, sub: str, name: str, rooms: tuple[str, ...] | list[str], ttl_s: int, **extra: Any) -> str:
         import jwt
@@ -154,10 +166,34 @@ class TokenService:
 
     def verify(self, token: str, kind: str) -> Claims:
         """Check signature, algorithm, iss, aud, exp, sub and kind; raise AuthError otherwise."""
-        import jwt
-
         if not isinstance(token, str) or len(token) > 8192:
             raise AuthError("unauthorized", "malformed token")
+        claims = self._cached(token)
+        if claims is None:
+            kid, claims = self._decode(token)
+            if self.cache_size > 0:
+                self._cache[token] = (kid, claims)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        if claims.kind != kind:
+            raise AuthError("unauthorized", f"a {kind} token is required")
+        return claims
+
+    def _cached(self, token: str) -> Claims | None:
+        entry = self._cache.get(token)
+        if entry is None:
+            return None
+        kid, claims = entry
+        if time.time() >= claims.exp or self.keys.public_key(kid) is None:
+            del self._cache[token]  # expired, or its key retired since: decode again and refuse
+            return None
+        self._cache.move_to_end(token)
+        return claims
+
+    def _decode(self, token: str) -> tuple[str, Claims]:
+        """Full verification of a token of any kind; the signing ``kid`` and the claims."""
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
             kid = header.get("kid")
@@ -172,8 +208,9 @@ class TokenService:
             raise AuthError("unauthorized", f"token refused: {type(exc).__name__}") from None
         if payload.get("iss") != self.issuer or payload.get("aud") != self.audience:
             raise AuthError("unauthorized", "token refused: issuer or audience")
-        if payload.get("kind") != kind:
-            raise AuthError("unauthorized", f"a {kind} token is required")
+        kind = payload.get("kind")
+        if kind not in KINDS:
+            raise AuthError("unauthorized", "token refused: kind claim")
         rooms = payload.get("rooms", [])
         sub, name = payload.get("sub"), payload.get("name", payload.get("sub"))
         if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
@@ -181,9 +218,10 @@ class TokenService:
         if not isinstance(sub, str) or not sub or not isinstance(name, str):
             raise AuthError("unauthorized", "token refused: sub or name claim")
         known = {"iss", "aud", "sub", "kind", "name", "rooms", "iat", "exp", "jti"}
-        return Claims(
+        return kid, Claims(
             sub=sub, kind=kind, name=name, rooms=tuple(rooms), exp=float(payload["exp"]), jti=str(payload["jti"]),
-            extra={k: v for k, v in payload.items() if k not in known},
+            extra=MappingProxyType({k: v for k, v in payload.items() if k not in known}),
+            iat=float(payload["iat"]),
         )
 
 

@@ -186,3 +186,49 @@ async def test_forged_tokens_refused_at_hello(server, http) -> None:
         await c.send({"type": "hello", "token": token})
         assert (await c.recv())["code"] == "unauthorized"
         assert await c.expect_close() == protocol.CLOSE_UNAUTHORIZED
+
+
+def test_repeated_token_is_verified_once(svc, monkeypatch) -> None:
+    token = svc.issue("device", "pi-1", "pi-1", ["*"], 60)
+    calls = []
+    real = pyjwt.decode
+    monkeypatch.setattr(pyjwt, "decode", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    for _ in range(5):
+        assert svc.verify(token, "device").sub == "pi-1"
+        with pytest.raises(AuthError):
+            svc.verify(token, "user")  # the kind is checked on every hit too
+    assert len(calls) == 1
+
+
+def test_token_cache_is_bounded(ring) -> None:
+    svc = TokenService(ring, issuer="wallmesh", audience="wallmesh-signal", cache_size=3)
+    tokens = [svc.issue("user", f"u{i}", f"u{i}", ["*"], 60) for i in range(10)]
+    for token in tokens:
+        svc.verify(token, "user")
+    assert len(svc._cache) == 3
+
+
+def test_cached_token_refused_after_it_expires(svc) -> None:
+    token = svc.issue("user", "alice", "alice", ["*"], 1)
+    claims = svc.verify(token, "user")
+    assert svc.verify(token, "user") is claims  # served from the cache
+    while time.time() <= claims.exp + 0.05:
+        time.sleep(0.05)
+    with pytest.raises(AuthError):
+        svc.verify(token, "user")
+
+
+def test_cached_token_refused_once_its_key_is_dropped(tmp_path) -> None:
+    ring = KeyRing(tmp_path, max_token_ttl_s=3600)
+    ring.load()
+    svc = TokenService(ring, issuer="i", audience="a")
+    old = svc.issue("user", "alice", "alice", ["*"], 600)
+    first = ring.current
+    svc.verify(old, "user")
+    ring.rotate()
+    index = json.loads((tmp_path / "keys" / "index.json").read_text())
+    index["retired"][first] = time.time() - 7200
+    (tmp_path / "keys" / "index.json").write_text(json.dumps(index))
+    ring.load()
+    with pytest.raises(AuthError):
+        svc.verify(old, "user")
