@@ -39,6 +39,7 @@ class Mesh:
         send_signal: SendSignal,
         on_change: Callable[[], None] = lambda: None,
         stamp_reader: Callable[[Any], Any] | None = None,
+        on_frame: Callable[[], None] | None = None,
         max_room_size: int = 6,
         tick: float = 1.0,
         stale_grace: float = 3.0,
@@ -48,6 +49,7 @@ class Mesh:
         self.send_signal = send_signal
         self.on_change = on_change
         self.stamp_reader = stamp_reader
+        self.on_frame = on_frame  # every peer's receiver calls it per new video frame
         self.max_room_size = max_room_size
         self.tick = tick
         self.stale_grace = stale_grace
@@ -165,6 +167,7 @@ class Mesh:
             send_signal=self.send_signal,
             on_change=lambda _p: self.on_change(),
             stamp_reader=self.stamp_reader,
+            on_frame=self.on_frame,
         )
         self.peers[remote] = peer
         log.info("mesh: peer %s (%s) added", remote, peer.name)

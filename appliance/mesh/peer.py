@@ -73,6 +73,7 @@ class Peer:
         send_signal: SendSignal,
         on_change: Callable[[Peer], None] = lambda p: None,
         stamp_reader: Callable[[Any], Any] | None = None,
+        on_frame: Callable[[], None] | None = None,
     ) -> None:
         self.local_id = local_id
         self.remote_id = remote_id
@@ -83,6 +84,7 @@ class Peer:
         self.send_signal = send_signal
         self.on_change = on_change
         self.stamp_reader = stamp_reader
+        self.on_frame = on_frame
         self.muted = False
         self.camera = True
         self.stale = False  # not (yet) in the room roster of the current signaling session
@@ -162,7 +164,9 @@ class Peer:
             if pc is not self.pc:
                 return
             if track.kind == "video":
-                self.video = VideoReceiver(track, label=self.label, stamp_reader=self.stamp_reader)
+                self.video = VideoReceiver(
+                    track, label=self.label, stamp_reader=self.stamp_reader, on_frame=self.on_frame
+                )
                 self.video.start()
             elif track.kind == "audio":
                 self.audio = AudioReceiver(track, label=self.label)

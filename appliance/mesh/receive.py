@@ -223,10 +223,19 @@ class _Rate:
 class VideoReceiver:
     """Drains one remote video track; exposes :attr:`latest`, fps and glass-to-glass latency."""
 
-    def __init__(self, track: Any, *, label: str, stamp_reader: StampReader | None = None, keep: int = 600) -> None:
+    def __init__(
+        self,
+        track: Any,
+        *,
+        label: str,
+        stamp_reader: StampReader | None = None,
+        keep: int = 600,
+        on_frame: Callable[[], None] | None = None,
+    ) -> None:
         self.track = track
         self.label = label
         self.stamp_reader = stamp_reader
+        self.on_frame = on_frame  # called on the loop after each new frame (wakes the display)
         self.latest = Latest()
         self.frames = 0
         self.first_frame_at: float | None = None
@@ -265,6 +274,8 @@ class VideoReceiver:
                     self.latencies_ms.append((time.time() - stamp.capture_time) * 1000.0)
             self.latest = Latest(frame, now, stamp)
             self.frames += 1
+            if self.on_frame is not None:
+                self.on_frame()
             if self.first_frame_at is None:
                 self.first_frame_at = now
                 log.info("rx %s: first video frame %dx%d", self.label, frame.width, frame.height)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from appliance.display import messages
 from appliance.display.model import Tile, UnitState, WallModel, quality_from
 from appliance.errors import DeviceError
 from appliance.mesh import ice
@@ -62,7 +63,7 @@ class UnitDaemon:
     def __init__(self, conf: Any) -> None:
         self.conf = conf
         self.name = conf.server.name or socket.gethostname().split(".")[0]
-        self.machine = StateMachine(name=self.name, room=conf.room)
+        self.machine = StateMachine(name=self.name, room=conf.room, mute_resets=conf.call.mute_resets)
         self.volume = 70
         self.started_wall = time.time()
         self.media = UnitMedia(conf, sender=zlib.crc32(self.name.encode()) & 0xFFFF, name=self.name)
@@ -73,17 +74,20 @@ class UnitDaemon:
             send_signal=self.signal.send_signal,
             on_change=self._changed,
             stamp_reader=default_stamp_reader(),
+            on_frame=self._frame_arrived,
         )
         self.status_server: Any = None
         self.wall: Any = None
         self.heartbeat: Any = None  # the systemd watchdog's beat(name), set by the runner
         self._listeners: list[StatusCallback] = []
+        self._frame_listeners: list[Callable[[], None]] = []
+        self._jobs: set[asyncio.Task[Any]] = set()
         self._file_task: asyncio.Task[None] | None = None
         self._lag_task: asyncio.Task[None] | None = None
         self.loop_lag_ms = 0.0  # worst event-loop delay over the last second (overload shows here first)
         self._notify_pending = False
         self._closed = False
-        self.machine.subscribe(lambda _m: self._changed())
+        self.machine.subscribe(self._machine_changed)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -143,14 +147,16 @@ class UnitDaemon:
 
     async def on_server_message(self, msg: dict[str, Any]) -> None:
         if msg["type"] == "error" and msg.get("code") in ("forbidden", "room_full") and msg.get("ref") in (None, "join"):
-            why = "the room is full" if msg["code"] == "room_full" else "this unit may not join it"
-            self.machine.fail(f"cannot join {self.conf.room}: {why} ({msg.get('message')})", msg["code"])
+            log.warning("%s: cannot join %s: %s", self.name, self.conf.room, msg["code"])
+            self.machine.fail(messages.for_code(msg["code"]), msg["code"])
         await self.mesh.on_message(msg)
 
-    async def on_signaling_error(self, message: str) -> None:
-        """Credentials refused: someone has to act (enroll the unit, fix the token file)."""
+    async def on_signaling_error(self, exc: BaseException) -> None:
+        """Credentials refused: someone has to act (enroll the unit, fix the token file).
+
+        The room sees a sentence it can act on; the server's own words stay in the log."""
         if self.machine.state != UnitState.IN_CALL:
-            self.machine.fail(f"the signaling server refused this unit: {message}", "auth")
+            self.machine.fail(messages.for_error(exc), "auth")
 
     async def on_signaling_down(self) -> None:
         if self.machine.state in (UnitState.IN_CALL, UnitState.JOINING):
@@ -228,6 +234,24 @@ class UnitDaemon:
 
         return unsubscribe
 
+    def subscribe_frames(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` on the loop whenever any peer's new video frame arrives."""
+        self._frame_listeners.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._frame_listeners:
+                self._frame_listeners.remove(callback)
+
+        return unsubscribe
+
+    def _frame_arrived(self) -> None:
+        for callback in list(self._frame_listeners):
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - a broken listener must not stop a receiver
+                log.exception("%s: frame listener failed", self.name)
+                self._frame_listeners.remove(callback)
+
     def wall_model(self) -> WallModel:
         m = self.machine
         tiles = []
@@ -262,6 +286,15 @@ class UnitDaemon:
         )
 
     # -- change notification ---------------------------------------------------------------
+
+    def _machine_changed(self, machine: StateMachine) -> None:
+        if machine.muted != self.media.muted:  # the machine unmuted at call end (call.mute_resets)
+            self.media.set_muted(machine.muted)
+            if not self._closed:
+                job = asyncio.get_running_loop().create_task(self.signal.send_state(machine.muted, machine.camera))
+                self._jobs.add(job)
+                job.add_done_callback(self._jobs.discard)
+        self._changed()
 
     def _changed(self) -> None:
         """Coalesce bursts of changes into one status callback per loop iteration."""

@@ -94,6 +94,13 @@ class StatusConfig:
 
 
 @dataclass(frozen=True)
+class CallConfig:
+    mute_resets: bool = setting(
+        True, help="unmute the microphone when a call ends, so the next meeting does not start muted"
+    )
+
+
+@dataclass(frozen=True)
 class UnitConfig:
     room: str = setting("lobby", help="room this unit joins at start", pattern=ROOM_PATTERN)
     state_dir: str = setting("/var/lib/wallmesh", help="device secret, pinned fingerprint, logs (mode 0700)")
@@ -102,6 +109,7 @@ class UnitConfig:
     snapshot_dir: str = setting("", help="write a PNG of the display here every snapshot_every_s (demo, diagnostics)")
     snapshot_every_s: float = setting(2.0, help="seconds between display snapshots", min=0.1, max=3600)
     server: ServerConfig = section(ServerConfig)
+    call: CallConfig = section(CallConfig)
     video: VideoSettings = section(VideoSettings)
     audio: AudioSettings = section(AudioSettings)
     quality: QualityConfig = section(QualityConfig)

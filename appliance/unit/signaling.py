@@ -37,7 +37,7 @@ class SignalHandler(Protocol):
     async def on_joined(self, msg: dict[str, Any]) -> None: ...
     async def on_server_message(self, msg: dict[str, Any]) -> None: ...
     async def on_signaling_down(self) -> None: ...
-    async def on_signaling_error(self, message: str) -> None: ...
+    async def on_signaling_error(self, exc: BaseException) -> None: ...
 
 
 def backoff_delays(cap: float, base: float = 0.25):
@@ -141,7 +141,7 @@ class SignalClient:
             except AuthError as exc:
                 self.last_error = f"{exc.code}: {exc.message}"
                 log.warning("signal %s: %s", self.device_id, self.last_error)
-                await self.handler.on_signaling_error(exc.message)
+                await self.handler.on_signaling_error(exc)
             except (OSError, WallmeshError, ValueError) as exc:
                 self.last_error = f"{exc.__class__.__name__}: {exc}"
                 log.info("signal %s: no session (%s)", self.device_id, self.last_error)

@@ -33,6 +33,8 @@ class Wall:
         self.model = WallModel()
         self.snapshots = 0
         self._unsubscribe: Any = None
+        self._unsubscribe_frames: Any = None
+        self._frame = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -41,6 +43,8 @@ class Wall:
         self.model = self.controller.wall_model()
         self.display = DisplayLoop(self.conf.display, lambda: self.model, heartbeat=self.heartbeat)
         await asyncio.to_thread(self.display.start)
+        if hasattr(self.controller, "subscribe_frames"):
+            self._unsubscribe_frames = self.controller.subscribe_frames(self._frame.set)
         self._tasks.append(asyncio.create_task(self._feed(), name="wall-model"))
         if self.conf.snapshot_dir:
             Path(self.conf.snapshot_dir).mkdir(parents=True, exist_ok=True)
@@ -58,11 +62,21 @@ class Wall:
             self._unsubscribe = self.leds.attach(self.controller)
 
     async def _feed(self) -> None:
+        """A fresh model as soon as a remote frame arrives (and at least at display rate otherwise).
+
+        The display thread paces its draws at ``display.fps`` by itself; waking it per frame
+        keeps a new picture from waiting for the next periodic rebuild, so the wall adds at
+        most one display frame of latency. Frames arriving together share one rebuild.
+        """
         period = 1.0 / self.conf.display.fps
         while True:
+            self._frame.clear()
             self.model = self.controller.wall_model()
             self.display.wake()
-            await asyncio.sleep(period)
+            try:
+                await asyncio.wait_for(self._frame.wait(), period)
+            except TimeoutError:
+                pass
 
     async def _snapshots(self) -> None:
         directory = Path(self.conf.snapshot_dir)
@@ -79,10 +93,12 @@ class Wall:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        for part in (self.buttons, self.leds):
-            if part is not None:
-                part.close()
+        for unsubscribe in (self._unsubscribe, self._unsubscribe_frames):
+            if unsubscribe is not None:
+                unsubscribe()
+        if self.buttons is not None:
+            await self.buttons.aclose()  # gpiozero joins a thread per button: not on the loop
+        if self.leds is not None:
+            await asyncio.to_thread(self.leds.close)
         if self.display is not None:
             await asyncio.to_thread(self.display.stop)

@@ -14,6 +14,7 @@ import stat
 import pytest
 
 from appliance.demo import server as demo_server
+from appliance.errors import AuthError
 from appliance.unit import config
 from appliance.unit.credentials import SECRET_FILE
 from appliance.unit.signaling import SignalClient, backoff_delays
@@ -27,7 +28,7 @@ class Recorder:
         self.joined: list[dict] = []
         self.messages: list[dict] = []
         self.downs = 0
-        self.errors: list[str] = []
+        self.errors: list[BaseException] = []
 
     async def on_session(self, welcome):
         self.welcomes.append(welcome)
@@ -41,8 +42,8 @@ class Recorder:
     async def on_signaling_down(self):
         self.downs += 1
 
-    async def on_signaling_error(self, message):
-        self.errors.append(message)
+    async def on_signaling_error(self, exc):
+        self.errors.append(exc)
 
 
 def unit_conf(tmp_path, name, server, **server_extra):
@@ -193,7 +194,7 @@ async def test_refused_credentials_are_reported_and_retried(tmp_path, server):
     await client.start()
     try:
         await until(lambda: len(rec.errors) >= 2, what="two refused attempts")
-        assert "missing.token" in rec.errors[0]
+        assert isinstance(rec.errors[0], AuthError) and "missing.token" in str(rec.errors[0])
         assert not rec.welcomes
     finally:
         await client.close()

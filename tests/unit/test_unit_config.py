@@ -57,3 +57,12 @@ def test_interfaces_become_host_candidate_addresses():
     policy = IcePolicy.from_config(conf.ice)
     assert "127.0.0.1" in policy.addresses  # named explicitly, so even loopback is offered
     assert policy.resolve_mdns
+
+
+def test_the_shipped_unit_config_documents_call_end_mute_and_volume_repeat():
+    text = (CONFIG_DIR / "unit.toml").read_text()
+    assert "[call]" in text and "mute_resets" in text and "volume_repeat" in text
+    conf = config.load(CONFIG_DIR / "unit.toml")
+    assert conf.call.mute_resets is True and conf.buttons.volume_repeat == 0.4
+    off = config.cfg.build(config.UnitConfig, {"call": {"mute_resets": False}}, "<t>")
+    assert off.call.mute_resets is False
