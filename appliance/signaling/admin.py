@@ -41,6 +41,7 @@ class Admin:
     def __init__(
         self, store: Store, tokens: TokenService, hasher: Hasher, *, url: str, fingerprint: str | None,
         enrollment_ttl_s: int, on_revoke: Callable[[str], None] | None = None,
+        on_remove_user: Callable[[str, float], None] | None = None,
     ) -> None:
         self.store = store
         self.tokens = tokens
@@ -49,6 +50,7 @@ class Admin:
         self.fingerprint = fingerprint
         self.enrollment_ttl_s = enrollment_ttl_s
         self._on_revoke = on_revoke
+        self._on_remove_user = on_remove_user
 
     async def add_user(self, name: str, password: str, rooms: Iterable[str] = ("*",)) -> None:
         import re
@@ -61,8 +63,12 @@ class Admin:
         log.info("user %s added", name)
 
     async def remove_user(self, name: str) -> None:
+        """Delete the account; its tokens are refused and its live connections closed."""
         if not await self.store.remove_user(name):
             raise AdminError(f"no user {name!r}")
+        log.warning("user %s removed", name)
+        if self._on_remove_user is not None:
+            self._on_remove_user(name, time.time())
 
     async def list_users(self) -> list[dict[str, Any]]:
         return [{"name": u["_id"], "rooms": u.get("rooms", []), "created": u.get("created")} for u in await self.store.list_users()]

@@ -12,6 +12,7 @@ import logging
 import math
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from aiohttp import WSCloseCode, web
 
 from appliance import protocol
 from appliance.errors import AuthError, StoreUnavailable
-from appliance.signaling.auth import Hasher, LoginThrottle, TokenService
+from appliance.signaling.auth import Claims, Hasher, LoginThrottle, TokenService
 from appliance.signaling.config import SignalConfig
 from appliance.signaling.metrics import Metrics
 from appliance.signaling.rooms import Hub, Peer
@@ -48,7 +49,18 @@ class Services:
     url: str = ""
     fingerprint: str | None = None
     revoked: set[str] = field(default_factory=set)
+    removed_users: dict[str, float] = field(default_factory=dict)
     connections: set[Any] = field(default_factory=set)
+
+    def refuses(self, claims: Claims) -> bool:
+        """True for a revoked device, or a user removed after the token was issued."""
+        if claims.kind == "device":
+            return claims.sub in self.revoked
+        removed = self.removed_users.get(claims.sub)
+        return removed is not None and claims.iat <= removed
+
+    def user_removed(self, name: str, at: float) -> None:
+        self.removed_users[name] = max(at, self.removed_users.get(name, 0.0))
 
 
 SERVICES = web.AppKey("services", Services)
@@ -210,18 +222,26 @@ STATIC = web.AppKey("static", Path)
 
 
 async def _revocations(s: Services) -> None:
-    """Re-read revoked devices; close their live connections (the CLI may revoke while we run)."""
+    """Re-read revoked devices and removed users; close their live connections
+    (the CLI may revoke or remove from another process while we run)."""
+    horizon = s.config.tokens.user_ttl_s  # a user token older than this has expired anyway
     while True:
         try:
-            revoked = await s.store.revoked_devices()
+            s.revoked = await s.store.revoked_devices()
+            cutoff = time.time() - horizon - 60
+            removed = await s.store.removed_users(cutoff)
+            s.removed_users = {n: at for n, at in s.removed_users.items() if at > cutoff}
+            for name, at in removed.items():
+                s.user_removed(name, at)
         except StoreUnavailable:
-            revoked = s.revoked
-        s.revoked = revoked
-        for peer in list(s.hub.peers.values()) if revoked else ():
-            if peer.kind == "device" and peer.claims.sub in revoked:
-                log.warning("device %s revoked: closing peer %s", peer.claims.sub, peer.peer_id)
-                peer.send(protocol.encode_error("unauthorized", "this device was revoked"))
-                peer.close(protocol.CLOSE_UNAUTHORIZED, "revoked")
+            pass  # keep what we knew; logins fail closed meanwhile
+        if s.revoked or s.removed_users:
+            for peer in list(s.hub.peers.values()):
+                if s.refuses(peer.claims):
+                    what = "device" if peer.kind == "device" else "user"
+                    log.warning("%s %s no longer admitted: closing peer %s", what, peer.claims.sub, peer.peer_id)
+                    peer.send(protocol.encode_error("unauthorized", f"this {what} was revoked or removed"))
+                    peer.close(protocol.CLOSE_UNAUTHORIZED, "revoked")
         await asyncio.sleep(s.config.revocation_poll_s)
 
 

@@ -165,6 +165,7 @@ class SignalServer:
         self.admin = Admin(
             self.store, self.tokens, self._hasher, url=self.url, fingerprint=self.fingerprint,
             enrollment_ttl_s=t.enrollment_ttl_s, on_revoke=self.services.revoked.add,
+            on_remove_user=self.services.user_removed,
         )
         info = {"url": self.url, "fingerprint": self.fingerprint, "pid": os.getpid()}
         server_info_file(self.state_dir).write_text(json.dumps(info) + "\n")

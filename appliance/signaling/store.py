@@ -40,6 +40,7 @@ class Store:
         self.devices = db["devices"]
         self.enrollments = db["enrollments"]
         self.calls = db["calls"]
+        self.removed = db["removed_users"]
         self.available = False
         self._calllog: collections.deque[dict[str, Any]] = collections.deque(maxlen=10000)
         self._calllog_wakeup = asyncio.Event()
@@ -122,8 +123,17 @@ class Store:
         await self._call(self.users.update_one({"_id": name}, {"$set": {"hash": password_hash}}))
 
     async def remove_user(self, name: str) -> bool:
+        """Delete the account; a tombstone (written first) refuses every token issued until now."""
+        if await self.get_user(name) is None:
+            return False
+        await self._call(self.removed.replace_one({"_id": name}, {"_id": name, "at": time.time()}, upsert=True))
         result = await self._call(self.users.delete_one({"_id": name}))
         return result.deleted_count == 1
+
+    async def removed_users(self, since: float) -> dict[str, float]:
+        """User name -> when it was last removed, for removals after ``since``."""
+        cursor = self.removed.find({"at": {"$gt": since}})
+        return {doc["_id"]: float(doc["at"]) for doc in await self._call(cursor.to_list(None))}
 
     async def list_users(self) -> list[dict[str, Any]]:
         cursor = self.users.find({}, {"hash": 0}).sort("_id", 1)

@@ -164,7 +164,7 @@ class Connection:
                 break
             except AuthError:
                 continue
-        if claims is None or (claims.kind == "device" and claims.sub in s.revoked):
+        if claims is None or s.refuses(claims):
             self.error("unauthorized", "token refused", "hello")
             self.close(protocol.CLOSE_UNAUTHORIZED, "unauthorized")
             return False

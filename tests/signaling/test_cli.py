@@ -100,6 +100,7 @@ async def test_admin_beside_a_running_server_and_live_revoke(state: Path) -> Non
         async with aiohttp.ClientSession() as http:
             async with http.post(server.url + "/api/auth/login", json={"username": "frank", "password": "long enough pw"}) as r:
                 assert r.status == 200
+                frank_token = (await r.json())["token"]
             async with http.post(server.url + "/api/devices/enroll", json={"enrollment_token": token, "device_id": "pi-cli"}) as r:
                 assert r.status == 201
                 secret = (await r.json())["device_secret"]
@@ -116,6 +117,18 @@ async def test_admin_beside_a_running_server_and_live_revoke(state: Path) -> Non
             assert revoke.returncode == 0, revoke.stderr
             assert await dev.expect_close(timeout=5) == 4401
             assert loop.time() - start < 5
+            # removing a user from another process closes that user's live connection too
+            frank = Client(await http.ws_connect(server.url.replace("http", "ws") + "/ws"))
+            await frank.send({"type": "hello", "token": frank_token})
+            await frank.recv("welcome")
+            start = loop.time()
+            remove = await asyncio.to_thread(cli, "user", "remove", "frank", state=state)
+            assert remove.returncode == 0, remove.stderr
+            assert await frank.expect_close(timeout=5) == 4401
+            assert loop.time() - start < 5
+            late = Client(await http.ws_connect(server.url.replace("http", "ws") + "/ws"))
+            await late.send({"type": "hello", "token": frank_token})
+            assert (await late.recv())["code"] == "unauthorized"
     finally:
         assert server.stop() == 0
     assert not (state / "store.uri").exists()

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from appliance.signaling.admin import AdminError
 from appliance.signaling.server import SignalServer
 
 from .conftest import PASSWORD, Client, make_config, user_token
@@ -109,3 +110,39 @@ async def test_revoked_device_is_closed_and_refused(server: SignalServer, http) 
     assert (await again.recv())["code"] == "unauthorized"
     async with http.post(server.url + "/api/auth/device", json={"device_id": "pi-r", "device_secret": secret}) as r:
         assert r.status == 401
+
+
+async def test_removed_user_is_closed_and_refused(server: SignalServer, http) -> None:
+    token = user_token(server, "alice")
+    alice = await Client.connect(http, server, token)
+    await alice.join("lobby")
+    bob = await Client.connect(http, server, user_token(server, "bob"))
+    await bob.join("lobby")
+    # remove through the store directly, as a CLI in another process would
+    assert await server.store.remove_user("alice")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    assert await alice.expect_close(timeout=5) == 4401
+    assert loop.time() - start < 5
+    assert (await bob.recv("peer-left"))["peer_id"] == alice.peer_id
+    again = await Client.connect(http, server)
+    await again.send({"type": "hello", "token": token})  # verified (and cached) before: still refused
+    assert (await again.recv())["code"] == "unauthorized"
+    async with http.post(server.url + "/api/auth/login", json={"username": "alice", "password": PASSWORD}) as r:
+        assert r.status == 401
+    # other users are untouched, and a re-added alice gets in with a fresh token
+    await bob.send({"type": "ping", "id": "still-here"})
+    assert (await bob.recv("pong"))["id"] == "still-here"
+    await asyncio.sleep(1.1)  # token times are whole seconds: the next one must be issued after the removal
+    await server.admin.add_user("alice", PASSWORD)
+    async with http.post(server.url + "/api/auth/login", json={"username": "alice", "password": PASSWORD}) as r:
+        fresh = (await r.json())["token"]
+    assert (await Client.connect(http, server, fresh)).peer_id
+
+
+async def test_admin_remove_user_closes_live_connections(server: SignalServer, http) -> None:
+    alice = await Client.connect(http, server, user_token(server, "alice"))
+    await server.admin.remove_user("alice")
+    assert await alice.expect_close(timeout=5) == 4401
+    with pytest.raises(AdminError):
+        await server.admin.remove_user("alice")
