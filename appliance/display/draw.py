@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pygame
 
-from appliance.display.theme import Fonts
+from appliance.display.theme import Fonts, printable
 
 
 def text(surface, fonts: Fonts, s: str, px: float, colour, pos, anchor: str = "topleft", bold: bool = False):
@@ -20,6 +20,7 @@ def wrap(fonts: Fonts, s: str, px: float, max_width: int, bold: bool = False) ->
     font = fonts.get(int(px), bold)
     lines: list[str] = []
     for paragraph in s.splitlines() or [""]:
+        paragraph = printable(paragraph)
         line = ""
         for word in paragraph.split():
             candidate = f"{line} {word}".strip()

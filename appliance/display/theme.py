@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import unicodedata
 from functools import lru_cache
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,22 @@ def initials(name: str) -> str:
     return (parts[0][0] + parts[-1][0]).upper()
 
 
+def printable(text: str) -> str:
+    """``text`` as SDL_ttf can draw it: control characters (NUL, ESC, ...) dropped, lone
+    surrogates replaced. Names and rooms come from other participants over the network; one
+    NUL would otherwise fail every frame of the wall."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category == "Cs":
+            out.append("\ufffd")
+        elif category != "Cc":
+            out.append(ch)
+    return "".join(out)
+
+
 class Fonts:
     """Font objects by (weight, pixel size), created once; needs ``pygame.font`` only."""
 
@@ -84,10 +101,11 @@ class Fonts:
         return font
 
     def render(self, text: str, px: int, colour, bold: bool = False):
-        return self.get(int(px), bold).render(text, True, colour)
+        return self.get(int(px), bold).render(printable(text), True, colour)
 
     def fit(self, text: str, px: int, max_width: int, bold: bool = False) -> str:
-        """``text`` shortened with an ellipsis so it fits ``max_width`` pixels."""
+        """``text`` (made :func:`printable`) shortened with an ellipsis so it fits ``max_width`` pixels."""
+        text = printable(text)
         font = self.get(int(px), bold)
         if font.size(text)[0] <= max_width:
             return text

@@ -189,6 +189,34 @@ def test_bad_frames_do_not_crash(caplog):
     assert text_pixels(pixels(comp.screen.surface, rect)) > 100, "a card, not an empty panel"
 
 
+def test_hostile_names_from_the_network_are_drawn_not_fatal():
+    """Names and room come from other participants: a NUL, a lone surrogate or control
+    characters must not make every frame fail (which would starve the watchdog)."""
+    comp = compositor(SIZES["720p"])
+    model = call(3)
+    model.tiles[0].name = "Mallory\x00\x00"
+    model.tiles[1].name = "Eve \ud800\x1b[2J"
+    model.tiles[1].frame = None  # the camera-off card draws the initials too
+    model.tiles[2].name = "\x00"
+    comp.draw(model)
+    assert comp.frames == 1
+    rect = tile_rects(SIZES["720p"], 3)[0]
+
+    def differing_pixels(name):  # against the same tile drawn with ``name``
+        other = compositor(SIZES["720p"])
+        model.tiles[0].name = name
+        other.draw(model)
+        a, b = pixels(comp.screen.surface, rect).astype(int), pixels(other.screen.surface, rect).astype(int)
+        return int((np.abs(a - b).max(axis=2) > 0).sum())
+
+    # the readable part of the name is shown (a few pixels of scaler noise aside), and the check can tell names apart
+    assert differing_pixels("Mallory") < 40
+    assert differing_pixels("Trent") > 200
+    idle = WallModel(state=UnitState.ERROR, room="board\x00room", message="Camera\x00 not found \ud800— call IT")
+    comp.draw(idle)
+    assert comp.frames == 2
+
+
 def test_peers_that_leave_are_forgotten():
     comp = compositor(SIZES["720p"])
     model = call(3)
