@@ -152,8 +152,12 @@ async def test_unreachable_server_then_retry_with_backoff(server, make_card, unu
     with pytest.raises(ProvisioningError, match="cannot reach the signaling server"):
         await prov.run_once()
     task = asyncio.create_task(prov.run(retry=True, first_delay_s=0.1, max_delay_s=0.4))
-    await asyncio.sleep(0.5)
-    assert not task.done() and "cannot reach" in (card.state_dir / NOTICE).read_text()
+    notice = card.state_dir / NOTICE
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while loop.time() < deadline and not (notice.exists() and "cannot reach" in notice.read_text()):
+        await asyncio.sleep(0.05)
+    assert not task.done() and "cannot reach" in notice.read_text()
     again = SignalServer(SignalConfig(host="127.0.0.1", port=unused_tcp_port), state_dir=card.state_dir.parent / "srv")
     await again.start()
     try:
