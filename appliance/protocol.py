@@ -91,7 +91,12 @@ def valid_room(name: object) -> bool:
 
 def load_frame(frame: bytes | str) -> dict[str, Any]:
     """Decode one frame into a JSON object that has a string ``type``; size checked first."""
-    size = len(frame.encode("utf-8")) if isinstance(frame, str) else len(frame)
+    if isinstance(frame, str):
+        try:
+            frame = frame.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no UTF-8 form, so no valid JSON text either
+            raise ProtocolError("bad_message", "frame is not valid UTF-8") from None
+    size = len(frame)
     if size > MAX_FRAME_BYTES:
         raise ProtocolError("too_large", f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
     try:

@@ -113,3 +113,21 @@ def test_parse_never_raises_anything_else(raw) -> None:
 @given(st.from_regex(p.ROOM_PATTERN, fullmatch=True))
 def test_room_names_from_the_pattern_are_valid(room) -> None:
     assert p.valid_room(room) == (not room.endswith("\n"))
+
+
+@pytest.mark.parametrize("parse", [p.parse_client, p.parse_server])
+@pytest.mark.parametrize("raw", ["\ud800", '{"type":"ping","id":"\udfff"}', '{"type":"hello","token":"a\ud83d"}'])
+def test_text_frames_without_a_utf8_form_are_bad_messages(parse, raw) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse(raw)
+    assert info.value.code == "bad_message"
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=80), st.sampled_from(["\ud800", "\udbff", "\udc00", ""]), st.text(max_size=80))
+def test_text_frames_never_raise_anything_else(head, surrogate, tail) -> None:
+    for parse in (p.parse_client, p.parse_server):
+        try:
+            parse(head + surrogate + tail)
+        except ProtocolError as exc:
+            assert exc.code in p.ERROR_CODES
