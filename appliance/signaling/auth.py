@@ -17,7 +17,6 @@ import asyncio
 import collections
 import json
 import logging
-import os
 import secrets
 import time
 import uuid
@@ -29,6 +28,7 @@ from types import MappingProxyType
 from typing import Any
 
 from appliance.errors import AuthError
+from appliance.fleet.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +51,6 @@ class Claims:
 
     def grants(self, room: str) -> bool:
         return "*" in self.rooms or room in self.rooms
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
 
 
 class KeyRing:
@@ -113,12 +104,12 @@ class KeyRing:
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        _write_private(self.dir / f"{kid}.pem", pem)
+        write_atomic(self.dir / f"{kid}.pem", pem, mode=0o600)
         index = self._index()
         if index["current"]:
             index["retired"][index["current"]] = time.time()
         index["current"] = kid
-        _write_private(self.dir / "index.json", json.dumps(index, indent=1).encode())
+        write_atomic(self.dir / "index.json", json.dumps(index, indent=1), mode=0o600)
         log.info("signing key %s is now current", kid)
         self.load()
         return kid

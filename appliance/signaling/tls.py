@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
-import os
 import socket
 import ssl
 from pathlib import Path
+
+from appliance.fleet.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,6 @@ def _names(host: str) -> tuple[list[str], list[str]]:
         if host:
             dns.add(host)
     return sorted(dns), sorted(ips)
-
-
-def _write(path: Path, data: bytes, private: bool) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
 
 
 def ensure_site_cert(state_dir: Path, host: str) -> tuple[Path, Path]:
@@ -95,10 +90,12 @@ def ensure_site_cert(state_dir: Path, host: str) -> tuple[Path, Path]:
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    _write(tls_dir / "ca.key", ca_key.private_bytes(pem, pkcs8, plain), True)
-    _write(tls_dir / "ca.crt", ca.public_bytes(pem), False)
-    _write(key_path, key.private_bytes(pem, pkcs8, plain), True)
-    _write(cert_path, cert.public_bytes(pem) + ca.public_bytes(pem), False)
+    # each file replaced atomically and the certificate last: a power cut part-way leaves
+    # no certificate, so the next start makes the whole set again instead of serving half of it
+    write_atomic(tls_dir / "ca.key", ca_key.private_bytes(pem, pkcs8, plain), mode=0o600)
+    write_atomic(tls_dir / "ca.crt", ca.public_bytes(pem), mode=0o644)
+    write_atomic(key_path, key.private_bytes(pem, pkcs8, plain), mode=0o600)
+    write_atomic(cert_path, cert.public_bytes(pem) + ca.public_bytes(pem), mode=0o644)
     log.info("generated the site CA and server certificate in %s", tls_dir)
     return cert_path, key_path
 
