@@ -311,6 +311,11 @@ class Provisioner:
         except AuthError as exc:
             if exc.code == "device_exists":
                 raise _DeviceExists(device_id) from exc
+            if exc.code in ("store_unavailable", "rate_limited"):
+                raise ProvisioningError(
+                    f"the server at {url} cannot enroll devices right now ({exc.code}); the token is fine "
+                    "and this unit will try again by itself."
+                ) from exc
             raise ProvisioningError(
                 f"the server at {url} refused the enrollment token ({exc.code}): it is wrong, expired or revoked. "
                 f"Make a new one with `wallmesh device token` and put it in {bootfile.FILENAME} on the boot partition."

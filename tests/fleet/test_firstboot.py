@@ -133,6 +133,22 @@ async def test_refused_token_is_explained(server, make_card, how: str) -> None:
     assert await server.admin.list_devices() == []
 
 
+async def test_server_without_its_store_is_not_blamed_on_the_token(server, make_card) -> None:
+    token = await server.admin.enrollment_token(ttl_s=600)
+    card = make_card("a", boot_text(server.url, token))
+    await server.embedded.stop(release=False)  # the server answers 503 store_unavailable
+    try:
+        with pytest.raises(ProvisioningError) as info:
+            await Provisioner(card).run(retry=False)
+        message = str(info.value)
+        assert "cannot enroll devices right now" in message and "wrong, expired or revoked" not in message
+        assert pending(card.state_dir) and "enrollment_token" in (card.boot / "wallmesh.toml").read_text()
+    finally:
+        await server.embedded.start()
+    await Provisioner(card).run_once()  # the same token works once the store is back
+    assert_provisioned(card)
+
+
 async def test_unreachable_server_then_retry_with_backoff(server, make_card, unused_tcp_port) -> None:
     import asyncio
 
