@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import fractions
 import time
 
 import av
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
