@@ -7,6 +7,11 @@ loopback status endpoint — and is the production
 :class:`~appliance.unit.controller.UnitController` that buttons, the status
 endpoint and the display drive. It owns the order of start-up and shutdown;
 each part owns its own resources.
+
+Start-up overlaps the two slow things a unit does before its first picture:
+signaling (mDNS discovery, enrollment, token, hello) runs while the camera,
+encoder and audio devices open; the ``join`` waits for the devices, so the room
+never sees a participant whose media cannot be offered yet.
 """
 
 from __future__ import annotations
@@ -87,15 +92,21 @@ class UnitDaemon:
         self.loop_lag_ms = 0.0  # worst event-loop delay over the last second (overload shows here first)
         self._notify_pending = False
         self._closed = False
+        self._devices_open = asyncio.Event()  # the join waits for it (see on_session)
         self.machine.subscribe(self._machine_changed)
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open devices (a missing one raises DeviceError), then signaling, mesh and status."""
+        """Signaling starts, then the devices open meanwhile (a missing one raises DeviceError);
+        then status and the wall. The room is joined once the devices are open."""
         Path(self.conf.state_dir).expanduser().mkdir(parents=True, exist_ok=True, mode=0o700)
-        await self.media.start()
         self.mesh.start()
+        if self.conf.autojoin:
+            self.machine.to(UnitState.JOINING, "autojoin at start")
+        await self.signal.start()  # its task locates and authenticates while the devices open
+        await self.media.start()
+        self._devices_open.set()
         from appliance.unit.status import StatusServer
 
         self.status_server = StatusServer(self, self.conf.status.host, self.conf.status.port)
@@ -112,9 +123,6 @@ class UnitDaemon:
         self._lag_task = asyncio.create_task(self._watch_loop_lag(), name="loop-lag")
         if self.conf.status.file:
             self._file_task = asyncio.create_task(self._write_status_file(), name="status-file")
-        if self.conf.autojoin:
-            self.machine.to(UnitState.JOINING, "autojoin at start")
-        await self.signal.start()
 
     async def close(self) -> None:
         if self._closed:
@@ -135,6 +143,7 @@ class UnitDaemon:
     # -- SignalHandler ---------------------------------------------------------------------
 
     async def on_session(self, welcome: dict[str, Any]) -> None:
+        await self._devices_open.wait()  # the signaling client joins after this returns
         self.mesh.set_session(welcome)
         if self.machine.state == UnitState.ERROR and self.signal.want_room:
             self.machine.to(UnitState.JOINING, "signaling server accepted the unit")
