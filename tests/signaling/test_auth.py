@@ -132,9 +132,10 @@ def test_rotation_keeps_old_tokens_until_they_expire(tmp_path) -> None:
     assert ring.current != first
     new = svc.issue("user", "alice", "alice", ["*"], 60)
     assert pyjwt.get_unverified_header(new)["kid"] == ring.current
-    svc.verify(old, "user")
+    svc.verify(old, "user")  # now also in the token cache
     svc.verify(new, "user")
-    # once the retired key is older than any token it could have signed, it is dropped
+    # once the retired key is older than any token it could have signed, it is dropped,
+    # and a cached token signed by it is refused like any other
     index = json.loads((tmp_path / "keys" / "index.json").read_text())
     index["retired"][first] = time.time() - 7200
     (tmp_path / "keys" / "index.json").write_text(json.dumps(index))
@@ -217,18 +218,3 @@ def test_cached_token_refused_after_it_expires(svc) -> None:
     with pytest.raises(AuthError):
         svc.verify(token, "user")
 
-
-def test_cached_token_refused_once_its_key_is_dropped(tmp_path) -> None:
-    ring = KeyRing(tmp_path, max_token_ttl_s=3600)
-    ring.load()
-    svc = TokenService(ring, issuer="i", audience="a")
-    old = svc.issue("user", "alice", "alice", ["*"], 600)
-    first = ring.current
-    svc.verify(old, "user")
-    ring.rotate()
-    index = json.loads((tmp_path / "keys" / "index.json").read_text())
-    index["retired"][first] = time.time() - 7200
-    (tmp_path / "keys" / "index.json").write_text(json.dumps(index))
-    ring.load()
-    with pytest.raises(AuthError):
-        svc.verify(old, "user")

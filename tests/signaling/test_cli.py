@@ -61,6 +61,13 @@ class Running:
             self._log.close()
 
 
+async def _hello(http: aiohttp.ClientSession, server: Running, token: str) -> Client:
+    """A WebSocket to the running server that has sent ``hello`` with ``token``."""
+    client = Client(await http.ws_connect(server.url.replace("http", "ws") + "/ws"))
+    await client.send({"type": "hello", "token": token})
+    return client
+
+
 @pytest.fixture
 def state(tmp_path: Path) -> Path:
     return tmp_path / "state"
@@ -106,9 +113,7 @@ async def test_admin_beside_a_running_server_and_live_revoke(state: Path) -> Non
                 secret = (await r.json())["device_secret"]
             async with http.post(server.url + "/api/auth/device", json={"device_id": "pi-cli", "device_secret": secret}) as r:
                 device_token = (await r.json())["token"]
-            ws = await http.ws_connect(server.url.replace("http", "ws") + "/ws")
-            dev = Client(ws)
-            await dev.send({"type": "hello", "token": device_token})
+            dev = await _hello(http, server, device_token)
             await dev.recv("welcome")
             assert "pi-cli" in (await asyncio.to_thread(cli, "device", "list", state=state)).stdout
             loop = asyncio.get_running_loop()
@@ -118,16 +123,14 @@ async def test_admin_beside_a_running_server_and_live_revoke(state: Path) -> Non
             assert await dev.expect_close(timeout=5) == 4401
             assert loop.time() - start < 5
             # removing a user from another process closes that user's live connection too
-            frank = Client(await http.ws_connect(server.url.replace("http", "ws") + "/ws"))
-            await frank.send({"type": "hello", "token": frank_token})
+            frank = await _hello(http, server, frank_token)
             await frank.recv("welcome")
             start = loop.time()
             remove = await asyncio.to_thread(cli, "user", "remove", "frank", state=state)
             assert remove.returncode == 0, remove.stderr
             assert await frank.expect_close(timeout=5) == 4401
             assert loop.time() - start < 5
-            late = Client(await http.ws_connect(server.url.replace("http", "ws") + "/ws"))
-            await late.send({"type": "hello", "token": frank_token})
+            late = await _hello(http, server, frank_token)
             assert (await late.recv())["code"] == "unauthorized"
     finally:
         assert server.stop() == 0
