@@ -78,6 +78,13 @@ class Connection:
         self.ping_after = services.config.heartbeat.idle_s * random.uniform(1.0, 1.1)
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
+        # The task reading this socket, and whether close() interrupted it. aiohttp's
+        # close() run beside a pending receive() drops the TCP connection right after the
+        # close frame, and a client that is still answering a ping then sees 1006 instead
+        # of our close code; so the reader is stopped first, then the handshake is done.
+        self._reader: asyncio.Task[None] | None = None
+        self._interrupted = False
+        self._reader_done = asyncio.Event()
 
     # --- output ---------------------------------------------------------------
 
@@ -98,10 +105,19 @@ class Connection:
         self.s.metrics.closes.labels(reason).inc()
         if self.peer is not None:
             self.s.hub.remove(self.peer, reason)
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task() and not self._reader_done.is_set():
+            self._interrupted = True
+            reader.cancel()  # serve() takes this cancel back (see there); the reader itself just returns
         self._close_task = self.loop.create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         await self.outbox.close()  # what was queued (e.g. the error saying why) goes first
+        try:
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await self._reader_done.wait()
+        except TimeoutError:
+            pass
         try:
             async with asyncio.timeout(CLOSE_WAIT_S + 1):
                 await self.ws.close(code=code, message=reason.encode()[:120])
@@ -115,10 +131,17 @@ class Connection:
     async def serve(self) -> None:
         s = self.s
         s.connections.add(self)
+        task = self._reader = asyncio.current_task()
         try:
             if await self._hello():
                 await self._loop()
+        except asyncio.CancelledError:
+            # close() from another task stops the reader with one cancel; anything else
+            # (the server shutting down) is a real cancellation and goes on up
+            if not self._interrupted or task is None or task.uncancel() > 0:
+                raise
         finally:
+            self._reader_done.set()
             s.connections.discard(self)
             if self.peer is not None:
                 s.hub.remove(self.peer, "disconnected")
@@ -144,6 +167,8 @@ class Connection:
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 return False
             if not self._admit():
+                if self._closing:
+                    return False
                 continue
             try:
                 hello = protocol.parse_client(msg.data)
@@ -197,6 +222,8 @@ class Connection:
             if kind is WSMsgType.TEXT:
                 metrics.received += 1
                 if not self._admit():
+                    if self._closing:
+                        return
                     continue
                 try:
                     m = protocol.parse_client(msg.data)
@@ -217,6 +244,8 @@ class Connection:
                     self.error(exc.code, exc.message, exc.ref)
                     if exc.code in ("bad_message", "too_large") and not self.abuse.take(self.loop.time()):
                         self.close(protocol.CLOSE_BAD_MESSAGES, "malformed frames")
+                if self._closing:
+                    return  # closed by this frame (abuse, flood): stop reading, let the handshake run
             elif kind is WSMsgType.PONG:
                 self.last_rx = self.loop.time()
             elif kind is WSMsgType.PING:
@@ -227,6 +256,7 @@ class Connection:
                 self.error("bad_message", "frames are JSON text")
                 if not self.abuse.take(self.loop.time()):
                     self.close(protocol.CLOSE_BAD_MESSAGES, "malformed frames")
+                    return
             else:  # CLOSE, CLOSING, CLOSED, ERROR (aiohttp already answered a protocol error)
                 if kind is WSMsgType.ERROR:
                     log.info("peer %s: connection error %s", peer.peer_id, type(msg.data).__name__)

@@ -146,3 +146,50 @@ async def test_admin_remove_user_closes_live_connections(server: SignalServer, h
     assert await alice.expect_close(timeout=5) == 4401
     with pytest.raises(AdminError):
         await server.admin.remove_user("alice")
+
+
+async def _raw_ws(server: SignalServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket spoken by hand, so the test sees exactly when the server hangs up."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+def _client_frame(opcode: int, payload: bytes) -> bytes:
+    n = len(payload)
+    size = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    return bytes([0x80 | opcode]) + size + b"\0\0\0\0" + payload  # masked with a zero key
+
+
+async def _server_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    b0, b1 = await reader.readexactly(2)
+    n = b1 & 0x7F
+    if n >= 126:
+        n = int.from_bytes(await reader.readexactly(2 if n == 126 else 8), "big")
+    return b0 & 0x0F, await reader.readexactly(n)
+
+
+async def test_closed_from_the_server_side_waits_for_the_clients_close_frame(server: SignalServer) -> None:
+    """A connection closed by the server (here: its user removed) gets a real close handshake:
+    the server waits for the client's answer instead of dropping TCP under it (seen as 1006)."""
+    reader, writer = await _raw_ws(server)
+    try:
+        hello = b'{"type":"hello","token":"%s"}' % user_token(server, "alice").encode()
+        writer.write(_client_frame(0x1, hello))
+        assert b'"welcome"' in (await _server_frame(reader))[1]
+        await server.admin.remove_user("alice")
+        async with asyncio.timeout(10):
+            while (frame := await _server_frame(reader))[0] != 0x8:
+                pass
+        assert int.from_bytes(frame[1][:2], "big") == 4401
+        with pytest.raises(TimeoutError):  # still connected, waiting for our close frame
+            async with asyncio.timeout(1.0):
+                await reader.read(1)
+        writer.write(_client_frame(0x8, frame[1][:2]))
+        async with asyncio.timeout(10):
+            assert await reader.read(1) == b""  # then the server hangs up
+    finally:
+        writer.close()
