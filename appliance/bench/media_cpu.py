@@ -25,6 +25,7 @@ are left out. The whole window's raw figure and frame rate are in the detail col
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -52,11 +53,11 @@ class Case:
     seconds: float
 
 
-def _loopback_only() -> None:
-    """In the bench processes only: gather ICE host candidates on 127.0.0.1 (aioice skips it)."""
-    import aioice.ice
+def _loopback_only() -> contextlib.AbstractContextManager[None]:
+    """Gather ICE host candidates on 127.0.0.1 only (aioice skips it), for the block's duration."""
+    from appliance.mesh.ice import IcePolicy, process_default
 
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else []
+    return process_default(IcePolicy(addresses=("127.0.0.1",)))
 
 
 def _pin_aiortc_bitrate() -> None:
@@ -124,7 +125,7 @@ async def _sender(link: _Link, case: Case) -> dict[str, Any]:
     from aiortc.contrib.media import MediaRelay
 
     from appliance.capture.pattern import PatternSource
-    from appliance.mesh.codecs import prefer_h264_all
+    from appliance.mesh.negotiation import prefer_h264_all
     from appliance.mesh.fanout import SharedVideo
 
     source = PatternSource(width=WIDTH, height=HEIGHT, fps=FPS, sender=1)
@@ -318,8 +319,8 @@ async def _measure(case: Case) -> tuple[dict[str, Any], float]:
 
 def measure(case: Case) -> tuple[dict[str, Any], float]:
     """Run one case: the sender in its own process, the receivers here. Returns (sender result, min fps)."""
-    _loopback_only()
-    return asyncio.run(_measure(case))
+    with _loopback_only():
+        return asyncio.run(_measure(case))
 
 
 _PATHS = {
@@ -370,12 +371,12 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["--sender"]:
         mode, peers, warmup, seconds = argv[1], int(argv[2]), float(argv[3]), float(argv[4])
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-        _loopback_only()
         if mode in ("default", "matched"):
             _pin_aiortc_bitrate()
         if mode == "matched":
             _align_aiortc_encoder(THREADS)
-        asyncio.run(_sender_main(mode, peers, warmup, seconds))
+        with _loopback_only():
+            asyncio.run(_sender_main(mode, peers, warmup, seconds))
         return
     from appliance.bench.report import Report
 

@@ -10,7 +10,7 @@ path also sends RFC 6464 audio levels, which aiortc only computes from raw frame
 Muting closes the microphone itself and sends generated silence instead, so no captured
 sound can leave the unit while muted (the device is released, not just a sender flag).
 Shared Opus packets are only valid on an Opus-negotiated sender:
-:func:`appliance.mesh.codecs.prefer_opus` pins that.
+:func:`appliance.mesh.negotiation.prefer_opus` pins that.
 
 Receiving — :class:`AudioMixer` takes each remote audio track (``add(peer_id, track)``,
 ``remove(peer_id)``), decodes/resamples it to 48 kHz mono, keeps a short bounded jitter

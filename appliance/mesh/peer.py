@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from appliance.mesh import ice
-from appliance.mesh.codecs import prefer_h264_all
+from appliance.mesh.negotiation import prefer_h264_all
 from appliance.mesh.receive import AudioReceiver, VideoReceiver, bound_decode_backlog
 from appliance.mesh.stats import StatsSampler
 

@@ -2,7 +2,7 @@
 
 ``loopback_ice`` makes aioice gather host candidates on 127.0.0.1 only, for this test
 process, so two real RTCPeerConnections in one process connect over loopback (aioice
-skips 127.0.0.1 by default). ``new_pc`` makes peer connections closed at teardown; ``connect_pair`` runs a full offer/answer between two peers.
+skips 127.0.0.1 by default), through :func:`appliance.mesh.ice.process_default`. ``new_pc`` makes peer connections closed at teardown; ``connect_pair`` runs a full offer/answer between two peers.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ import pytest
 
 
 @pytest.fixture
-def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
-    import aioice.ice
+def loopback_ice():
+    """Peer connections made during the test gather on 127.0.0.1: the unit's own loopback mode."""
+    from appliance.mesh.ice import IcePolicy, process_default
 
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else [])
+    with process_default(IcePolicy(addresses=("127.0.0.1",))):
+        yield
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from appliance.capture.pattern import PatternSource, read_stamp
-from appliance.mesh.codecs import negotiated_video_codec, prefer_h264_all
+from appliance.mesh.negotiation import negotiated_video_codec, prefer_h264_all
 from appliance.mesh.fanout import SharedVideo
 from appliance.mesh.quality import TIERS
 

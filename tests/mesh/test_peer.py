@@ -15,7 +15,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from appliance.mesh import ice
-from appliance.mesh.codecs import prefer_h264
+from appliance.mesh.negotiation import prefer_h264
 from appliance.mesh.peer import Peer
 from appliance.unit import config
 from appliance.unit.media import UnitMedia
@@ -303,7 +303,7 @@ async def test_the_unit_answers_a_browser_offer_with_h264_and_opus(media):
     must still pick H.264 and Opus (the shared audio sends Opus packets to everyone)."""
     from aiortc import RTCRtpSender
 
-    from appliance.mesh.codecs import negotiated_video_codec
+    from appliance.mesh.negotiation import negotiated_video_codec
 
     browser = RTCPeerConnection(LOOPBACK.rtc_configuration())
     sent: list[dict] = []

@@ -11,7 +11,7 @@ On the answering side aiortc 1.16 settles the codec list inside ``setRemoteDescr
 using the preferences of the transceiver the offer's m-line lands on. So the answering unit
 adds its tracks first (``addTrack`` creates transceivers that the offer's m-lines then
 reuse), calls :func:`prefer_h264_all`, and only then applies the remote offer; preferences
-set after ``setRemoteDescription()`` come too late (tests/mesh/test_codecs.py shows both).
+set after ``setRemoteDescription()`` come too late (tests/mesh/test_negotiation.py shows both).
 Chrome, Firefox and Safari all offer 42e01f.
 """
 

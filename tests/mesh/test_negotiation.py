@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from appliance.capture.pattern import PatternSource, read_stamp
-from appliance.mesh.codecs import h264_preferences, negotiated_video_codec, opus_preferences, prefer_h264_all
+from appliance.mesh.negotiation import h264_preferences, negotiated_video_codec, opus_preferences, prefer_h264_all
 from appliance.mesh.fanout import SharedVideo
 
 

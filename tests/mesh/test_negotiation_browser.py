@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from appliance.capture.pattern import PatternSource
-from appliance.mesh.codecs import negotiated_video_codec, prefer_h264_all
+from appliance.mesh.negotiation import negotiated_video_codec, prefer_h264_all
 from appliance.mesh.fanout import SharedVideo
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
