@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -22,39 +23,43 @@ def test_made_once_with_private_keys(tmp_path: Path) -> None:
     tls.server_context(cert, key)
 
 
-def test_power_cut_while_writing_leaves_no_half_certificate(tmp_path: Path, monkeypatch) -> None:
+@pytest.fixture
+def power_cut(monkeypatch):
+    """``with power_cut("name"):`` -- the write that would put ``name`` in place never lands."""
     real = os.replace
 
-    def cut(src, dst, *a, **kw):
-        if str(dst).endswith("server.crt"):
-            raise OSError("power cut")
-        return real(src, dst, *a, **kw)
+    @contextlib.contextmanager
+    def cut_at(name: str):
+        def replace(src, dst, *a, **kw):
+            if str(dst).endswith(name):
+                raise OSError("power cut")
+            return real(src, dst, *a, **kw)
 
-    monkeypatch.setattr(os, "replace", cut)
-    with pytest.raises(OSError):
+        monkeypatch.setattr(os, "replace", replace)
+        try:
+            with pytest.raises(OSError, match="power cut"):
+                yield
+        finally:
+            monkeypatch.setattr(os, "replace", real)
+
+    return cut_at
+
+
+def test_power_cut_while_writing_leaves_no_half_certificate(tmp_path: Path, power_cut) -> None:
+    with power_cut("server.crt"):
         tls.ensure_site_cert(tmp_path, "127.0.0.1")
-    monkeypatch.setattr(os, "replace", real)
     assert not (tmp_path / "tls" / "server.crt").exists()
     cert, key = tls.ensure_site_cert(tmp_path, "127.0.0.1")
     tls.server_context(cert, key)  # a complete pair that loads
     assert sorted(p.name for p in (tmp_path / "tls").iterdir()) == ["ca.crt", "ca.key", "server.crt", "server.key"]
 
 
-def test_power_cut_during_key_rotation_keeps_the_old_index(tmp_path: Path, monkeypatch) -> None:
+def test_power_cut_during_key_rotation_keeps_the_old_index(tmp_path: Path, power_cut) -> None:
     ring = KeyRing(tmp_path, max_token_ttl_s=600)
     ring.load()
     first = ring.current
-    real = os.replace
-
-    def cut(src, dst, *a, **kw):
-        if str(dst).endswith("index.json"):
-            raise OSError("power cut")
-        return real(src, dst, *a, **kw)
-
-    monkeypatch.setattr(os, "replace", cut)
-    with pytest.raises(OSError):
+    with power_cut("index.json"):
         ring.rotate()
-    monkeypatch.setattr(os, "replace", real)
     again = KeyRing(tmp_path, max_token_ttl_s=600)
     again.load()
     assert again.current == first
