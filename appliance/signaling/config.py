@@ -76,7 +76,7 @@ class SignalConfig:
     database: str = setting("wallmesh", help="database name in the store", pattern=r"[A-Za-z0-9_-]{1,63}")
     tls_on_loopback: bool = setting(False, help="serve HTTPS even on a loopback bind")
     max_room_size: int = setting(6, help="participants per room; the next one gets room_full", min=2, max=32)
-    revocation_poll_s: float = setting(1.0, help="how often to re-read device revocations from the store, seconds", min=0.2, max=5)
+    revocation_poll_s: float = setting(1.0, help="how often to re-read device revocations and user removals from the store, seconds", min=0.2, max=5)
     static_dir: str = setting("", help="directory served at / ; empty: the bundled browser client if present")
     rate: RateLimits = section(RateLimits)
     heartbeat: Heartbeat = section(Heartbeat)
