@@ -25,7 +25,7 @@ from typing import Any
 import av
 import numpy as np
 
-from appliance.capture.base import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AudioSink, AudioSource
+from appliance.capture.base import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AudioSink, AudioSource, stop_thread
 from appliance.capture.synthetic import audio_frame, frame_samples
 from appliance.errors import DeviceError
 
@@ -141,10 +141,8 @@ class AlsaMicrophone(AudioSource):
 
     async def close(self) -> None:
         thread, self._thread = self._thread, None
-        if thread is None:
+        if not await stop_thread(thread, self._stop):
             return
-        self._stop.set()
-        await asyncio.to_thread(thread.join, 2)
         pcm, self._pcm = self._pcm, None
         if pcm is not None:
             pcm.close()
@@ -217,10 +215,8 @@ class AlsaSpeaker(AudioSink):
 
     async def close(self) -> None:
         thread, self._thread = self._thread, None
-        if thread is None:
+        if not await stop_thread(thread, self._stop):
             return
-        self._stop.set()
-        await asyncio.to_thread(thread.join, 2)
         pcm, self._pcm = self._pcm, None
         if pcm is not None:
             pcm.close()

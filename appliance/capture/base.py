@@ -26,6 +26,7 @@ import abc
 import asyncio
 import fractions
 import logging
+import threading
 from typing import Any
 
 import av
@@ -154,6 +155,19 @@ async def stop_task(task: asyncio.Task[Any] | None) -> None:
     await asyncio.wait({task})
     if not task.cancelled() and task.exception() is not None:
         log.error("task %s had failed: %r", task.get_name(), task.exception())
+
+
+async def stop_thread(thread: threading.Thread | None, stop: threading.Event, timeout: float = 2.0) -> bool:
+    """Ask a device thread to stop and wait for it off the loop; False if there was none.
+
+    For the ``close()`` of adapters whose blocking device I/O (ALSA, V4L2) runs on a
+    thread: the device itself is closed by the caller after this returns.
+    """
+    if thread is None:
+        return False
+    stop.set()
+    await asyncio.to_thread(thread.join, timeout)
+    return True
 
 
 def _get(settings: Any, name: str, default: Any) -> Any:

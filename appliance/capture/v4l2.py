@@ -19,7 +19,7 @@ from typing import Any
 
 import av
 
-from appliance.capture.base import VIDEO_CLOCK, VIDEO_TIME_BASE, VideoSource
+from appliance.capture.base import VIDEO_CLOCK, VIDEO_TIME_BASE, VideoSource, stop_thread
 from appliance.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -130,9 +130,7 @@ class AvVideoSource(VideoSource):
 
     async def close(self) -> None:
         thread, self._thread = self._thread, None
-        if thread is None:
+        if not await stop_thread(thread, self._stop):
             return
-        self._stop.set()
-        await asyncio.to_thread(thread.join, 2)
         self._latest = None
         log.info("%s source %s closed", self.kind, self.device)
