@@ -33,13 +33,12 @@ from appliance.errors import DeviceError
 from appliance.mesh import ice
 from appliance.mesh.mesh import Mesh
 from appliance.mesh.receive import default_stamp_reader
+from appliance.unit.controller import Listeners, StatusCallback
 from appliance.unit.media import UnitMedia
 from appliance.unit.signaling import SignalClient
 from appliance.unit.state import StateMachine
 
 log = logging.getLogger(__name__)
-
-StatusCallback = Callable[[dict[str, Any]], None]
 
 SPEAKING_LEVEL = 0.02  # smoothed RMS (fraction of full scale) above which a tile is marked speaking
 
@@ -84,8 +83,8 @@ class UnitDaemon:
         self.status_server: Any = None
         self.wall: Any = None
         self.heartbeat: Any = None  # the systemd watchdog's beat(name), set by the runner
-        self._listeners: list[StatusCallback] = []
-        self._frame_listeners: list[Callable[[], None]] = []
+        self._listeners = Listeners("status")
+        self._frame_listeners = Listeners("frame", drop_failing=True)
         self._jobs: set[asyncio.Task[Any]] = set()
         self._file_task: asyncio.Task[None] | None = None
         self._lag_task: asyncio.Task[None] | None = None
@@ -235,31 +234,14 @@ class UnitDaemon:
             self._changed()
 
     def subscribe(self, callback: StatusCallback) -> Callable[[], None]:
-        self._listeners.append(callback)
-
-        def unsubscribe() -> None:
-            if callback in self._listeners:
-                self._listeners.remove(callback)
-
-        return unsubscribe
+        return self._listeners.add(callback)
 
     def subscribe_frames(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` on the loop whenever any peer's new video frame arrives."""
-        self._frame_listeners.append(callback)
-
-        def unsubscribe() -> None:
-            if callback in self._frame_listeners:
-                self._frame_listeners.remove(callback)
-
-        return unsubscribe
+        return self._frame_listeners.add(callback)
 
     def _frame_arrived(self) -> None:
-        for callback in list(self._frame_listeners):
-            try:
-                callback()
-            except Exception:  # noqa: BLE001 - a broken listener must not stop a receiver
-                log.exception("%s: frame listener failed", self.name)
-                self._frame_listeners.remove(callback)
+        self._frame_listeners.emit()
 
     def wall_model(self) -> WallModel:
         m = self.machine
@@ -314,12 +296,7 @@ class UnitDaemon:
 
     def _notify(self) -> None:
         self._notify_pending = False
-        status = self.status()
-        for callback in list(self._listeners):
-            try:
-                callback(status)
-            except Exception:  # noqa: BLE001 - a broken listener must not stop the unit
-                log.exception("%s: status listener failed", self.name)
+        self._listeners.emit(self.status())
         live = [p for p in self.mesh.peers.values() if not p.stale]
         losses = [p.stats.figures.out_loss for p in live if p.stats.figures.out_loss is not None]
         self.media.apply_quality(len(live) + 1, max(losses) if losses else None)

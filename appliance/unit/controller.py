@@ -67,6 +67,38 @@ class UnitController(Protocol):
         """A snapshot of what the display should show now."""
 
 
+
+class Listeners:
+    """Callbacks subscribed to a controller's changes; a failing callback is logged, never raised.
+
+    ``add()`` returns the unsubscribe function the controller Protocol promises;
+    with ``drop_failing`` a callback that raises is removed after its first failure.
+    """
+
+    def __init__(self, what: str, *, drop_failing: bool = False) -> None:
+        self.what = what
+        self.drop_failing = drop_failing
+        self._callbacks: list[Callable[..., None]] = []
+
+    def add(self, callback: Callable[..., None]) -> Callable[[], None]:
+        self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return unsubscribe
+
+    def emit(self, *args: Any) -> None:
+        for callback in list(self._callbacks):
+            try:
+                callback(*args)
+            except Exception:  # a broken LED, display or frame listener must not fail its caller
+                log.exception("%s listener %r failed", self.what, callback)
+                if self.drop_failing and callback in self._callbacks:
+                    self._callbacks.remove(callback)
+
+
 class LocalController:
     """A unit with no media: the real state machine, mute, camera and volume, no peers.
 
@@ -87,7 +119,7 @@ class LocalController:
         self.restarts = 0
         self.notice_seconds = 2.0
         self._notice = ("", 0.0)
-        self._listeners: list[StatusCallback] = []
+        self._listeners = Listeners("status")
         self.machine.subscribe(lambda _m: self._changed())
 
     def status(self) -> dict[str, Any]:
@@ -139,13 +171,7 @@ class LocalController:
             self._changed()
 
     def subscribe(self, callback: StatusCallback) -> Callable[[], None]:
-        self._listeners.append(callback)
-
-        def unsubscribe() -> None:
-            if callback in self._listeners:
-                self._listeners.remove(callback)
-
-        return unsubscribe
+        return self._listeners.add(callback)
 
     def wall_model(self) -> WallModel:
         m = self.machine
@@ -161,9 +187,4 @@ class LocalController:
         )
 
     def _changed(self) -> None:
-        status = self.status()
-        for callback in list(self._listeners):
-            try:
-                callback(status)
-            except Exception:  # a broken LED or display listener must not fail the command
-                log.exception("%s: status listener %r failed", self.machine.name, callback)
+        self._listeners.emit(self.status())
