@@ -13,7 +13,8 @@ Shared Opus packets are only valid on an Opus-negotiated sender:
 :func:`appliance.mesh.negotiation.prefer_opus` pins that.
 
 Receiving — :class:`AudioMixer` takes each remote audio track (``add(peer_id, track)``,
-``remove(peer_id)``), decodes/resamples it to 48 kHz mono, keeps a short bounded jitter
+``remove(peer_id)``; a track may also push Opus payloads through an ``inlet``, see
+:class:`appliance.mesh.receive.AudioInlet`), decodes/resamples it to 48 kHz mono, keeps a short bounded jitter
 buffer per peer, and every 10 ms sums one frame from each into the
 :class:`~appliance.capture.base.AudioSink`. Each mixed frame is also put, with the
 monotonic time at which it will reach the speaker, into :class:`EchoReference` — the
@@ -250,30 +251,39 @@ class _Remote:
         self.level = 0.0
         self.task: asyncio.Task[None] | None = None
         self.resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_RATE)
-        self.decoder: Any = None  # for tracks that hand over Opus packets rather than frames
+        self.decoder: Any = None  # for Opus packets handed over instead of decoded frames
+        self.inlet: Any = None  # the remote track's AudioInlet, when it pushes Opus payloads
         self.dropped = 0
         self.underruns = 0
         self.bad_packets = 0
 
     def feed(self, item: av.AudioFrame | av.Packet) -> None:
         if isinstance(item, av.Packet):
-            if not item.size:  # an empty packet would flush the decoder and end it for good
-                self.bad_packets += 1
-                return
-            if self.decoder is None:
-                self.decoder = av.CodecContext.create("opus", "r")
-                self.decoder.sample_rate, self.decoder.layout = AUDIO_RATE, "stereo"
-            try:
-                frames = self.decoder.decode(item)
-            except av.error.FFmpegError:  # a corrupt packet: lose 20 ms, start a fresh decoder
-                self.bad_packets += 1
-                self.decoder = None
-                return
-            for frame in frames:
-                self.feed(frame)
+            self.feed_opus(item)
             return
         for out in self.resampler.resample(item):
-            self.buffer = np.concatenate([self.buffer, frame_samples(out)[:, 0]])
+            self._append(frame_samples(out)[:, 0])
+
+    def feed_opus(self, payload: bytes | av.Packet) -> None:
+        """Decode one Opus packet straight to 48 kHz mono s16 and buffer it."""
+        packet = payload if isinstance(payload, av.Packet) else av.Packet(payload)
+        if not packet.size:  # an empty packet would flush the decoder and end it for good
+            self.bad_packets += 1
+            return
+        if self.decoder is None:
+            self.decoder = av.CodecContext.create("libopus", "r")
+            self.decoder.sample_rate, self.decoder.layout, self.decoder.format = AUDIO_RATE, "mono", "s16"
+        try:
+            frames = self.decoder.decode(packet)
+        except av.error.FFmpegError:  # a corrupt packet: lose it, start a fresh decoder
+            self.bad_packets += 1
+            self.decoder = None
+            return
+        for frame in frames:
+            self._append(frame.to_ndarray().reshape(-1))
+
+    def _append(self, samples: np.ndarray) -> None:
+        self.buffer = np.concatenate([self.buffer, samples])
         if len(self.buffer) > self.max_samples:
             self.dropped += len(self.buffer) - self.max_samples
             self.buffer = self.buffer[-self.max_samples :]
@@ -317,11 +327,18 @@ class AudioMixer:
         self.remove(peer_id)
         remote = _Remote(self._max, self._prebuffer)
         remote.task = asyncio.create_task(self._read(peer_id, remote, track), name=f"{self._name}-audio-in-{peer_id}")
+        remote.inlet = getattr(track, "inlet", None)  # Opus payloads pushed on the loop (receive.AudioInlet)
+        if remote.inlet is not None:
+            remote.inlet.connect(remote.feed_opus)
         self._remotes[peer_id] = remote
 
     def remove(self, peer_id: str) -> None:
         remote = self._remotes.pop(peer_id, None)
-        if remote is not None and remote.task is not None:
+        if remote is None:
+            return
+        if remote.inlet is not None:
+            remote.inlet.connect(None)
+        if remote.task is not None:
             remote.task.cancel()
 
     @property

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from appliance.mesh import ice
 from appliance.mesh.negotiation import prefer_h264_all
-from appliance.mesh.receive import AudioReceiver, VideoReceiver, bound_decode_backlog
+from appliance.mesh.receive import AudioReceiver, VideoReceiver, bound_decode_backlog, inline_audio
 from appliance.mesh.stats import StatsSampler
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,8 @@ class Peer:
             self._local_tracks.append(video_track)
             self.media.bind_video_sender(vt.sender)
         audio_track = self.media.audio_track()
-        pc.addTransceiver(audio_track or "audio", direction="sendrecv" if audio_track else "recvonly")
+        at = pc.addTransceiver(audio_track or "audio", direction="sendrecv" if audio_track else "recvonly")
+        audio_inlet = inline_audio(at.receiver)
         if audio_track is not None:
             self._local_tracks.append(audio_track)
         # H.264 on video and Opus on audio (shared-audio packets are Opus), in our offers and,
@@ -169,7 +170,7 @@ class Peer:
                 )
                 self.video.start()
             elif track.kind == "audio":
-                self.audio = AudioReceiver(track, label=self.label)
+                self.audio = AudioReceiver(track, label=self.label, inlet=audio_inlet)
                 if not self.media.add_remote_audio(self.audio_key, self.audio.track):
                     self.audio.start()
 

@@ -4,8 +4,9 @@ aiortc decodes a remote track on its own thread and queues the frames for
 ``recv()``. A :class:`VideoReceiver` drains that queue as fast as frames come
 and keeps only the newest one (with its decode time and, for test-pattern
 senders, the capture stamp read from its pixels), so a display that draws at
-its own pace never sees a backlog. Everything here runs on the event loop and
-costs a few microseconds per frame.
+its own pace never sees a backlog. Remote Opus audio skips aiortc's decoder thread:
+:func:`inline_audio` hands each payload to the mixer on the loop as it arrives.
+Everything here runs on the event loop and costs a few microseconds per frame.
 """
 
 from __future__ import annotations
@@ -184,6 +185,88 @@ def bound_decode_backlog(receiver: Any) -> DecodeBacklog | None:
     return backlog
 
 
+class AudioInlet(queue.Queue):  # type: ignore[type-arg]
+    """An aiortc audio receiver's decoder queue that hands Opus payloads straight to the mixer.
+
+    aiortc decodes remote audio on a thread per receiver and hops every decoded 20 ms
+    frame back to the loop; with five peers that is hundreds of thread hand-offs a
+    second, each a fight for the GIL. This queue is fed on the loop (by aiortc's RTP
+    handler) and passes each Opus payload to :meth:`connect`'s callback right there —
+    the mixer decodes it once, straight to 48 kHz mono. Other codecs, and the end
+    marker, still go to aiortc's decoder thread. Until a callback is connected the
+    payloads are counted and dropped (nothing would play them).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._deliver: Callable[[bytes], None] | None = None
+        self.frames = 0
+        self.last_frame_at: float | None = None
+
+    def connect(self, deliver: Callable[[bytes], None] | None) -> None:
+        self._deliver = deliver
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None or item[0].mimeType.lower() != "audio/opus":
+            return super().put(item, block, timeout)
+        self.frames += 1
+        self.last_frame_at = time.monotonic()
+        if self._deliver is not None:
+            self._deliver(item[1].data)
+        return None
+
+
+class AudioPassThrough:
+    """The audio receiver's "jitter buffer": every packet is a whole Opus frame, passed on at once.
+
+    aiortc's audio buffer holds four packets (80 ms) before releasing one; the mixer keeps
+    its own, smaller jitter buffer, so here a packet only has to be newer than the last
+    one passed on. A packet far behind (the sender restarted its sequence) resynchronises.
+    """
+
+    capacity = 16
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+        self.late = 0
+
+    def add(self, packet: Any) -> tuple[bool, Any]:
+        from aiortc.jitterbuffer import JitterFrame
+
+        seq = packet.sequence_number
+        if self._last is not None:
+            ahead = (seq - self._last) & 0xFFFF
+            if ahead == 0 or (ahead >= 0x8000 and 0x10000 - ahead < MAX_AUDIO_MISORDER):
+                self.late += 1  # a duplicate or a straggler: its moment has passed
+                return False, None
+        self._last = seq
+        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
+
+
+#: Packets an audio packet may trail the newest one before it counts as a sequence restart.
+MAX_AUDIO_MISORDER = 100
+
+
+def inline_audio(receiver: Any) -> AudioInlet | None:
+    """Give an aiortc audio receiver an :class:`AudioInlet` and :class:`AudioPassThrough`.
+
+    Call it before negotiation starts the receiver. Like :func:`bound_decode_backlog`
+    this reaches into aiortc 1.16's receiver (pinned); if its internals differ, the
+    receiver keeps aiortc's own path (decoded frames through the track) and a warning
+    says so.
+    """
+    qname, jname = "_RTCRtpReceiver__decoder_queue", "_RTCRtpReceiver__jitter_buffer"
+    if not isinstance(getattr(receiver, qname, None), queue.Queue) or getattr(receiver, jname, None) is None:
+        log.warning("aiortc receiver internals changed; remote audio takes aiortc's decoder thread")
+        return None
+    if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
+        return None  # already decoding: too late to swap the queue
+    inlet = AudioInlet()
+    setattr(receiver, qname, inlet)
+    setattr(receiver, jname, AudioPassThrough())
+    return inlet
+
+
 def default_stamp_reader() -> StampReader | None:
     """The test pattern's stamp reader, when the capture part provides it."""
     try:
@@ -296,13 +379,23 @@ class AudioReceiver:
     pace; without a mixer, :meth:`start` drains the track so aiortc's queue never grows.
     """
 
-    def __init__(self, track: Any, *, label: str) -> None:
+    def __init__(self, track: Any, *, label: str, inlet: AudioInlet | None = None) -> None:
         self.remote = track
         self.label = label
-        self.frames = 0
-        self.last_frame_at: float | None = None
+        self.inlet = inlet
+        self.decoded_frames = 0  # frames that came through aiortc's decoder instead
+        self.decoded_at: float | None = None
         self.track = _CountingTrack(self)
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def frames(self) -> int:
+        return self.decoded_frames + (self.inlet.frames if self.inlet is not None else 0)
+
+    @property
+    def last_frame_at(self) -> float | None:
+        times = [t for t in (self.decoded_at, self.inlet.last_frame_at if self.inlet else None) if t is not None]
+        return max(times) if times else None
 
     def start(self) -> None:
         """Drain the track here (when nothing else consumes it)."""
@@ -318,6 +411,8 @@ class AudioReceiver:
                 return
 
     async def close(self) -> None:
+        if self.inlet is not None:
+            self.inlet.connect(None)
         self.track.stop()
         if self._task is not None:
             self._task.cancel()
@@ -337,9 +432,14 @@ def _counting_track_class() -> type:
 
         async def recv(self) -> Any:
             frame = await self.owner.remote.recv()
-            self.owner.frames += 1
-            self.owner.last_frame_at = time.monotonic()
+            self.owner.decoded_frames += 1
+            self.owner.decoded_at = time.monotonic()
             return frame
+
+        @property
+        def inlet(self) -> AudioInlet | None:
+            """Opus payloads pushed on the loop, bypassing :meth:`recv` (see :class:`AudioInlet`)."""
+            return self.owner.inlet
 
     return CountingTrack
 

@@ -268,3 +268,85 @@ async def test_mixer_survives_garbage_from_a_peer_and_a_broken_listener():
         await mixer.close()
         await shared.close()
     assert all(t.done() for t in asyncio.all_tasks() if "audio-in" in t.get_name())
+
+
+async def test_remote_opus_reaches_the_mixer_on_the_loop_without_a_decoder_thread(new_pc, connect_pair):
+    from appliance.mesh.receive import AudioReceiver, inline_audio
+
+    mic = SyntheticAudioSource(sender=5, amplitude=0.3)
+    shared = SharedAudio(mic)
+    await shared.start()
+    mixer = AudioMixer(NullAudioSink())
+    await mixer.start()
+    tx, rx = new_pc(), new_pc()
+    tx.addTrack(shared.track())
+    inlet = inline_audio(rx.addTransceiver("audio", direction="recvonly").receiver)  # before negotiation
+    assert inlet is not None
+    receivers = []
+
+    def on_track(track):
+        receivers.append(AudioReceiver(track, label="far", inlet=inlet))
+        mixer.add("far", receivers[0].track)
+
+    rx.on("track", on_track)
+    try:
+        await connect_pair(rx, tx)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and mixer.levels().get("far", 0) < 0.02:
+            await asyncio.sleep(0.05)
+        assert mixer.levels()["far"] >= 0.02
+        await asyncio.sleep(1.0)
+        mix = mixer.reference.read(time.monotonic() - 1.0, AUDIO_RATE)
+        assert abs(_peak_hz(mix) - mic.frequency) < 10
+        rx_audio = receivers[0]
+        assert rx_audio.inlet.frames > 40 and rx_audio.decoded_frames == 0  # all of it came inline
+        assert rx_audio.frames == rx_audio.inlet.frames and rx_audio.last_frame_at is not None
+        mixer.remove("far")  # the inlet lets go of the mixer: payloads are counted, not played
+        n = rx_audio.inlet.frames
+        await asyncio.sleep(0.2)
+        assert rx_audio.inlet.frames > n and "far" not in mixer.levels()
+    finally:
+        for r in receivers:
+            await r.close()
+        await mixer.close()
+        await shared.close()
+
+
+def test_audio_pass_through_keeps_order_drops_stragglers_and_follows_a_restart():
+    from aiortc.rtp import RtpPacket
+
+    from appliance.mesh.receive import AudioPassThrough
+
+    def packet(seq):
+        p = RtpPacket(payload_type=111, sequence_number=seq, timestamp=seq * 960)
+        p._data = bytes([seq % 256])
+        return p
+
+    buf = AudioPassThrough()
+    out = [buf.add(packet(s))[1] for s in (65534, 65535, 0, 2, 1, 2, 3)]
+    got = [None if f is None else f.data[0] for f in out]
+    # every packet newer than the last passes at once (across the wrap); the late 1 and the repeated 2 do not
+    assert got == [254, 255, 0, 2, None, None, 3]
+    assert buf.late == 2
+    assert buf.add(packet(40_000))[1] is not None  # a jump ahead is just newer
+    assert buf.add(packet(1000))[1] is not None  # far behind: the sender restarted, follow it
+    assert buf.add(packet(1001))[1].timestamp == 1001 * 960
+
+
+def test_audio_inlet_passes_the_end_marker_and_other_codecs_to_aiortcs_thread():
+    from aiortc.jitterbuffer import JitterFrame
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    from appliance.mesh.receive import AudioInlet
+
+    opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+    pcmu = RTCRtpCodecParameters(mimeType="audio/PCMU", clockRate=8000, payloadType=0)
+    inlet = AudioInlet()
+    got = []
+    inlet.put((opus, JitterFrame(b"a", 0)))  # nobody connected: counted, dropped
+    inlet.connect(got.append)
+    inlet.put((opus, JitterFrame(b"b", 960)))
+    inlet.put((pcmu, JitterFrame(b"c", 160)))
+    inlet.put(None)
+    assert got == [b"b"] and inlet.frames == 2
+    assert inlet.get_nowait()[1].data == b"c" and inlet.get_nowait() is None
