@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from appliance.mesh import ice
 from appliance.mesh.negotiation import prefer_h264_all
-from appliance.mesh.receive import AudioReceiver, VideoReceiver, bound_decode_backlog, inline_audio
+from appliance.mesh.receive import AudioReceiver, VideoReceiver, bound_decode_backlog, inline_audio, skip_bitrate_estimate
 from appliance.mesh.stats import StatsSampler
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,10 @@ class LocalMedia(Protocol):
 
     def remove_remote_audio(self, key: str) -> None:
         """Stop mixing the track added under ``key``."""
+
+
+#: Roster kinds of participants that are wallmesh units (their senders ignore REMB).
+UNIT_KINDS = ("device", "unit")
 
 
 def _wall(t: float | None) -> float | None:
@@ -148,6 +152,8 @@ class Peer:
         video_track = self.media.video_track()
         vt = pc.addTransceiver(video_track or "video", direction="sendrecv" if video_track else "recvonly")
         self.decode_backlog = bound_decode_backlog(vt.receiver)
+        if self.kind in UNIT_KINDS:  # a unit's shared encoder ignores REMB; browsers follow it
+            skip_bitrate_estimate(vt.receiver)
         if video_track is not None:
             self._local_tracks.append(video_track)
             self.media.bind_video_sender(vt.sender)

@@ -267,6 +267,23 @@ def inline_audio(receiver: Any) -> AudioInlet | None:
     return inlet
 
 
+def skip_bitrate_estimate(receiver: Any) -> bool:
+    """Stop an aiortc video receiver from estimating the sender's bandwidth (REMB).
+
+    aiortc runs a receive-side bandwidth estimator over every video packet to send REMB
+    feedback, which only a sender with its own per-peer encoder can act on. A wallmesh
+    unit sends one shared encoding and picks its tier from loss figures
+    (:mod:`appliance.mesh.quality`), so REMB sent to a unit is ignored; the estimator is
+    a tenth of a loaded unit's loop. Keep it for browsers, which do follow REMB.
+    Returns False when aiortc's internals differ (pinned 1.16; the estimator then stays).
+    """
+    name = "_RTCRtpReceiver__remote_bitrate_estimator"
+    if getattr(receiver, name, None) is None:
+        return False
+    setattr(receiver, name, None)
+    return True
+
+
 def default_stamp_reader() -> StampReader | None:
     """The test pattern's stamp reader, when the capture part provides it."""
     try:

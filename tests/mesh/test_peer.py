@@ -8,6 +8,7 @@ way Chromium does, ending with an empty end-of-candidates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 
 import aioice.ice
@@ -151,6 +152,38 @@ async def test_unit_connects_to_a_browser_that_trickles_candidates(media):
         await browser.pc.close()
 
 
+@contextlib.asynccontextmanager
+async def linked(media, kind: str = "unit"):
+    """Two Peers relaying signals to each other like the server does; yields (a, b) once
+    a is connected and b receives video."""
+    jobs = set()
+
+    def deliver(peer, d):  # like a server relay: the receiver handles it later, not inside our send
+        job = asyncio.ensure_future(peer.handle_signal(d))
+        jobs.add(job)
+        job.add_done_callback(jobs.discard)
+
+    async def to_b(to, d):
+        deliver(b, d)
+        return True
+
+    async def to_a(to, d):
+        deliver(a, d)
+        return True
+
+    a = Peer(local_id="a", remote_id="b", kind=kind, policy=LOOPBACK, media=media, send_signal=to_b)
+    b = Peer(local_id="b", remote_id="a", kind=kind, policy=LOOPBACK, media=media, send_signal=to_a)
+    try:
+        await a.offer()
+        async with asyncio.timeout(15):
+            while a.connection_state != "connected" or not (b.video and b.video.frames > 3):
+                await asyncio.sleep(0.05)
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -167,42 +200,38 @@ async def test_unit_connects_to_a_browser_that_trickles_candidates(media):
     ],
 )
 async def test_hostile_signals_leave_a_working_link_alone(media, data):
-    sent_a: list[dict] = []
-    sent_b: list[dict] = []
-
-    jobs = set()
-
-    def deliver(peer, d):  # like a server relay: the receiver handles it later, not inside our send
-        job = asyncio.ensure_future(peer.handle_signal(d))
-        jobs.add(job)
-        job.add_done_callback(jobs.discard)
-
-    async def to_b(to, d):
-        sent_a.append(d)
-        deliver(b, d)
-        return True
-
-    async def to_a(to, d):
-        sent_b.append(d)
-        deliver(a, d)
-        return True
-
-    a = Peer(local_id="a", remote_id="b", policy=LOOPBACK, media=media, send_signal=to_b)
-    b = Peer(local_id="b", remote_id="a", policy=LOOPBACK, media=media, send_signal=to_a)
-    try:
-        await a.offer()
-        async with asyncio.timeout(15):
-            while a.connection_state != "connected" or not (b.video and b.video.frames > 3):
-                await asyncio.sleep(0.05)
+    async with linked(media) as (a, b):
         pc = b.pc
         await b.handle_signal(data)  # must neither raise nor tear the link down
         assert b.pc is pc and b.connection_state == "connected"
         n = b.video.frames
         await asyncio.sleep(0.5)
         assert b.video.frames > n
-    finally:
-        await a.close()
-        await b.close()
+
+
+@pytest.mark.parametrize(("kind", "expect_remb"), [("device", False), ("user", True)])
+async def test_units_spare_each_other_remb_while_browsers_get_it(media, kind, expect_remb):
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket
+
+    async with linked(media, kind) as (a, b):
+        sender = next(t.sender for t in a.pc.getTransceivers() if t.kind == "video")
+        seen = {"remb": 0, "rr": 0}
+        handle = sender._handle_rtcp_packet
+
+        async def spy(packet):
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                seen["remb"] += 1
+            elif isinstance(packet, RtcpRrPacket):
+                seen["rr"] += 1
+            await handle(packet)
+
+        sender._handle_rtcp_packet = spy
+        # aiortc's estimator reports about once a second: five receiver reports take longer
+        async with asyncio.timeout(15):
+            while seen["rr"] < 5 or (expect_remb and not seen["remb"]):
+                await asyncio.sleep(0.1)
+        assert bool(seen["remb"]) is expect_remb, seen
+        assert b.video.frames > 30
 
 
 def test_decode_backlog_skips_to_a_fresh_keyframe_instead_of_growing():
