@@ -35,3 +35,11 @@ class AudioSettings:
     sink: str = setting("null", help="speaker: 'null' (discard) or 'alsa'", choices=("null", "alsa"))
     output_device: str = setting("default", help="ALSA playback device, e.g. 'default' or 'hw:0,0'")
     buffer_ms: int = setting(60, help="speaker buffer; older audio is dropped beyond it", min=20, max=500)
+    packet_ms: int = setting(
+        0,
+        help=(
+            "Opus packet length sent to peers, ms: 10, 20, 40 or 60 (longer packets cost less CPU per peer and add"
+            " delay), or 0 to follow the mesh size: 20 up to 3 peers, 40 with 4, 60 with 5 or more"
+        ),
+        choices=(0, 10, 20, 40, 60),
+    )

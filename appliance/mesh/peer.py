@@ -174,6 +174,8 @@ class Peer:
                 self.video = VideoReceiver(
                     track, label=self.label, stamp_reader=self.stamp_reader, on_frame=self.on_frame
                 )
+                if self.decode_backlog is not None:  # pictures decoded on the loop come straight here
+                    self.decode_backlog.connect(self.video.accept)
                 self.video.start()
             elif track.kind == "audio":
                 self.audio = AudioReceiver(track, label=self.label, inlet=audio_inlet)
@@ -205,6 +207,8 @@ class Peer:
     async def _drop_pc(self) -> None:
         pc, self.pc = self.pc, None
         video, audio, self.video, self.audio = self.video, self.audio, None, None
+        if self.decode_backlog is not None:
+            self.decode_backlog.connect(None)
         tracks, self._local_tracks = self._local_tracks, []
         if audio is not None:
             self.media.remove_remote_audio(self.audio_key)
@@ -375,6 +379,8 @@ class Peer:
             "stale": self.stale,
             "rebuilds": self.rebuilds,
             "decode_dropped": self.decode_backlog.dropped if self.decode_backlog is not None else 0,
+            "decode_inline": getattr(self.decode_backlog, "inline", False),
+            "decode_ms": round(getattr(self.decode_backlog, "decode_ms", None) or 0.0, 2),
             "connected_at": _wall(self.connected_at),
             "first_frame_at": _wall(video.first_frame_at if video else None),
         }

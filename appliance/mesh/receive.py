@@ -82,12 +82,16 @@ class DecodeBacklog(queue.Queue):  # type: ignore[type-arg]
                 self.queue.clear()
                 self._waiting_for_key = True
         if not key and self._waiting_for_key:
-            now = time.monotonic()
-            if now - self._asked_at >= KEYFRAME_ASK_INTERVAL:
-                self._asked_at = now
-                self.ask_keyframe()
+            self._ask()
             return None
         return super().put(item, block, timeout)
+
+    def _ask(self) -> None:
+        """Ask the sender for a keyframe, at most once per :data:`KEYFRAME_ASK_INTERVAL`."""
+        now = time.monotonic()
+        if now - self._asked_at >= KEYFRAME_ASK_INTERVAL:
+            self._asked_at = now
+            self.ask_keyframe()
 
 
 #: How long a missing packet may hold back the pictures behind it (NACK/RTX has had its
@@ -161,8 +165,73 @@ def gap_skipping_jitter_buffer(capacity: int = 512, max_wait: float = MAX_GAP_WA
     return GapSkippingJitterBuffer()
 
 
-def bound_decode_backlog(receiver: Any) -> DecodeBacklog | None:
-    """Give an aiortc video receiver a :class:`DecodeBacklog` and a gap-skipping jitter buffer.
+#: A stream whose pictures decode (smoothed) faster than this many ms is decoded on the
+#: event loop; slower ones go to aiortc's decoder thread.
+INLINE_DECODE_MS = 3.0
+
+
+class DecodeRoute(DecodeBacklog):
+    """Where one video receiver's pictures are decoded: on the loop while that is cheap,
+    on aiortc's decoder thread (behind the bounded backlog) once it is not.
+
+    Handing a picture to a thread and the decoded frame back costs two wake-ups and a
+    fight for the GIL — more than decoding a small (320×240, 640×480) picture. So each
+    completed picture is decoded right where aiortc's RTP handler completes it, timed,
+    and the frame goes straight to :meth:`connect`'s callback. When the smoothed decode
+    time exceeds ``budget_ms`` (big pictures would stall the loop), the stream moves to
+    the thread for good, restarting there at a fresh keyframe.
+    """
+
+    def __init__(self, ask_keyframe: Callable[[], None], *, budget_ms: float = INLINE_DECODE_MS, **kwargs: Any) -> None:
+        super().__init__(ask_keyframe, **kwargs)
+        self.budget_ms = budget_ms
+        self.inline = True
+        self.decode_ms: float | None = None  # smoothed decode time of one picture, on the loop
+        self.decoded = 0
+        self.errors = 0
+        self._deliver: Callable[[Any], None] | None = None
+        self._decoder: Any = None
+        self._codec_name: str | None = None
+
+    def connect(self, deliver: Callable[[Any], None] | None) -> None:
+        self._deliver = deliver
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None or not self.inline:
+            return super().put(item, block, timeout)
+        import av
+        from aiortc.codecs import get_decoder
+
+        codec, encoded = item
+        if codec.name != self._codec_name:
+            self._decoder, self._codec_name = get_decoder(codec), codec.name
+            context = getattr(self._decoder, "codec", None)
+            if context is not None and not context.is_open:
+                context.thread_count = 1  # no helper threads: their wake-ups are what inline saves
+        started = time.perf_counter()
+        try:
+            frames = self._decoder.decode(encoded)
+        except av.FFmpegError:  # lost picture data: keep the decoder, ask for a keyframe
+            self.errors += 1
+            self._ask()
+            return None
+        cost = (time.perf_counter() - started) * 1000
+        self.decode_ms = cost if self.decode_ms is None else 0.9 * self.decode_ms + 0.1 * cost
+        for frame in frames:
+            self.decoded += 1
+            if self._deliver is not None:
+                self._deliver(frame)
+        if self.decode_ms > self.budget_ms:
+            log.info("video decode takes %.1f ms a picture: moving it off the event loop", self.decode_ms)
+            self.inline = False
+            self._decoder = None
+            self._waiting_for_key = True  # the thread's decoder starts at a keyframe
+            self._ask()
+        return None
+
+
+def bound_decode_backlog(receiver: Any) -> DecodeRoute | None:
+    """Give an aiortc video receiver a :class:`DecodeRoute` and a gap-skipping jitter buffer.
 
     Call it before negotiation starts the receiver.
 
@@ -177,7 +246,7 @@ def bound_decode_backlog(receiver: Any) -> DecodeBacklog | None:
         return None
     if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
         return None  # already decoding: too late to swap the queue
-    backlog = DecodeBacklog(error.set)
+    backlog = DecodeRoute(error.set)
     setattr(receiver, qname, backlog)
     jname = "_RTCRtpReceiver__jitter_buffer"
     if getattr(receiver, "_RTCRtpReceiver__kind", None) == "video" and getattr(receiver, jname, None) is not None:
@@ -363,23 +432,27 @@ class VideoReceiver:
                 frame = await self.track.recv()
             except MediaStreamError:
                 return
-            now = time.monotonic()
-            stamp = None
-            if self.stamp_reader is not None:
-                try:
-                    stamp = self.stamp_reader(frame)
-                except (ValueError, IndexError, TypeError):
-                    stamp = None
-                if stamp is not None:
-                    self.latencies_ms.append((time.time() - stamp.capture_time) * 1000.0)
-            self.latest = Latest(frame, now, stamp)
-            self.frames += 1
-            if self.on_frame is not None:
-                self.on_frame()
-            if self.first_frame_at is None:
-                self.first_frame_at = now
-                log.info("rx %s: first video frame %dx%d", self.label, frame.width, frame.height)
-            self._rate.tick(now)
+            self.accept(frame)
+
+    def accept(self, frame: Any) -> None:
+        """Take one decoded frame (from the track, or straight from a :class:`DecodeRoute`)."""
+        now = time.monotonic()
+        stamp = None
+        if self.stamp_reader is not None:
+            try:
+                stamp = self.stamp_reader(frame)
+            except (ValueError, IndexError, TypeError):
+                stamp = None
+            if stamp is not None:
+                self.latencies_ms.append((time.time() - stamp.capture_time) * 1000.0)
+        self.latest = Latest(frame, now, stamp)
+        self.frames += 1
+        if self.on_frame is not None:
+            self.on_frame()
+        if self.first_frame_at is None:
+            self.first_frame_at = now
+            log.info("rx %s: first video frame %dx%d", self.label, frame.width, frame.height)
+        self._rate.tick(now)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -57,7 +57,7 @@ class UnitMedia:
         self.sink = base.open_audio_sink(a, prefix="audio")
         # open the devices now, so an absent one stops start-up with its config key
         await self.mic.start()
-        self.audio_out = SharedAudio(self.mic, muted=self.muted, name=self.name)
+        self.audio_out = SharedAudio(self.mic, muted=self.muted, packet_ms=a.packet_ms or 20, name=self.name)
         await self.audio_out.start()
         self.mixer = AudioMixer(self.sink, name=self.name)
         await self.mixer.start()
@@ -109,7 +109,12 @@ class UnitMedia:
             gate.set_open(on)
 
     def apply_quality(self, peers: int, worst_loss: float | None) -> None:
-        """Let the quality policy pick a tier for this mesh size and loss; reconfigure the encoder."""
+        """Fit the media to the mesh: audio packet length (when automatic) for ``peers``
+        participants, and the quality policy's video tier for that size and the loss."""
+        if self.audio_out is not None and not self.conf.audio.packet_ms:
+            from appliance.mesh.audio import auto_packet_ms
+
+            self.audio_out.set_packet_ms(auto_packet_ms(peers - 1))
         if self.policy is None or self.video is None:
             return
         tier = self.policy.update(peers, worst_loss or 0.0, time.monotonic())
@@ -136,7 +141,8 @@ class UnitMedia:
                 "bitrate": self.video.bitrate,
                 "frames": stats.frames_encoded,
                 "keyframes": stats.keyframes,
-            }
+            },
+            "audio_packet_ms": getattr(self.audio_out, "packet_ms", None),
         }
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from appliance.capture.base import AUDIO_RATE, AUDIO_SAMPLES
 from appliance.capture.synthetic import NullAudioSink, SyntheticAudioSource, frame_samples
-from appliance.mesh.audio import AudioMixer, EchoReference, SharedAudio
+from appliance.mesh.audio import AudioMixer, EchoReference, SharedAudio, _Remote
 
 
 def _peak_hz(samples: np.ndarray) -> float:
@@ -350,3 +350,58 @@ def test_audio_inlet_passes_the_end_marker_and_other_codecs_to_aiortcs_thread():
     inlet.put(None)
     assert got == [b"b"] and inlet.frames == 2
     assert inlet.get_nowait()[1].data == b"c" and inlet.get_nowait() is None
+
+
+def test_bigger_meshes_send_longer_audio_packets():
+    from appliance.mesh.audio import PACKET_MS, auto_packet_ms
+
+    chosen = [auto_packet_ms(n) for n in range(0, 9)]
+    assert chosen == [20, 20, 20, 20, 40, 60, 60, 60, 60]
+    assert all(ms in PACKET_MS for ms in chosen)
+    # what each choice means for one unit: packets a second summed over its peers, each way
+    assert all(n * 1000 / auto_packet_ms(n) <= 150 for n in range(1, 9))
+
+
+async def test_packet_length_changes_mid_call_without_a_gap_on_the_clock():
+    mic = SyntheticAudioSource(sender=4, amplitude=0.3)
+    shared = SharedAudio(mic)
+    await shared.start()
+    track = shared.track()
+    remote = _Remote(AUDIO_RATE * 80 // 1000, AUDIO_RATE * 30 // 1000)
+    try:
+        first = [await asyncio.wait_for(track.recv(), 1) for _ in range(5)]
+        shared.set_packet_ms(60)
+        assert shared.packet_ms == 60
+        later = [await asyncio.wait_for(track.recv(), 1) for _ in range(8)]
+        packets = first + later
+        pts = [p.pts for p in packets]
+        durations = [b - a for a, b in zip(pts, pts[1:])]
+        assert durations[:4] == [960] * 4 and durations[-5:] == [2880] * 5  # 20 ms, then 60 ms
+        assert all(d in (960, 2880) for d in durations)  # no audio skipped or repeated at the switch
+        for p in packets:
+            remote.feed_opus(bytes(p))
+        assert remote.bad_packets == 0 and remote.packet == 2880
+        # a 60 ms packet must fit on top of what the buffer holds before it starts playing
+        assert remote.prebuffer >= 2880 and remote.max_samples >= remote.prebuffer + 2880
+    finally:
+        await shared.close()
+
+
+async def test_the_unit_picks_audio_packets_by_mesh_size_unless_configured():
+    from appliance.unit import config
+    from appliance.unit.media import UnitMedia
+
+    for setting, sizes in ((0, {2: 20, 5: 40, 6: 60, 3: 20}), (20, {2: 20, 6: 20})):
+        conf = config.cfg.build(
+            config.UnitConfig,
+            {"video": {"width": 320, "height": 240}, "quality": {"adaptive": False}, "audio": {"packet_ms": setting}},
+            "<test>",
+        )
+        media = UnitMedia(conf, sender=1, name="unit")
+        await media.start()
+        try:
+            for participants, ms in sizes.items():
+                media.apply_quality(participants, None)
+                assert media.status()["audio_packet_ms"] == ms, (setting, participants)
+        finally:
+            await media.close()

@@ -111,6 +111,7 @@ async def test_two_units_exchange_stamped_video_both_ways(pair):
         assert stamp is not None and stamp.sender == sender
         assert video.latencies_ms and 0 <= video.latencies_ms[-1] < 2000
         assert video.latest.frame.width == 320
+        assert mesh.peers[remote].status()["decode_inline"]  # small pictures: decoded on the loop
 
 
 async def test_audio_flows_both_ways(pair):

@@ -260,6 +260,52 @@ def test_decode_backlog_skips_to_a_fresh_keyframe_instead_of_growing():
     assert q.get() is None
 
 
+def _h264_pictures(n: int) -> list[bytes]:
+    """``n`` real H.264 access units from the unit's encoder: a keyframe, then inter pictures."""
+    from appliance.capture.pattern import PatternSource
+    from appliance.mesh.fanout import X264Encoder
+
+    async def frames():
+        src = PatternSource(width=320, height=240, fps=1000)
+        await src.start()
+        return [await src.read() for _ in range(n)]
+
+    enc = X264Encoder(320, 240, 30, 250_000, threads=1)
+    return [bytes(p) for i, f in enumerate(asyncio.run(frames())) for p in enc.encode(f, i == 0)]
+
+
+def test_small_pictures_decode_on_the_loop_and_big_ones_move_to_the_thread():
+    from aiortc.jitterbuffer import JitterFrame
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    from appliance.mesh.receive import DecodeRoute, h264_keyframe
+
+    h264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
+    pictures = _h264_pictures(12)
+    assert h264_keyframe(pictures[0]) and not h264_keyframe(pictures[1])
+    asks, got = [], []
+    route = DecodeRoute(lambda: asks.append(1), budget_ms=1000.0)
+    route.put((h264, JitterFrame(pictures[0], 0)))  # nobody connected yet: decoded, dropped
+    route.connect(got.append)
+    for t, data in enumerate(pictures[1:6], 1):
+        route.put((h264, JitterFrame(data, t * 3000)))
+    assert route.inline and route.decoded == 6 and len(got) == 5 and route.qsize() == 0
+    assert got[-1].width == 320 and route.decode_ms is not None and not asks
+    route.put((h264, JitterFrame(b"\x00\x00\x00\x01\x41" + b"\xff" * 40, 99)))  # garbage: ask for a keyframe
+    assert route.errors == 1 and asks == [1]
+
+    slow = DecodeRoute(lambda: asks.append(2), budget_ms=0.0)  # every picture is "too slow" for the loop
+    slow.connect(got.append)
+    slow.put((h264, JitterFrame(pictures[0], 0)))
+    assert not slow.inline and asks[-1] == 2  # moved to the thread, which starts at a fresh keyframe
+    slow.put((h264, JitterFrame(pictures[1], 3000)))  # an inter picture is useless there
+    assert slow.qsize() == 0
+    slow.put((h264, JitterFrame(pictures[0], 6000)))
+    assert slow.qsize() == 1 and slow.get()[1].timestamp == 6000
+    slow.put(None)  # the end marker reaches the thread
+    assert slow.get() is None
+
+
 def test_jitter_buffer_skips_a_lost_packet_after_a_short_wait(monkeypatch):
     from aiortc.rtp import RtpPacket
 
