@@ -23,10 +23,10 @@ import sys
 import time
 from pathlib import Path
 
+from appliance.bench.report import cpu_seconds
 from appliance.errors import WallmeshError
 
 PEERJS_VERSION = "1.0.2"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(WallmeshError, RuntimeError):
@@ -123,9 +123,7 @@ class ServerProcess:
 
     def cpu_s(self) -> float:
         """User + system CPU seconds the server process has used so far."""
-        with open(f"/proc/{self.pid}/stat") as stat:
-            after_name = stat.read().rsplit(")", 1)[1].split()
-        return (int(after_name[11]) + int(after_name[12])) / CLOCK_TICKS
+        return cpu_seconds(self.pid)
 
     def cpu_wait_s(self) -> float:
         """Seconds the server's main thread (its event loop) has spent runnable but waiting
