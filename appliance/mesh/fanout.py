@@ -4,7 +4,8 @@ aiortc's :class:`~aiortc.RTCRtpSender` accepts a track whose ``recv()`` returns 
 :class:`av.Packet`\\ s and then only packetizes them into RTP; it would otherwise run one
 encoder per peer. :class:`SharedVideo` owns the single encoder — libx264 through PyAV
 (ultrafast, zerolatency, slice threads, constrained baseline, no B-frames, SPS/PPS repeated
-before every IDR) fed by a raw :class:`~appliance.capture.base.VideoSource`, or the Pi's
+before every IDR; pictures up to 640×480 are encoded by one thread right on the event
+loop, where a hand-off would cost as much as the encode) fed by a raw :class:`~appliance.capture.base.VideoSource`, or the Pi's
 hardware encoder behind an :class:`~appliance.capture.base.EncodedVideoSource` — and hands
 each peer a :class:`FanoutTrack`.
 
@@ -39,9 +40,16 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from appliance.capture.base import VIDEO_TIME_BASE, EncodedVideoSource, VideoSource, stop_task
+from appliance.mesh.budget import LoopBudget
 from appliance.mesh.keyframes import attach_keyframe_requests, check_aiortc
 
 log = logging.getLogger(__name__)
+
+#: Pictures up to this size (640×480) are encoded by one x264 thread on the event loop,
+#: as long as that costs less than ``INLINE_ENCODE_MS`` of CPU a picture (smoothed);
+#: bigger ones go to a worker thread with x264's slice threads.
+INLINE_ENCODE_PIXELS = 640 * 480
+INLINE_ENCODE_MS = 4.0
 
 
 class TierLike(Protocol):
@@ -196,6 +204,8 @@ class SharedVideo:
         self._threads = threads
         self._tracks: set[FanoutTrack] = set()
         self._encoder: X264Encoder | None = None
+        self._inline = False  # encoding on the event loop (small pictures; see appliance.mesh.budget)
+        self._budget = LoopBudget(INLINE_ENCODE_MS)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
         self._key_wanted = False
@@ -310,17 +320,27 @@ class SharedVideo:
                 if self._pending_tier is not None:
                     self._apply_tier()
                 if self._encoder is None:
+                    small = self.width * self.height <= INLINE_ENCODE_PIXELS
                     self._encoder = X264Encoder(
                         self.width, self.height, self.fps, self.bitrate,
-                        keyframe_interval=self.keyframe_interval, threads=self._threads,
+                        keyframe_interval=self.keyframe_interval, threads=self._threads or (1 if small else 0),
                     )
                     self._key_wanted = True
                     self._last_key = float("-inf")
+                    self._inline = small  # a small picture encodes on the loop while that stays cheap
+                    self._budget = LoopBudget(INLINE_ENCODE_MS)
                 force = self._key_wanted and self._key_due()
                 if force:
                     self._last_key = time.monotonic()
                 started = time.perf_counter()
-                packets = await loop.run_in_executor(self._executor, self._encoder.encode, frame, force)
+                if self._inline:
+                    self._budget.start()
+                    packets = self._encoder.encode(frame, force)
+                    if self._budget.stop():
+                        log.info("%s: encoding takes %.1f ms a picture: moving it off the event loop", self._name, self._budget.ms)
+                        self._inline = False
+                else:
+                    packets = await loop.run_in_executor(self._executor, self._encoder.encode, frame, force)
                 spent = time.perf_counter() - started
                 self.stats.frames_encoded += 1
                 self.stats.encode_seconds += spent

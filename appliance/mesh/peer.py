@@ -380,7 +380,7 @@ class Peer:
             "rebuilds": self.rebuilds,
             "decode_dropped": self.decode_backlog.dropped if self.decode_backlog is not None else 0,
             "decode_inline": getattr(self.decode_backlog, "inline", False),
-            "decode_ms": round(getattr(self.decode_backlog, "decode_ms", None) or 0.0, 2),
+            "decode_ms": round(getattr(getattr(self.decode_backlog, "budget", None), "ms", None) or 0.0, 2),
             "connected_at": _wall(self.connected_at),
             "first_frame_at": _wall(video.first_frame_at if video else None),
         }

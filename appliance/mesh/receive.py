@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.mesh.budget import LoopBudget
+
 log = logging.getLogger(__name__)
 
 StampReader = Callable[[Any], Any]
@@ -165,8 +167,8 @@ def gap_skipping_jitter_buffer(capacity: int = 512, max_wait: float = MAX_GAP_WA
     return GapSkippingJitterBuffer()
 
 
-#: A stream whose pictures decode (smoothed) faster than this many ms is decoded on the
-#: event loop; slower ones go to aiortc's decoder thread.
+#: A stream whose pictures decode in less than this many CPU ms (smoothed) is decoded on
+#: the event loop; slower ones go to aiortc's decoder thread (see :mod:`appliance.mesh.budget`).
 INLINE_DECODE_MS = 3.0
 
 
@@ -176,17 +178,17 @@ class DecodeRoute(DecodeBacklog):
 
     Handing a picture to a thread and the decoded frame back costs two wake-ups and a
     fight for the GIL — more than decoding a small (320×240, 640×480) picture. So each
-    completed picture is decoded right where aiortc's RTP handler completes it, timed,
-    and the frame goes straight to :meth:`connect`'s callback. When the smoothed decode
-    time exceeds ``budget_ms`` (big pictures would stall the loop), the stream moves to
-    the thread for good, restarting there at a fresh keyframe.
+    completed picture is decoded right where aiortc's RTP handler completes it, by a
+    single-threaded decoder, timed, and the frame goes straight to :meth:`connect`'s
+    callback. When the smoothed decode cost exceeds ``budget_ms`` (big pictures would
+    stall the loop), the stream moves to the thread for good, restarting there at a
+    fresh keyframe.
     """
 
     def __init__(self, ask_keyframe: Callable[[], None], *, budget_ms: float = INLINE_DECODE_MS, **kwargs: Any) -> None:
         super().__init__(ask_keyframe, **kwargs)
-        self.budget_ms = budget_ms
+        self.budget = LoopBudget(budget_ms)
         self.inline = True
-        self.decode_ms: float | None = None  # smoothed decode time of one picture, on the loop
         self.decoded = 0
         self.errors = 0
         self._deliver: Callable[[Any], None] | None = None
@@ -208,21 +210,20 @@ class DecodeRoute(DecodeBacklog):
             context = getattr(self._decoder, "codec", None)
             if context is not None and not context.is_open:
                 context.thread_count = 1  # no helper threads: their wake-ups are what inline saves
-        started = time.perf_counter()
+        self.budget.start()
         try:
             frames = self._decoder.decode(encoded)
         except av.FFmpegError:  # lost picture data: keep the decoder, ask for a keyframe
             self.errors += 1
             self._ask()
             return None
-        cost = (time.perf_counter() - started) * 1000
-        self.decode_ms = cost if self.decode_ms is None else 0.9 * self.decode_ms + 0.1 * cost
+        too_slow = self.budget.stop()
         for frame in frames:
             self.decoded += 1
             if self._deliver is not None:
                 self._deliver(frame)
-        if self.decode_ms > self.budget_ms:
-            log.info("video decode takes %.1f ms a picture: moving it off the event loop", self.decode_ms)
+        if too_slow:
+            log.info("video decode takes %.1f ms a picture: moving it off the event loop", self.budget.ms)
             self.inline = False
             self._decoder = None
             self._waiting_for_key = True  # the thread's decoder starts at a keyframe

@@ -1,4 +1,5 @@
-"""The shared encoder never blocks the event loop: encoding runs on its own thread."""
+"""The shared encoder never blocks the event loop: small pictures are encoded on it (cheaper
+than a hand-off), big or costly ones on the encoder's own thread."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ from appliance.mesh import fanout
 from appliance.mesh.quality import tier_named
 
 
-async def test_encoding_happens_off_the_loop_and_no_callback_is_slow(monkeypatch, caplog):
+async def test_big_pictures_are_encoded_off_the_loop_and_no_callback_is_slow(monkeypatch, caplog):
     loop = asyncio.get_running_loop()
     loop.set_debug(True)
     loop.slow_callback_duration = 0.3  # generous: the machine is shared; a real block (an encode, a 1080p texture build) is caught
-    threads: set[int] = set()
+    threads: dict[int, set[int]] = {}  # picture width -> threads that encoded it
     original = fanout.X264Encoder.encode
 
     def spy(self, frame, keyframe):
-        threads.add(threading.get_ident())
+        threads.setdefault(self.width, set()).add(threading.get_ident())
         return original(self, frame, keyframe)
 
     monkeypatch.setattr(fanout.X264Encoder, "encode", spy)
@@ -38,7 +39,8 @@ async def test_encoding_happens_off_the_loop_and_no_callback_is_slow(monkeypatch
             video.reconfigure(tier_named("fullhd"))  # new encoder and a 1080p pattern texture
             await asyncio.sleep(2.0)
         assert video.width == 1920 and video.stats.frames_encoded > 20
-        assert threads and threading.get_ident() not in threads
+        assert threads[640] == {threading.get_ident()}  # small: on the loop
+        assert threads[1920] and threading.get_ident() not in threads[1920]
         slow = [r.getMessage() for r in caplog.records if "Executing" in r.getMessage()]
         assert not slow, slow
     finally:
@@ -46,3 +48,49 @@ async def test_encoding_happens_off_the_loop_and_no_callback_is_slow(monkeypatch
             task.cancel()
         await video.close()
         loop.set_debug(False)
+
+
+async def test_a_small_picture_that_encodes_slowly_moves_off_the_loop(monkeypatch):
+    monkeypatch.setattr(fanout, "INLINE_ENCODE_MS", 0.0)  # every encode is "too slow" for the loop
+    seen: list[int] = []
+    original = fanout.X264Encoder.encode
+
+    def spy(self, frame, keyframe):
+        seen.append(threading.get_ident())
+        return original(self, frame, keyframe)
+
+    monkeypatch.setattr(fanout.X264Encoder, "encode", spy)
+    video = fanout.SharedVideo(PatternSource(width=320, height=240), width=320, height=240, bitrate=250_000)
+    await video.start()
+    track = video.track()
+    try:
+        for _ in range(14):
+            await asyncio.wait_for(track.recv(), 2)
+        assert set(seen[:10]) == {threading.get_ident()}  # on the loop while its cost is measured
+        assert seen[-1] != threading.get_ident()  # then handed to the encoder thread for good
+    finally:
+        track.stop()
+        await video.close()
+
+
+def test_loop_budget_waits_for_a_fair_sample_then_follows_the_cost():
+    from appliance.mesh.budget import LoopBudget
+
+    budget = LoopBudget(1.0, warmup=3)
+
+    def spend(ms):
+        import time
+
+        budget.start()
+        end = time.thread_time() + ms / 1000
+        while time.thread_time() < end:
+            pass
+        return budget.stop()
+
+    assert not spend(8.0)  # one costly call (a keyframe) is no verdict
+    assert not spend(0.1)
+    assert spend(0.1)  # mean of the first three: ~2.7 ms, over budget
+    cheap = LoopBudget(1.0, warmup=3)
+    budget = cheap
+    assert [spend(0.1) for _ in range(5)] == [False] * 5
+    assert cheap.ms is not None and cheap.ms < 1.0

@@ -290,18 +290,21 @@ def test_small_pictures_decode_on_the_loop_and_big_ones_move_to_the_thread():
     for t, data in enumerate(pictures[1:6], 1):
         route.put((h264, JitterFrame(data, t * 3000)))
     assert route.inline and route.decoded == 6 and len(got) == 5 and route.qsize() == 0
-    assert got[-1].width == 320 and route.decode_ms is not None and not asks
+    assert got[-1].width == 320 and route.budget.ms is not None and not asks
     route.put((h264, JitterFrame(b"\x00\x00\x00\x01\x41" + b"\xff" * 40, 99)))  # garbage: ask for a keyframe
     assert route.errors == 1 and asks == [1]
 
     slow = DecodeRoute(lambda: asks.append(2), budget_ms=0.0)  # every picture is "too slow" for the loop
     slow.connect(got.append)
-    slow.put((h264, JitterFrame(pictures[0], 0)))
+    for t, data in enumerate(pictures[:9]):
+        slow.put((h264, JitterFrame(data, t * 3000)))
+    assert slow.inline and slow.decoded == 9  # no verdict on the first pictures (a keyframe is costly)
+    slow.put((h264, JitterFrame(pictures[9], 9 * 3000)))
     assert not slow.inline and asks[-1] == 2  # moved to the thread, which starts at a fresh keyframe
-    slow.put((h264, JitterFrame(pictures[1], 3000)))  # an inter picture is useless there
+    slow.put((h264, JitterFrame(pictures[10], 10 * 3000)))  # an inter picture is useless there
     assert slow.qsize() == 0
-    slow.put((h264, JitterFrame(pictures[0], 6000)))
-    assert slow.qsize() == 1 and slow.get()[1].timestamp == 6000
+    slow.put((h264, JitterFrame(pictures[0], 99_000)))
+    assert slow.qsize() == 1 and slow.get()[1].timestamp == 99_000
     slow.put(None)  # the end marker reaches the thread
     assert slow.get() is None
 
