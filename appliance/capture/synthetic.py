@@ -48,6 +48,18 @@ class SyntheticAudioSource(AudioSource):
         self.frames_read = 0
         self._sample = 0
         self._next = 0.0
+        self._cycle: np.ndarray | None = None
+
+    def _talk_cycle(self) -> np.ndarray:
+        """One talk-spurt cycle (1.6 s: 1.2 s of tone, 0.4 s of silence), computed once.
+
+        The tone's frequency is rounded to a whole number of periods per cycle, so the
+        cycle repeats seamlessly; one extra frame at the end lets every read be a slice."""
+        cycle = int(1.6 * AUDIO_RATE)
+        frequency = round(self.frequency * 1.6) / 1.6
+        t = np.arange(cycle + AUDIO_SAMPLES) / AUDIO_RATE
+        talking = (t % 1.6) < 1.2
+        return (self.amplitude * 32767 * np.sin(2 * np.pi * frequency * t) * talking).astype(np.int16)
 
     async def start(self) -> None:
         self.started = True
@@ -62,10 +74,10 @@ class SyntheticAudioSource(AudioSource):
         elif now - self._next > 0.1:
             self._next = now  # the loop stalled: resume, do not burst
         self._next += AUDIO_FRAME_MS / 1000
-        t = (self._sample + np.arange(AUDIO_SAMPLES)) / AUDIO_RATE
-        talking = (t % 1.6) < 1.2
-        wave = self.amplitude * 32767 * np.sin(2 * np.pi * self.frequency * t) * talking
-        samples = wave.astype(np.int16)
+        if self._cycle is None:
+            self._cycle = self._talk_cycle()
+        at = self._sample % len(self._cycle)
+        samples = self._cycle[at : at + AUDIO_SAMPLES]
         if self.channels == 2:
             samples = np.repeat(samples[:, None], 2, axis=1)
         frame = audio_frame(samples, self._sample)
