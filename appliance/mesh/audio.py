@@ -2,7 +2,7 @@
 
 Sending — :class:`SharedAudio` reads the microphone (an
 :class:`~appliance.capture.base.AudioSource`) once, in 10 ms frames, encodes it once with
-Opus (mono, 20 ms packets) and hands each peer a :class:`SharedAudioTrack` of the same
+Opus (mono; 20 ms packets, longer in big meshes: :func:`auto_packet_ms`) and hands each peer a :class:`SharedAudioTrack` of the same
 packets — the audio half of "encode once, send N-1 times" (aiortc would otherwise run one
 Opus encoder per peer, about as costly per peer as sending the video). With
 ``encode_once=False`` the tracks carry raw 10 ms frames and aiortc encodes per peer; that
@@ -14,8 +14,9 @@ Shared Opus packets are only valid on an Opus-negotiated sender:
 
 Receiving — :class:`AudioMixer` takes each remote audio track (``add(peer_id, track)``,
 ``remove(peer_id)``; a track may also push Opus payloads through an ``inlet``, see
-:class:`appliance.mesh.receive.AudioInlet`), decodes/resamples it to 48 kHz mono, keeps a short bounded jitter
-buffer per peer, and every 10 ms sums one frame from each into the
+:class:`appliance.mesh.receive.AudioInlet`), decodes/resamples it to 48 kHz mono, keeps a short
+bounded jitter buffer per peer (stretched to the peer's packet length), and every 10 ms
+sums one frame from each into the
 :class:`~appliance.capture.base.AudioSink`. Each mixed frame is also put, with the
 monotonic time at which it will reach the speaker, into :class:`EchoReference` — the
 exact signal the echo canceller must subtract from the microphone. Per-peer levels
