@@ -1,12 +1,13 @@
 """Receiving one remote participant: decoded video kept newest-only, audio handed to the mixer.
 
-aiortc decodes a remote track on its own thread and queues the frames for
-``recv()``. A :class:`VideoReceiver` drains that queue as fast as frames come
-and keeps only the newest one (with its decode time and, for test-pattern
-senders, the capture stamp read from its pixels), so a display that draws at
-its own pace never sees a backlog. Remote Opus audio skips aiortc's decoder thread:
-:func:`inline_audio` hands each payload to the mixer on the loop as it arrives.
-Everything here runs on the event loop and costs a few microseconds per frame.
+Small pictures are decoded right on the event loop as aiortc completes them
+(:class:`DecodeRoute`; a thread hand-off would cost more than the decode), big ones
+on aiortc's decoder thread behind a bounded backlog. A :class:`VideoReceiver` takes
+each decoded frame and keeps only the newest one (with its decode time and, for
+test-pattern senders, the capture stamp read from its pixels), so a display that
+draws at its own pace never sees a backlog. Remote Opus audio skips aiortc's decoder
+thread too: :func:`inline_audio` hands each payload to the mixer on the loop as it
+arrives. Apart from decoding, everything here costs a few microseconds per frame.
 """
 
 from __future__ import annotations

@@ -105,7 +105,20 @@ async def test_mixer_mixes_peers_reports_levels_and_keeps_an_aligned_reference()
             await audio.close()
 
 
-async def test_audio_crosses_real_peer_connections_as_opus(new_pc, connect_pair):
+async def hears_tone(mixer: AudioMixer, peer: str, mic: SyntheticAudioSource) -> None:
+    """Wait until ``peer`` is heard, then check the last second of the mix is ``mic``'s tone."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and mixer.levels().get(peer, 0) < 0.02:
+        await asyncio.sleep(0.05)
+    assert mixer.levels()[peer] >= 0.02
+    await asyncio.sleep(1.0)
+    mix = mixer.reference.read(time.monotonic() - 1.0, AUDIO_RATE)
+    assert abs(_peak_hz(mix) - mic.frequency) < 10
+
+
+@pytest.fixture
+async def tone_link(new_pc):
+    """A synthetic microphone shared onto peer connection ``tx``; ``rx`` and a mixer to hear it."""
     mic = SyntheticAudioSource(sender=3, amplitude=0.3)
     shared = SharedAudio(mic)
     await shared.start()
@@ -113,20 +126,17 @@ async def test_audio_crosses_real_peer_connections_as_opus(new_pc, connect_pair)
     await mixer.start()
     tx, rx = new_pc(), new_pc()
     tx.addTrack(shared.track())
+    yield mic, mixer, tx, rx
+    await mixer.close()
+    await shared.close()
+
+
+async def test_audio_crosses_real_peer_connections_as_opus(tone_link, connect_pair):
+    mic, mixer, tx, rx = tone_link
     rx.on("track", lambda track: mixer.add("far", track) if track.kind == "audio" else None)
-    try:
-        await connect_pair(tx, rx)
-        assert "opus" in tx.localDescription.sdp.lower()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and mixer.levels().get("far", 0) < 0.02:
-            await asyncio.sleep(0.05)
-        assert mixer.levels()["far"] >= 0.02
-        await asyncio.sleep(1.0)
-        mix = mixer.reference.read(time.monotonic() - 1.0, AUDIO_RATE)
-        assert abs(_peak_hz(mix) - mic.frequency) < 10
-    finally:
-        await mixer.close()
-        await shared.close()
+    await connect_pair(tx, rx)
+    assert "opus" in tx.localDescription.sdp.lower()
+    await hears_tone(mixer, "far", mic)
 
 
 async def test_starting_muted_releases_a_microphone_opened_beforehand():
@@ -270,16 +280,10 @@ async def test_mixer_survives_garbage_from_a_peer_and_a_broken_listener():
     assert all(t.done() for t in asyncio.all_tasks() if "audio-in" in t.get_name())
 
 
-async def test_remote_opus_reaches_the_mixer_on_the_loop_without_a_decoder_thread(new_pc, connect_pair):
+async def test_remote_opus_reaches_the_mixer_on_the_loop_without_a_decoder_thread(tone_link, connect_pair):
     from appliance.mesh.receive import AudioReceiver, inline_audio
 
-    mic = SyntheticAudioSource(sender=5, amplitude=0.3)
-    shared = SharedAudio(mic)
-    await shared.start()
-    mixer = AudioMixer(NullAudioSink())
-    await mixer.start()
-    tx, rx = new_pc(), new_pc()
-    tx.addTrack(shared.track())
+    mic, mixer, tx, rx = tone_link
     inlet = inline_audio(rx.addTransceiver("audio", direction="recvonly").receiver)  # before negotiation
     assert inlet is not None
     receivers = []
@@ -291,13 +295,7 @@ async def test_remote_opus_reaches_the_mixer_on_the_loop_without_a_decoder_threa
     rx.on("track", on_track)
     try:
         await connect_pair(rx, tx)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and mixer.levels().get("far", 0) < 0.02:
-            await asyncio.sleep(0.05)
-        assert mixer.levels()["far"] >= 0.02
-        await asyncio.sleep(1.0)
-        mix = mixer.reference.read(time.monotonic() - 1.0, AUDIO_RATE)
-        assert abs(_peak_hz(mix) - mic.frequency) < 10
+        await hears_tone(mixer, "far", mic)
         rx_audio = receivers[0]
         assert rx_audio.inlet.frames > 40 and rx_audio.decoded_frames == 0  # all of it came inline
         assert rx_audio.frames == rx_audio.inlet.frames and rx_audio.last_frame_at is not None
@@ -308,8 +306,6 @@ async def test_remote_opus_reaches_the_mixer_on_the_loop_without_a_decoder_threa
     finally:
         for r in receivers:
             await r.close()
-        await mixer.close()
-        await shared.close()
 
 
 def test_audio_pass_through_keeps_order_drops_stragglers_and_follows_a_restart():
