@@ -16,7 +16,7 @@ import time
 import av
 import numpy as np
 
-from appliance.capture.base import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AUDIO_TIME_BASE, AudioSink, AudioSource, stop_task
+from appliance.capture.base import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AUDIO_TIME_BASE, AudioSink, AudioSource
 
 
 def audio_frame(samples: np.ndarray, pts: int | None = None) -> av.AudioFrame:
@@ -90,38 +90,59 @@ class SyntheticAudioSource(AudioSource):
 
 
 class NullAudioSink(AudioSink):
-    """Plays into nothing, at real-time pace, from a bounded buffer (``buffer_ms``)."""
+    """Plays into nothing, at real-time pace, from a bounded buffer (``buffer_ms``).
+
+    Like a sound card it takes one 10 ms frame from its buffer every 10 ms from
+    :meth:`start` on (none when the buffer is empty); having no hardware, it works out
+    what has played from the clock whenever it is written to or asked, instead of
+    waking the event loop a hundred times a second.
+    """
 
     def __init__(self, *, buffer_ms: int = 60, channels: int = 1, keep: int = 500) -> None:
         self.channels = channels
         self._buffer: collections.deque[np.ndarray] = collections.deque(maxlen=max(1, buffer_ms // AUDIO_FRAME_MS))
-        self.played: collections.deque[np.ndarray] = collections.deque(maxlen=keep)
-        self.frames_played = 0
+        self._played: collections.deque[np.ndarray] = collections.deque(maxlen=keep)
+        self._frames_played = 0
         self.frames_dropped = 0
-        self._task: asyncio.Task[None] | None = None
+        self._started: float | None = None
+        self._ticks = 0  # 10 ms periods accounted for since start
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._clock(), name="null-audio-sink")
+        if self._started is None:
+            self._started = time.monotonic()
+            self._ticks = 0
+
+    def _advance(self) -> None:
+        if self._started is None:
+            return
+        due = int((time.monotonic() - self._started) / (AUDIO_FRAME_MS / 1000))
+        for _ in range(min(due - self._ticks, len(self._buffer))):
+            self._played.append(self._buffer.popleft())
+            self._frames_played += 1
+        self._ticks = due
 
     def write(self, frame: av.AudioFrame) -> None:
+        self._advance()
         if len(self._buffer) == self._buffer.maxlen:
             self.frames_dropped += 1
         self._buffer.append(frame_samples(frame))
 
     @property
+    def played(self) -> collections.deque[np.ndarray]:
+        """The newest frames played (up to ``keep``), oldest first."""
+        self._advance()
+        return self._played
+
+    @property
+    def frames_played(self) -> int:
+        self._advance()
+        return self._frames_played
+
+    @property
     def delay(self) -> float:
+        self._advance()
         return len(self._buffer) * AUDIO_FRAME_MS / 1000
 
-    async def _clock(self) -> None:
-        next_tick = time.monotonic()
-        while True:
-            next_tick += AUDIO_FRAME_MS / 1000
-            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
-            if self._buffer:
-                self.played.append(self._buffer.popleft())
-                self.frames_played += 1
-
     async def close(self) -> None:
-        task, self._task = self._task, None
-        await stop_task(task)
+        self._advance()
+        self._started = None

@@ -123,3 +123,27 @@ async def test_real_webcam_delivers_frames():
         assert all(f.format.name == "yuv420p" for f in frames)
     finally:
         await source.close()
+
+
+async def test_null_speaker_plays_one_frame_every_10ms_from_a_bounded_buffer(monkeypatch):
+    from appliance.capture import synthetic
+
+    clock = [1000.0]
+    monkeypatch.setattr(synthetic.time, "monotonic", lambda: clock[0])
+    sink = synthetic.NullAudioSink(buffer_ms=60)
+    await sink.start()
+
+    def frame(value):
+        return synthetic.audio_frame(np.full(AUDIO_SAMPLES, value, np.int16))
+
+    for v in (1, 2, 3):
+        sink.write(frame(v))
+    clock[0] += 0.025  # two periods: two frames played, one waiting
+    assert sink.frames_played == 2 and abs(sink.delay - 0.01) < 1e-9
+    clock[0] += 0.1  # ten periods, one frame to play: the rest are gaps, not debt
+    assert sink.frames_played == 3 and sink.delay == 0
+    for v in range(10, 18):  # a burst beyond the 60 ms buffer drops the oldest
+        sink.write(frame(v))
+    assert sink.frames_dropped == 2 and abs(sink.delay - 0.06) < 1e-9
+    clock[0] += 0.06
+    assert [int(p[0, 0]) for p in sink.played] == [1, 2, 3, 12, 13, 14, 15, 16, 17]
