@@ -13,7 +13,8 @@ cameras and a real signaling server on loopback (see :mod:`appliance.demo.site`)
   slowest stream's frame rate once they all run.
 
 Sender CPU (shared encoder vs one encoder per peer) comes from
-:mod:`appliance.bench.media_cpu` when that part is installed.
+:mod:`appliance.bench.media_cpu` when that part is installed, and the audio delay for
+each Opus packet length from :mod:`appliance.bench.audio_latency`.
 """
 
 from __future__ import annotations
@@ -160,6 +161,9 @@ def run(quick: bool) -> list[Result]:
         cpu = None
     if cpu is not None:
         results.extend(cpu.run(quick))
+    from appliance.bench import audio_latency
+
+    results.extend(audio_latency.run(quick))
     with tempfile.TemporaryDirectory(prefix="wallmesh-bench-media-") as tmp:
         root = Path(tmp)
         results.extend(asyncio.run(latency_room(root, quick)))

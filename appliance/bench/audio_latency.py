@@ -1,0 +1,146 @@
+"""Mouth-to-speaker audio delay through a real peer connection, for each Opus packet length.
+
+One process, two aiortc peer connections over loopback, the unit's own parts on both
+ends: the synthetic microphone read in 10 ms frames, :class:`SharedAudio` (Opus once,
+``packet_ms`` packets), the receiving side's inline Opus path into :class:`AudioMixer`,
+and a null speaker with the unit's 60 ms buffer. The microphone's talk-spurts start
+at known samples; a spurt's first loud sample is timed when the microphone hands its
+frame over (that sample was captured ``(frame length - position) / rate`` earlier) and
+again in the mix, at the time the mixer says it reaches the speaker. The difference is
+the delay a listener hears, acoustic paths aside: the microphone period, packetization,
+the codec, the network hop, the jitter buffer and the speaker buffer.
+
+``aiortc_path`` runs the same with aiortc's own receive path (a decoder thread, and a
+jitter buffer that holds four packets) for comparison.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+from appliance.bench.report import Result
+from appliance.capture.base import AUDIO_RATE, AudioSource
+
+#: A sample this loud (of 32767) after a silent frame starts a talk-spurt.
+ONSET_LEVEL = 1000
+
+
+def _onset(samples: np.ndarray, quiet_before: bool) -> int | None:
+    """Index of a talk-spurt's first loud sample in ``samples``, if one starts here."""
+    if not quiet_before:
+        return None
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) >= ONSET_LEVEL)
+    return int(loud[0]) if loud.size else None
+
+
+class _OnsetTap(AudioSource):
+    """The microphone, passed through; notes when each talk-spurt's first sample was captured."""
+
+    def __init__(self, inner: AudioSource) -> None:
+        self.inner = inner
+        self.channels = inner.channels
+        self.onsets: list[float] = []
+        self._quiet = True
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def read(self) -> Any:
+        frame = await self.inner.read()
+        handed_over = time.monotonic()
+        samples = frame.to_ndarray().reshape(-1)
+        at = _onset(samples, self._quiet)
+        if at is not None:
+            self.onsets.append(handed_over - (len(samples) - at) / AUDIO_RATE)
+        self._quiet = bool(np.abs(samples.astype(np.int32)).max() < ONSET_LEVEL)
+        return frame
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def measure(packet_ms: int, seconds: float, *, inline: bool = True) -> list[float]:
+    """Delays (ms) of the talk-spurts heard within ``seconds``."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    from appliance.capture.synthetic import NullAudioSink, SyntheticAudioSource
+    from appliance.mesh.audio import AudioMixer, SharedAudio
+    from appliance.mesh.ice import IcePolicy, process_default
+    from appliance.mesh.negotiation import prefer_opus
+    from appliance.mesh.receive import AudioReceiver, inline_audio
+
+    mic = _OnsetTap(SyntheticAudioSource(sender=1, amplitude=0.3))
+    shared = SharedAudio(mic, packet_ms=packet_ms)
+    mixer = AudioMixer(NullAudioSink(buffer_ms=60))
+    heard: list[float] = []
+    quiet = [True]
+
+    def listen(samples: np.ndarray, play_time: float) -> None:
+        at = _onset(samples, quiet[0])
+        if at is not None:
+            heard.append(play_time + at / AUDIO_RATE)
+        quiet[0] = bool(np.abs(samples.astype(np.int32)).max() < ONSET_LEVEL)
+
+    mixer.on_mix(listen)
+    receivers: list[AudioReceiver] = []
+    with process_default(IcePolicy(addresses=("127.0.0.1",))):
+        tx, rx = RTCPeerConnection(RTCConfiguration(iceServers=[])), RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        try:
+            prefer_opus(tx.addTransceiver(shared.track(), direction="sendonly"))
+            transceiver = rx.addTransceiver("audio", direction="recvonly")
+            prefer_opus(transceiver)
+            inlet = inline_audio(transceiver.receiver) if inline else None
+
+            @rx.on("track")
+            def on_track(track: Any) -> None:
+                receivers.append(AudioReceiver(track, label="bench", inlet=inlet))
+                mixer.add("far", receivers[-1].track)
+
+            await mixer.start()
+            await shared.start()
+            await rx.setLocalDescription(await rx.createOffer())
+            await tx.setRemoteDescription(rx.localDescription)
+            await tx.setLocalDescription(await tx.createAnswer())
+            await rx.setRemoteDescription(tx.localDescription)
+            await asyncio.sleep(seconds)
+        finally:
+            for receiver in receivers:
+                await receiver.close()
+            await mixer.close()
+            await shared.close()
+            await tx.close()
+            await rx.close()
+    delays = []
+    for played in heard:
+        spoken = [t for t in mic.onsets if t <= played]
+        if spoken:
+            delays.append((played - spoken[-1]) * 1000)
+    return delays
+
+
+def run(quick: bool) -> list[Result]:
+    seconds = 5.0 if quick else 12.0
+    results = []
+    for name, packet_ms, inline in (
+        ("audio_delay_20ms_p50", 20, True),
+        ("audio_delay_40ms_p50", 40, True),
+        ("audio_delay_60ms_p50", 60, True),
+        ("audio_delay_20ms_aiortc_path_p50", 20, False),
+    ):
+        delays = asyncio.run(measure(packet_ms, seconds, inline=inline))
+        how = "aiortc's decoder thread and 4-packet jitter buffer" if not inline else "the unit's inline Opus path"
+        results.append(
+            Result(
+                name,
+                round(statistics.median(delays), 1) if delays else None,
+                "ms",
+                f"{packet_ms} ms Opus packets, {how}: microphone sample -> speaker, median of {len(delays)} "
+                f"talk-spurt onsets {[round(d) for d in delays]}",
+            )
+        )
+    return results
