@@ -39,7 +39,7 @@ class AudioSettings:
         0,
         help=(
             "Opus packet length sent to peers, ms: 10, 20, 40 or 60 (longer packets cost less CPU per peer and add"
-            " delay), or 0 to follow the mesh size: 20 up to 3 peers, 40 with 4, 60 with 5 or more"
+            " delay), or 0 to follow the mesh size: 20 up to 3 peers, 40 from 4 on"
         ),
         choices=(0, 10, 20, 40, 60),
     )

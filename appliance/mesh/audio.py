@@ -2,7 +2,7 @@
 
 Sending — :class:`SharedAudio` reads the microphone (an
 :class:`~appliance.capture.base.AudioSource`) once, in 10 ms frames, encodes it once with
-Opus (mono; 20 ms packets, longer in big meshes: :func:`auto_packet_ms`) and hands each peer a :class:`SharedAudioTrack` of the same
+Opus (mono; 20 ms packets, 40 ms in big meshes: :func:`auto_packet_ms`) and hands each peer a :class:`SharedAudioTrack` of the same
 packets — the audio half of "encode once, send N-1 times" (aiortc would otherwise run one
 Opus encoder per peer, about as costly per peer as sending the video). With
 ``encode_once=False`` the tracks carry raw 10 ms frames and aiortc encodes per peer; that
@@ -61,14 +61,12 @@ def auto_packet_ms(remote_peers: int) -> int:
 
     Every packet costs the same per peer whatever it carries (RTP, SRTP, a send on
     the way out; parsing, decrypting, decoding on the way in), and a full mesh pays it
-    once per peer: at 20 ms, five peers mean 250 packets out and 250 in every second,
-    most of a unit's audio cost. Longer packets in bigger meshes keep that near 150 a
-    second each way, at the price of 20 ms (40 ms packets) or 40 ms (60 ms packets) more
-    delay, when conversation has more people in it and the turns are slower anyway.
+    once per peer: at 20 ms, five peers mean 250 packets out and 250 in every second.
+    From four peers on, 40 ms packets halve that for about 30 ms more delay (measured by
+    ``wallmesh bench media``: ``audio_delay_*``); 60 ms packets save a little more CPU
+    for another 30 ms, so they are left to ``audio.packet_ms`` for a site that wants them.
     """
-    if remote_peers <= 3:
-        return 20
-    return 40 if remote_peers == 4 else 60
+    return 20 if remote_peers <= 3 else 40
 
 
 class OpusPacketizer:
