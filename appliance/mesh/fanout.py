@@ -5,8 +5,8 @@ aiortc's :class:`~aiortc.RTCRtpSender` accepts a track whose ``recv()`` returns 
 encoder per peer. :class:`SharedVideo` owns the single encoder — libx264 through PyAV
 (ultrafast, zerolatency, slice threads, constrained baseline, no B-frames, SPS/PPS repeated
 before every IDR; pictures up to 640×480 are encoded by one thread right on the event
-loop, where a hand-off would cost as much as the encode) fed by a raw :class:`~appliance.capture.base.VideoSource`, or the Pi's
-hardware encoder behind an :class:`~appliance.capture.base.EncodedVideoSource` — and hands
+loop, where a hand-off would cost as much as the encode) fed by a raw
+:class:`~appliance.capture.base.VideoSource`, or the Pi's hardware encoder behind an :class:`~appliance.capture.base.EncodedVideoSource` — and hands
 each peer a :class:`FanoutTrack`.
 
 Use::
