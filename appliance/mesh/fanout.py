@@ -6,8 +6,9 @@ encoder per peer. :class:`SharedVideo` owns the single encoder — libx264 throu
 (ultrafast, zerolatency, slice threads, constrained baseline, no B-frames, SPS/PPS repeated
 before every IDR; pictures up to 640×480 are encoded by one thread right on the event
 loop, where a hand-off would cost as much as the encode) fed by a raw
-:class:`~appliance.capture.base.VideoSource`, or the Pi's hardware encoder behind an :class:`~appliance.capture.base.EncodedVideoSource` — and hands
-each peer a :class:`FanoutTrack`.
+:class:`~appliance.capture.base.VideoSource`, or the Pi's hardware encoder behind an
+:class:`~appliance.capture.base.EncodedVideoSource` — and hands each peer a
+:class:`FanoutTrack`.
 
 Use::
 
