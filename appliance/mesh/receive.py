@@ -168,6 +168,13 @@ def gap_skipping_jitter_buffer(capacity: int = 512, max_wait: float = MAX_GAP_WA
     return GapSkippingJitterBuffer()
 
 
+def _log_once(owner: Any, message: str, *args: Any, exc_info: bool = False) -> None:
+    """Log a failure on a per-packet path once per owner, not once per packet."""
+    if not getattr(owner, "_logged_failure", False):
+        owner._logged_failure = True
+        log.warning(message, *args, exc_info=exc_info)
+
+
 #: A stream whose pictures decode in less than this many CPU ms (smoothed) is decoded on
 #: the event loop; slower ones go to aiortc's decoder thread (see :mod:`appliance.mesh.budget`).
 INLINE_DECODE_MS = 3.0
@@ -211,10 +218,14 @@ class DecodeRoute(DecodeBacklog):
             context = getattr(self._decoder, "codec", None)
             if context is not None and not context.is_open:
                 context.thread_count = 1  # no helper threads: their wake-ups are what inline saves
+        # This runs inside aiortc's RTP handler: an exception here would end the peer's
+        # transport, so nothing may escape — a bad picture is dropped, never the link.
         self.budget.start()
         try:
             frames = self._decoder.decode(encoded)
-        except av.FFmpegError:  # lost picture data: keep the decoder, ask for a keyframe
+        except Exception as exc:  # lost picture data: keep the decoder, ask for a keyframe
+            if not isinstance(exc, av.FFmpegError):
+                _log_once(self, "video decoder failed on a picture: %r", exc)
             self.errors += 1
             self._ask()
             return None
@@ -222,7 +233,11 @@ class DecodeRoute(DecodeBacklog):
         for frame in frames:
             self.decoded += 1
             if self._deliver is not None:
-                self._deliver(frame)
+                try:
+                    self._deliver(frame)
+                except Exception:  # the receiver's problem; the next picture is tried again
+                    self.errors += 1
+                    _log_once(self, "a decoded picture could not be delivered", exc_info=True)
         if too_slow:
             log.info("video decode takes %.1f ms a picture: moving it off the event loop", self.budget.ms)
             self.inline = False
@@ -272,6 +287,7 @@ class AudioInlet(queue.Queue):  # type: ignore[type-arg]
         super().__init__()
         self._deliver: Callable[[bytes], None] | None = None
         self.frames = 0
+        self.errors = 0
         self.last_frame_at: float | None = None
 
     def connect(self, deliver: Callable[[bytes], None] | None) -> None:
@@ -283,7 +299,11 @@ class AudioInlet(queue.Queue):  # type: ignore[type-arg]
         self.frames += 1
         self.last_frame_at = time.monotonic()
         if self._deliver is not None:
-            self._deliver(item[1].data)
+            try:  # inside aiortc's RTP handler: an exception would end the peer's transport
+                self._deliver(item[1].data)
+            except Exception:
+                self.errors += 1
+                _log_once(self, "a remote audio packet could not be played", exc_info=True)
         return None
 
 

@@ -345,6 +345,13 @@ def test_audio_inlet_passes_the_end_marker_and_other_codecs_to_aiortcs_thread():
     inlet.put((pcmu, JitterFrame(b"c", 160)))
     inlet.put(None)
     assert got == [b"b"] and inlet.frames == 2
+
+    def broken(payload):
+        raise RuntimeError("mixer bug")
+
+    inlet.connect(broken)  # inside aiortc's RTP handler: an escaping error would end the link
+    inlet.put((opus, JitterFrame(b"d", 1920)))
+    assert inlet.errors == 1 and inlet.frames == 3
     assert inlet.get_nowait()[1].data == b"c" and inlet.get_nowait() is None
 
 

@@ -294,6 +294,13 @@ def test_small_pictures_decode_on_the_loop_and_big_ones_move_to_the_thread():
     route.put((h264, JitterFrame(b"\x00\x00\x00\x01\x41" + b"\xff" * 40, 99)))  # garbage: ask for a keyframe
     assert route.errors == 1 and asks == [1]
 
+    def broken(frame):
+        raise RuntimeError("display bug")
+
+    route.connect(broken)  # this runs inside aiortc's RTP handler: nothing may escape into it
+    route.put((h264, JitterFrame(pictures[0], 30_000)))
+    assert route.errors == 2 and route.inline
+
     slow = DecodeRoute(lambda: asks.append(2), budget_ms=0.0)  # every picture is "too slow" for the loop
     slow.connect(got.append)
     for t, data in enumerate(pictures[:9]):
