@@ -39,7 +39,7 @@ class AudioSettings:
         0,
         help=(
             "Opus packet length sent to peers, ms: 10, 20, 40 or 60 (longer packets cost less CPU per peer and add"
-            " delay), or 0 to follow the mesh size: 20 up to 3 peers, 40 from 4 on"
+            " delay), or 0 to follow the mesh size: 20 up to 3 peers, 40 from 4 on (back to 20 at 2)"
         ),
         choices=(0, 10, 20, 40, 60),
     )

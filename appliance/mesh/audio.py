@@ -56,8 +56,8 @@ def rms(samples: np.ndarray) -> float:
 PACKET_MS = (10, 20, 40, 60)
 
 
-def auto_packet_ms(remote_peers: int) -> int:
-    """The Opus packet length for a mesh of this many remote peers.
+def auto_packet_ms(remote_peers: int, current: int = 20) -> int:
+    """The Opus packet length for a mesh of this many remote peers, now sending ``current``.
 
     Every packet costs the same per peer whatever it carries (RTP, SRTP, a send on
     the way out; parsing, decrypting, decoding on the way in), and a full mesh pays it
@@ -65,8 +65,15 @@ def auto_packet_ms(remote_peers: int) -> int:
     From four peers on, 40 ms packets halve that for about 30 ms more delay (measured by
     ``wallmesh bench media``: ``audio_delay_*``); 60 ms packets save a little more CPU
     for another 30 ms, so they are left to ``audio.packet_ms`` for a site that wants them.
+    Back to 20 ms only at two peers or fewer: a room hovering around four participants
+    (someone reconnecting) does not switch back and forth — each switch starts a fresh
+    encoder, a faint click.
     """
-    return 20 if remote_peers <= 3 else 40
+    if remote_peers >= 4:
+        return 40
+    if remote_peers <= 2:
+        return 20
+    return current if current in (20, 40) else 20
 
 
 class OpusPacketizer:

@@ -322,13 +322,16 @@ class SharedVideo:
                     self._apply_tier()
                 if self._encoder is None:
                     small = self.width * self.height <= INLINE_ENCODE_PIXELS
+                    threads = self._threads or (1 if small else 0)
                     self._encoder = X264Encoder(
                         self.width, self.height, self.fps, self.bitrate,
-                        keyframe_interval=self.keyframe_interval, threads=self._threads or (1 if small else 0),
+                        keyframe_interval=self.keyframe_interval, threads=threads,
                     )
                     self._key_wanted = True
                     self._last_key = float("-inf")
-                    self._inline = small  # a small picture encodes on the loop while that stays cheap
+                    # a small picture encodes on the loop while that stays cheap; only with one
+                    # x264 thread, whose cost the loop thread's CPU clock sees in full
+                    self._inline = small and threads == 1
                     self._budget = LoopBudget(INLINE_ENCODE_MS)
                 force = self._key_wanted and self._key_due()
                 if force:

@@ -152,7 +152,11 @@ class Mesh:
     def _add(self, entry: dict[str, Any]) -> Peer | None:
         remote = str(entry["peer_id"])
         if remote == self.local_id or remote in self.peers or self.local_id is None:
-            return self.peers.get(remote)
+            known = self.peers.get(remote)
+            if known is not None:  # an offer may have raced ahead of the roster: learn who it is now
+                known.name = known.name or str(entry.get("name") or "")
+                known.kind = known.kind or str(entry.get("kind") or "")
+            return known
         live = [p for p in self.peers.values() if not p.stale]
         if len(live) + 1 >= self.max_room_size:
             log.warning("mesh: room cap %d reached; not connecting to %s", self.max_room_size, remote)
@@ -161,7 +165,7 @@ class Mesh:
             local_id=self.local_id,
             remote_id=remote,
             name=str(entry.get("name") or ""),
-            kind=str(entry.get("kind") or "unit"),
+            kind=str(entry.get("kind") or ""),  # "" until the roster says: treated as a browser
             policy=self.policy,
             media=self.media,
             send_signal=self.send_signal,

@@ -54,7 +54,8 @@ class LocalMedia(Protocol):
 
 
 #: Roster kinds of participants that are wallmesh units (their senders ignore REMB).
-UNIT_KINDS = ("device", "unit")
+#: Anything else — a browser's "user", or a kind not known yet — keeps REMB.
+UNIT_KINDS = ("device",)
 
 
 def _wall(t: float | None) -> float | None:
@@ -71,7 +72,7 @@ class Peer:
         local_id: str,
         remote_id: str,
         name: str = "",
-        kind: str = "unit",
+        kind: str = "",
         policy: ice.IcePolicy,
         media: LocalMedia,
         send_signal: SendSignal,
@@ -209,6 +210,7 @@ class Peer:
         video, audio, self.video, self.audio = self.video, self.audio, None, None
         if self.decode_backlog is not None:
             self.decode_backlog.connect(None)
+            self.decode_backlog = None
         tracks, self._local_tracks = self._local_tracks, []
         if audio is not None:
             self.media.remove_remote_audio(self.audio_key)

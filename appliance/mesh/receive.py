@@ -178,6 +178,8 @@ def _log_once(owner: Any, message: str, *args: Any, exc_info: bool = False) -> N
 #: A stream whose pictures decode in less than this many CPU ms (smoothed) is decoded on
 #: the event loop; slower ones go to aiortc's decoder thread (see :mod:`appliance.mesh.budget`).
 INLINE_DECODE_MS = 3.0
+#: Pictures bigger than this (640×480) always go to the decoder thread, from the first one.
+INLINE_DECODE_PIXELS = 640 * 480
 
 
 class DecodeRoute(DecodeBacklog):
@@ -205,6 +207,8 @@ class DecodeRoute(DecodeBacklog):
 
     def connect(self, deliver: Callable[[Any], None] | None) -> None:
         self._deliver = deliver
+        if deliver is None:  # the link is gone: let the decoder go with it
+            self._decoder, self._codec_name = None, None
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if item is None or not self.inline:
@@ -232,6 +236,8 @@ class DecodeRoute(DecodeBacklog):
         too_slow = self.budget.stop()
         for frame in frames:
             self.decoded += 1
+            if frame.width * frame.height > INLINE_DECODE_PIXELS:
+                too_slow = True  # a big picture (a browser's HD camera): off the loop at once
             if self._deliver is not None:
                 try:
                     self._deliver(frame)

@@ -114,7 +114,7 @@ class UnitMedia:
         if self.audio_out is not None and not self.conf.audio.packet_ms:
             from appliance.mesh.audio import auto_packet_ms
 
-            self.audio_out.set_packet_ms(auto_packet_ms(peers - 1))
+            self.audio_out.set_packet_ms(auto_packet_ms(peers - 1, self.audio_out.packet_ms or 20))
         if self.policy is None or self.video is None:
             return
         tier = self.policy.update(peers, worst_loss or 0.0, time.monotonic())

@@ -363,6 +363,8 @@ def test_bigger_meshes_send_longer_audio_packets():
     assert all(ms in PACKET_MS for ms in chosen)
     # what it means for a unit with five peers: half the audio packets of 20 ms ones, each way
     assert 5 * 1000 / auto_packet_ms(5) == 125
+    # from 40 ms it takes a room of three to go back: no flapping around four participants
+    assert [auto_packet_ms(n, 40) for n in (4, 3, 2)] == [40, 40, 20]
 
 
 async def test_packet_length_changes_mid_call_without_a_gap_on_the_clock():
@@ -394,7 +396,8 @@ async def test_the_unit_picks_audio_packets_by_mesh_size_unless_configured():
     from appliance.unit import config
     from appliance.unit.media import UnitMedia
 
-    for setting, sizes in ((0, {2: 20, 5: 40, 6: 40, 3: 20}), (60, {2: 60, 6: 60})):
+    # (participants, packet ms) in the order the room changes; 4 participants = 3 remote peers
+    for setting, sizes in ((0, [(2, 20), (4, 20), (5, 40), (6, 40), (4, 40), (3, 20)]), (60, [(2, 60), (6, 60)])):
         conf = config.cfg.build(
             config.UnitConfig,
             {"video": {"width": 320, "height": 240}, "quality": {"adaptive": False}, "audio": {"packet_ms": setting}},
@@ -403,7 +406,7 @@ async def test_the_unit_picks_audio_packets_by_mesh_size_unless_configured():
         media = UnitMedia(conf, sender=1, name="unit")
         await media.start()
         try:
-            for participants, ms in sizes.items():
+            for participants, ms in sizes:
                 media.apply_quality(participants, None)
                 assert media.status()["audio_packet_ms"] == ms, (setting, participants)
         finally:

@@ -7,23 +7,44 @@ import asyncio
 import logging
 import threading
 
+import pytest
+
 from appliance.capture.pattern import PatternSource
 from appliance.mesh import fanout
 from appliance.mesh.quality import tier_named
 
 
-async def test_big_pictures_are_encoded_off_the_loop_and_no_callback_is_slow(monkeypatch, caplog):
-    loop = asyncio.get_running_loop()
-    loop.set_debug(True)
-    loop.slow_callback_duration = 0.3  # generous: the machine is shared; a real block (an encode, a 1080p texture build) is caught
-    threads: dict[int, set[int]] = {}  # picture width -> threads that encoded it
+@pytest.fixture
+def encodes(monkeypatch) -> list[tuple[int, int]]:
+    """(picture width, thread id) of every encode the shared encoder does in the test."""
+    seen: list[tuple[int, int]] = []
     original = fanout.X264Encoder.encode
 
     def spy(self, frame, keyframe):
-        threads.setdefault(self.width, set()).add(threading.get_ident())
+        seen.append((self.width, threading.get_ident()))
         return original(self, frame, keyframe)
 
     monkeypatch.setattr(fanout.X264Encoder, "encode", spy)
+    return seen
+
+
+async def small_video(frames: int, **options) -> None:
+    """Run a 320×240 shared encoder for one peer until ``frames`` packets came out."""
+    video = fanout.SharedVideo(PatternSource(width=320, height=240), width=320, height=240, bitrate=250_000, **options)
+    await video.start()
+    track = video.track()
+    try:
+        for _ in range(frames):
+            await asyncio.wait_for(track.recv(), 2)
+    finally:
+        track.stop()
+        await video.close()
+
+
+async def test_big_pictures_are_encoded_off_the_loop_and_no_callback_is_slow(encodes, caplog):
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.3  # generous: the machine is shared; a real block (an encode, a 1080p texture build) is caught
     video = fanout.SharedVideo(PatternSource(width=640, height=480), width=640, height=480, bitrate=500_000)
     await video.start()
     tracks = [video.track(), video.track()]
@@ -39,6 +60,7 @@ async def test_big_pictures_are_encoded_off_the_loop_and_no_callback_is_slow(mon
             video.reconfigure(tier_named("fullhd"))  # new encoder and a 1080p pattern texture
             await asyncio.sleep(2.0)
         assert video.width == 1920 and video.stats.frames_encoded > 20
+        threads = {width: {t for w, t in encodes if w == width} for width, _ in encodes}
         assert threads[640] == {threading.get_ident()}  # small: on the loop
         assert threads[1920] and threading.get_ident() not in threads[1920]
         slow = [r.getMessage() for r in caplog.records if "Executing" in r.getMessage()]
@@ -50,27 +72,12 @@ async def test_big_pictures_are_encoded_off_the_loop_and_no_callback_is_slow(mon
         loop.set_debug(False)
 
 
-async def test_a_small_picture_that_encodes_slowly_moves_off_the_loop(monkeypatch):
+async def test_a_small_picture_that_encodes_slowly_moves_off_the_loop(encodes, monkeypatch):
     monkeypatch.setattr(fanout, "INLINE_ENCODE_MS", 0.0)  # every encode is "too slow" for the loop
-    seen: list[int] = []
-    original = fanout.X264Encoder.encode
-
-    def spy(self, frame, keyframe):
-        seen.append(threading.get_ident())
-        return original(self, frame, keyframe)
-
-    monkeypatch.setattr(fanout.X264Encoder, "encode", spy)
-    video = fanout.SharedVideo(PatternSource(width=320, height=240), width=320, height=240, bitrate=250_000)
-    await video.start()
-    track = video.track()
-    try:
-        for _ in range(14):
-            await asyncio.wait_for(track.recv(), 2)
-        assert set(seen[:10]) == {threading.get_ident()}  # on the loop while its cost is measured
-        assert seen[-1] != threading.get_ident()  # then handed to the encoder thread for good
-    finally:
-        track.stop()
-        await video.close()
+    await small_video(14)
+    seen = [t for _, t in encodes]
+    assert set(seen[:10]) == {threading.get_ident()}  # on the loop while its cost is measured
+    assert seen[-1] != threading.get_ident()  # then handed to the encoder thread for good
 
 
 def test_loop_budget_waits_for_a_fair_sample_then_follows_the_cost():
@@ -94,3 +101,9 @@ def test_loop_budget_waits_for_a_fair_sample_then_follows_the_cost():
     budget = cheap
     assert [spend(0.1) for _ in range(5)] == [False] * 5
     assert cheap.ms is not None and cheap.ms < 1.0
+
+
+async def test_a_configured_multithreaded_encoder_never_runs_on_the_loop(encodes):
+    # the loop thread's CPU clock would not see x264's helper threads: no inline verdict possible
+    await small_video(3, threads=2)
+    assert encodes and threading.get_ident() not in {t for _, t in encodes}

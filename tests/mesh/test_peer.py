@@ -153,7 +153,7 @@ async def test_unit_connects_to_a_browser_that_trickles_candidates(media):
 
 
 @contextlib.asynccontextmanager
-async def linked(media, kind: str = "unit"):
+async def linked(media, kind: str = "device"):
     """Two Peers relaying signals to each other like the server does; yields (a, b) once
     a is connected and b receives video."""
     jobs = set()
@@ -260,17 +260,17 @@ def test_decode_backlog_skips_to_a_fresh_keyframe_instead_of_growing():
     assert q.get() is None
 
 
-def _h264_pictures(n: int) -> list[bytes]:
+def _h264_pictures(n: int, width: int = 320, height: int = 240) -> list[bytes]:
     """``n`` real H.264 access units from the unit's encoder: a keyframe, then inter pictures."""
     from appliance.capture.pattern import PatternSource
     from appliance.mesh.fanout import X264Encoder
 
     async def frames():
-        src = PatternSource(width=320, height=240, fps=1000)
+        src = PatternSource(width=width, height=height, fps=1000)
         await src.start()
         return [await src.read() for _ in range(n)]
 
-    enc = X264Encoder(320, 240, 30, 250_000, threads=1)
+    enc = X264Encoder(width, height, 30, 1_500_000, threads=1)
     return [bytes(p) for i, f in enumerate(asyncio.run(frames())) for p in enc.encode(f, i == 0)]
 
 
@@ -314,6 +314,25 @@ def test_small_pictures_decode_on_the_loop_and_big_ones_move_to_the_thread():
     assert slow.qsize() == 1 and slow.get()[1].timestamp == 99_000
     slow.put(None)  # the end marker reaches the thread
     assert slow.get() is None
+
+
+def test_a_browsers_hd_picture_goes_to_the_decoder_thread_from_the_first_one():
+    from aiortc.jitterbuffer import JitterFrame
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    from appliance.mesh.receive import DecodeRoute
+
+    h264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
+    pictures = _h264_pictures(3, 1280, 720)
+    got = []
+    route = DecodeRoute(lambda: None)
+    route.connect(got.append)
+    route.put((h264, JitterFrame(pictures[0], 0)))
+    assert len(got) == 1 and got[0].width == 1280  # that one is shown...
+    assert not route.inline  # ...and the loop never decodes another of this size
+    route.put((h264, JitterFrame(pictures[1], 3000)))
+    assert len(got) == 1 and route.qsize() == 0  # the thread waits for a keyframe
+    route.connect(None)
 
 
 def test_jitter_buffer_skips_a_lost_packet_after_a_short_wait(monkeypatch):
