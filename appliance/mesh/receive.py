@@ -213,11 +213,10 @@ class DecodeRoute(DecodeBacklog):
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if item is None or not self.inline:
             return super().put(item, block, timeout)
-        import av
-        from aiortc.codecs import get_decoder
-
         codec, encoded = item
         if codec.name != self._codec_name:
+            from aiortc.codecs import get_decoder
+
             self._decoder, self._codec_name = get_decoder(codec), codec.name
             context = getattr(self._decoder, "codec", None)
             if context is not None and not context.is_open:
@@ -228,6 +227,8 @@ class DecodeRoute(DecodeBacklog):
         try:
             frames = self._decoder.decode(encoded)
         except Exception as exc:  # lost picture data: keep the decoder, ask for a keyframe
+            import av
+
             if not isinstance(exc, av.FFmpegError):
                 _log_once(self, "video decoder failed on a picture: %r", exc)
             self.errors += 1
@@ -324,12 +325,13 @@ class AudioPassThrough:
     capacity = 16
 
     def __init__(self) -> None:
+        from aiortc.jitterbuffer import JitterFrame
+
+        self._frame = JitterFrame  # imported once here, not on every packet
         self._last: int | None = None
         self.late = 0
 
     def add(self, packet: Any) -> tuple[bool, Any]:
-        from aiortc.jitterbuffer import JitterFrame
-
         seq = packet.sequence_number
         if self._last is not None:
             ahead = (seq - self._last) & 0xFFFF
@@ -337,7 +339,7 @@ class AudioPassThrough:
                 self.late += 1  # a duplicate or a straggler: its moment has passed
                 return False, None
         self._last = seq
-        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
+        return False, self._frame(data=packet._data, timestamp=packet.timestamp)
 
 
 #: Packets an audio packet may trail the newest one before it counts as a sequence restart.

@@ -127,15 +127,20 @@ class Browser:
         self.to_unit.append({"candidate": {"candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}})
 
 
-async def test_unit_connects_to_a_browser_that_trickles_candidates(media):
-    browser = Browser()
+def browser_facing_peer(media) -> tuple[Peer, list[dict]]:
+    """The unit's Peer for a browser participant, and the list of signals it sends."""
     sent: list[dict] = []
 
     async def send(to, data):
         sent.append(data)
         return True
 
-    peer = Peer(local_id="b", remote_id="a", name="Chromium", kind="user", policy=LOOPBACK, media=media, send_signal=send)
+    return Peer(local_id="b", remote_id="a", name="Chromium", kind="user", policy=LOOPBACK, media=media, send_signal=send), sent
+
+
+async def test_unit_connects_to_a_browser_that_trickles_candidates(media):
+    browser = Browser()
+    peer, sent = browser_facing_peer(media)
     try:
         await peer.offer()
         assert sent[0]["sdp"]["type"] == "offer" and "H264" in sent[0]["sdp"]["sdp"]
@@ -410,13 +415,7 @@ async def test_the_unit_answers_a_browser_offer_with_h264_and_opus(media):
     from appliance.mesh.negotiation import negotiated_video_codec
 
     browser = RTCPeerConnection(LOOPBACK.rtc_configuration())
-    sent: list[dict] = []
-
-    async def send(to, data):
-        sent.append(data)
-        return True
-
-    peer = Peer(local_id="b", remote_id="a", name="Chromium", kind="user", policy=LOOPBACK, media=media, send_signal=send)
+    peer, sent = browser_facing_peer(media)
     try:
         video = browser.addTransceiver("video")
         audio = browser.addTransceiver("audio")

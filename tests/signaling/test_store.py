@@ -101,10 +101,7 @@ async def test_revoked_device_is_closed_and_refused(server: SignalServer, http) 
     await dev.join("lobby")
     # revoke through the store directly, as a CLI in another process would
     assert await server.store.revoke_device("pi-r")
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    assert await dev.expect_close(timeout=5) == 4401
-    assert loop.time() - start < 5
+    assert await dev.expect_close(timeout=5) == 4401  # within 5 s, or the timeout fails the test
     again = await Client.connect(http, server)
     await again.send({"type": "hello", "token": device_token})
     assert (await again.recv())["code"] == "unauthorized"
@@ -120,10 +117,7 @@ async def test_removed_user_is_closed_and_refused(server: SignalServer, http) ->
     await bob.join("lobby")
     # remove through the store directly, as a CLI in another process would
     assert await server.store.remove_user("alice")
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    assert await alice.expect_close(timeout=5) == 4401
-    assert loop.time() - start < 5
+    assert await alice.expect_close(timeout=5) == 4401  # within 5 s, or the timeout fails the test
     assert (await bob.recv("peer-left"))["peer_id"] == alice.peer_id
     again = await Client.connect(http, server)
     await again.send({"type": "hello", "token": token})  # verified (and cached) before: still refused
