@@ -1,1 +1,2 @@
-"""Benchmarks behind ``wallmesh bench``; each part module exposes ``run(quick) -> list[Result]``."""
+"""Benchmarks behind ``wallmesh bench``; each part's entry point is a ``run(quick) -> list[Result]``
+(named in :data:`appliance.commands.bench.PARTS`)."""

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from appliance.bench.report import Result
-from appliance.capture.base import AUDIO_RATE, AudioSource
+from appliance.capture.audioformat import AUDIO_RATE
+from appliance.capture.base import AudioSource
 
 #: A sample this loud (of 32767) after a silent frame starts a talk-spurt.
 ONSET_LEVEL = 1000

@@ -1,6 +1,7 @@
 """The unit's media devices: camera, microphone and speaker behind small ports.
 
-:mod:`appliance.capture.base` holds the ports and the factories that choose an adapter by
-its config ``type``; each adapter module (``pattern``, ``v4l2``, ``picamera``, ``alsa``,
-``synthetic``) is imported only when configured, so this package imports anywhere.
+:mod:`appliance.capture.base` holds the ports and :mod:`appliance.capture.audioformat` the
+audio format they speak; :mod:`appliance.capture.registry` names each adapter module
+(``pattern``, ``v4l2``, ``picamera``, ``alsa``, ``synthetic``) by its config ``type`` and
+imports it only when configured, so this package imports anywhere.
 """

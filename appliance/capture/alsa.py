@@ -25,8 +25,8 @@ from typing import Any
 import av
 import numpy as np
 
-from appliance.capture.base import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AudioSink, AudioSource, stop_thread
-from appliance.capture.synthetic import audio_frame, frame_samples
+from appliance.capture.audioformat import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, audio_frame, frame_samples
+from appliance.capture.base import AudioSink, AudioSource, stop_thread
 from appliance.errors import DeviceError
 
 log = logging.getLogger(__name__)

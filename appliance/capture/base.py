@@ -1,4 +1,4 @@
-"""Ports for the unit's media devices, and the factories that pick an adapter by ``type``.
+"""Ports for the unit's media devices: the small interfaces every adapter implements.
 
 Everything the mesh needs from a camera, microphone or speaker goes through four small
 interfaces:
@@ -10,12 +10,10 @@ interfaces:
 * :class:`AudioSource` — 10 ms frames of 48 kHz signed 16-bit audio (mono by default).
 * :class:`AudioSink` — takes 10 ms frames and plays them from a small bounded buffer.
 
-The factories :func:`open_video_source`, :func:`open_audio_source` and
-:func:`open_audio_sink` read a settings object (see :mod:`appliance.capture.settings`, or
-anything with the same attributes), import the chosen adapter lazily — so importing
-``appliance`` never touches ``/dev`` or a Pi-only library — and return it unstarted.
-An absent device surfaces as :class:`~appliance.errors.DeviceError` naming the config key,
-raised by ``start()``.
+Adapters (``pattern``, ``v4l2``, ``picamera``, ``alsa``, ``synthetic``) import this module;
+it imports none of them: :mod:`appliance.capture.registry` names them by config ``type`` and
+imports the chosen one only when it is opened. The audio format every port speaks (48 kHz
+s16, 10 ms frames) is :mod:`appliance.capture.audioformat`.
 
 Sources may be started again after ``close()``; ``close()`` is idempotent.
 """
@@ -36,12 +34,6 @@ log = logging.getLogger(__name__)
 #: RTP's video clock; every raw frame a source yields carries pts in this time base.
 VIDEO_CLOCK = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
-
-#: The audio path's fixed format: 48 kHz, signed 16-bit, 10 ms frames.
-AUDIO_RATE = 48_000
-AUDIO_FRAME_MS = 10
-AUDIO_SAMPLES = AUDIO_RATE * AUDIO_FRAME_MS // 1000
-AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_RATE)
 
 
 class VideoSource(abc.ABC):
@@ -168,72 +160,3 @@ async def stop_thread(thread: threading.Thread | None, stop: threading.Event, ti
     stop.set()
     await asyncio.to_thread(thread.join, timeout)
     return True
-
-
-def _get(settings: Any, name: str, default: Any) -> Any:
-    return getattr(settings, name, default) if settings is not None else default
-
-
-def open_video_source(settings: Any, *, sender: int = 0, prefix: str = "video") -> VideoSource | EncodedVideoSource:
-    """Build the video source named by ``settings.type`` (not started).
-
-    ``pattern`` (default), ``v4l2`` and ``file`` (PyAV), ``picamera`` (Pi camera with its
-    hardware encoder; returns an :class:`EncodedVideoSource`). ``sender`` is stamped into
-    test-pattern frames.
-    """
-    kind = _get(settings, "type", "pattern")
-    width = _get(settings, "width", 640)
-    height = _get(settings, "height", 480)
-    fps = _get(settings, "fps", 30)
-    device = _get(settings, "device", "")
-    if kind == "pattern":
-        from appliance.capture.pattern import PatternSource
-
-        return PatternSource(width=width, height=height, fps=fps, sender=sender)
-    if kind in ("v4l2", "file"):
-        from appliance.capture.v4l2 import AvVideoSource
-
-        return AvVideoSource(
-            kind, device or "/dev/video0", width=width, height=height, fps=fps,
-            input_format=_get(settings, "input_format", ""), key=f"{prefix}.device",
-        )
-    if kind == "picamera":
-        from appliance.capture.picamera import PiCameraSource
-
-        return PiCameraSource(width=width, height=height, fps=fps, bitrate=_get(settings, "bitrate", 500_000))
-    from appliance.errors import ConfigError
-
-    raise ConfigError(None, f"{prefix}.type", f"unknown video source {kind!r}; allowed: pattern, v4l2, file, picamera")
-
-
-def open_audio_source(settings: Any, *, sender: int = 0, prefix: str = "audio") -> AudioSource:
-    """Build the microphone named by ``settings.source``: ``synthetic`` (default) or ``alsa``."""
-    kind = _get(settings, "source", "synthetic")
-    if kind == "synthetic":
-        from appliance.capture.synthetic import SyntheticAudioSource
-
-        return SyntheticAudioSource(sender=sender)
-    if kind == "alsa":
-        from appliance.capture.alsa import AlsaMicrophone
-
-        return AlsaMicrophone(_get(settings, "input_device", "default"), key=f"{prefix}.input_device")
-    from appliance.errors import ConfigError
-
-    raise ConfigError(None, f"{prefix}.source", f"unknown audio source {kind!r}; allowed: synthetic, alsa")
-
-
-def open_audio_sink(settings: Any, *, prefix: str = "audio") -> AudioSink:
-    """Build the speaker named by ``settings.sink``: ``null`` (default; discards) or ``alsa``."""
-    kind = _get(settings, "sink", "null")
-    buffer_ms = _get(settings, "buffer_ms", 60)
-    if kind == "null":
-        from appliance.capture.synthetic import NullAudioSink
-
-        return NullAudioSink(buffer_ms=buffer_ms)
-    if kind == "alsa":
-        from appliance.capture.alsa import AlsaSpeaker
-
-        return AlsaSpeaker(_get(settings, "output_device", "default"), key=f"{prefix}.output_device", buffer_ms=buffer_ms)
-    from appliance.errors import ConfigError
-
-    raise ConfigError(None, f"{prefix}.sink", f"unknown audio sink {kind!r}; allowed: null, alsa")

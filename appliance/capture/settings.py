@@ -1,13 +1,15 @@
 """Config sections for the unit's media devices (``[video]`` and ``[audio]`` in unit.toml).
 
 The unit's config schema embeds these with ``section(VideoSettings)`` /
-``section(AudioSettings)``; the factories in :mod:`appliance.capture.base` read them.
+``section(AudioSettings)``; the factories in :mod:`appliance.capture.registry` read them, and
+its adapter tables are the allowed ``type``/``source``/``sink`` values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from appliance.capture.registry import AUDIO_SINKS, AUDIO_SOURCES, VIDEO_SOURCES
 from appliance.config import setting
 
 
@@ -16,7 +18,7 @@ class VideoSettings:
     type: str = setting(
         "pattern",
         help="camera: 'pattern' (test pattern), 'v4l2' (webcam), 'file' (a video file), 'picamera' (Pi camera)",
-        choices=("pattern", "v4l2", "file", "picamera"),
+        choices=tuple(VIDEO_SOURCES),
     )
     device: str = setting("", help="V4L2 device (default /dev/video0) or the video file's path")
     width: int = setting(640, help="capture width in pixels", min=160, max=1920)
@@ -30,9 +32,9 @@ class VideoSettings:
 
 @dataclass(frozen=True)
 class AudioSettings:
-    source: str = setting("synthetic", help="microphone: 'synthetic' (a test tone) or 'alsa'", choices=("synthetic", "alsa"))
+    source: str = setting("synthetic", help="microphone: 'synthetic' (a test tone) or 'alsa'", choices=tuple(AUDIO_SOURCES))
     input_device: str = setting("default", help="ALSA capture device, e.g. 'default' or 'hw:1,0'")
-    sink: str = setting("null", help="speaker: 'null' (discard) or 'alsa'", choices=("null", "alsa"))
+    sink: str = setting("null", help="speaker: 'null' (discard) or 'alsa'", choices=tuple(AUDIO_SINKS))
     output_device: str = setting("default", help="ALSA playback device, e.g. 'default' or 'hw:0,0'")
     buffer_ms: int = setting(60, help="speaker buffer; older audio is dropped beyond it", min=20, max=500)
     packet_ms: int = setting(

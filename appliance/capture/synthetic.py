@@ -16,25 +16,8 @@ import time
 import av
 import numpy as np
 
-from appliance.capture.base import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AUDIO_TIME_BASE, AudioSink, AudioSource
-
-
-def audio_frame(samples: np.ndarray, pts: int | None = None) -> av.AudioFrame:
-    """An ``s16`` frame from an int16 array shaped (samples,) mono or (samples, channels)."""
-    data = np.ascontiguousarray(samples, dtype=np.int16)
-    channels = 1 if data.ndim == 1 else data.shape[1]
-    frame = av.AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout="mono" if channels == 1 else "stereo")
-    frame.sample_rate = AUDIO_RATE
-    frame.time_base = AUDIO_TIME_BASE
-    if pts is not None:
-        frame.pts = pts
-    return frame
-
-
-def frame_samples(frame: av.AudioFrame) -> np.ndarray:
-    """An ``s16`` frame's samples as int16, shaped (samples, channels)."""
-    channels = len(frame.layout.channels)
-    return frame.to_ndarray().reshape(-1, channels) if frame.format.is_packed else frame.to_ndarray().T
+from appliance.capture.audioformat import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, audio_frame, frame_samples
+from appliance.capture.base import AudioSink, AudioSource
 
 
 class SyntheticAudioSource(AudioSource):

@@ -37,8 +37,8 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from appliance.capture.base import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AUDIO_TIME_BASE, AudioSink, AudioSource, stop_task
-from appliance.capture.synthetic import audio_frame, frame_samples
+from appliance.capture.audioformat import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AUDIO_TIME_BASE, audio_frame, frame_samples
+from appliance.capture.base import AudioSink, AudioSource, stop_task
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import time
 import weakref
 from typing import Any
 
-from appliance.capture import base
+from appliance.capture import base, registry
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class UnitMedia:
         from appliance.mesh.fanout import SharedVideo
 
         v = self.conf.video
-        source = base.open_video_source(v, sender=self.sender, prefix="video")
+        source = registry.open_video_source(v, sender=self.sender, prefix="video")
         if isinstance(source, base.VideoSource):
             source = self._tee = SelfViewTee(source)
         self.video = SharedVideo(source, width=v.width, height=v.height, fps=v.fps, bitrate=v.bitrate, name=self.name)
@@ -53,8 +53,8 @@ class UnitMedia:
         from appliance.mesh.audio import AudioMixer, SharedAudio
 
         a = self.conf.audio
-        self.mic = base.open_audio_source(a, sender=self.sender, prefix="audio")
-        self.sink = base.open_audio_sink(a, prefix="audio")
+        self.mic = registry.open_audio_source(a, sender=self.sender, prefix="audio")
+        self.sink = registry.open_audio_sink(a, prefix="audio")
         # open the devices now, so an absent one stops start-up with its config key
         await self.mic.start()
         self.audio_out = SharedAudio(self.mic, muted=self.muted, packet_ms=a.packet_ms or 20, name=self.name)

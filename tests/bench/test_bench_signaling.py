@@ -9,13 +9,17 @@ cannot arrive shows up as lost instead of being papered over.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
-from appliance.bench import signaling, signaling_figures, signaling_traffic
-from appliance.bench.signaling_load import Member, Room, Tally
+from appliance.bench.signaling import figures, runner, traffic
+from appliance.bench.signaling.load import Member, Room, Tally
+from appliance.bench.signaling.plan import Plan
 
 pytestmark = pytest.mark.slow
 
@@ -57,22 +61,40 @@ def by_name(results: list) -> dict:
     return {r.name: r for r in results}
 
 
+def test_the_load_process_starts_without_loading_the_runner():
+    """``python -m appliance.bench.signaling.load`` as the benchmark spawns it: the subpackage
+    imports none of its parts, so the module runs once, as __main__ (no runpy warning), with
+    neither the runner nor the figures loaded beside it."""
+    code = (
+        "import json, runpy, sys; sys.argv = ['load', '--help']\n"
+        "try:\n    runpy.run_module('appliance.bench.signaling.load', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('appliance.bench'))), file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "--dialect" in done.stdout
+    loaded = json.loads(done.stderr.strip().splitlines()[-1])
+    assert "appliance.bench.signaling.runner" not in loaded and "appliance.bench.signaling.figures" not in loaded
+    assert "appliance.bench.signaling.wsclient" in loaded
+
+
 def test_traffic_has_the_shape_of_a_mesh_join() -> None:
-    assert signaling_traffic.frames_per_room(4) == 6 * 22
-    assert signaling_traffic.frames_per_member(4) * 4 == signaling_traffic.frames_per_room(4)
-    offer, answer = signaling_traffic.sdp("offer", 1), signaling_traffic.sdp("answer", 1)
+    assert traffic.frames_per_room(4) == 6 * 22
+    assert traffic.frames_per_member(4) * 4 == traffic.frames_per_room(4)
+    offer, answer = traffic.sdp("offer", 1), traffic.sdp("answer", 1)
     assert 2800 <= len(offer) <= 3400 and 2800 <= len(answer) <= 3400
     assert offer != answer and "a=setup:actpass" in offer and "a=setup:active" in answer
-    assert offer != signaling_traffic.sdp("offer", 2)
+    assert offer != traffic.sdp("offer", 2)
 
 
 def test_percentile_is_nearest_rank() -> None:
     values = list(range(1, 101))
-    assert signaling_figures.percentile(values, 50) == 50
-    assert signaling_figures.percentile(values, 99) == 99
-    assert signaling_figures.percentile(values, 100) == 100
-    assert signaling_figures.percentile([7.0], 99) == 7.0
-    assert signaling_figures.percentile([], 50) is None
+    assert figures.percentile(values, 50) == 50
+    assert figures.percentile(values, 99) == 99
+    assert figures.percentile(values, 100) == 100
+    assert figures.percentile([7.0], 99) == 7.0
+    assert figures.percentile([], 50) is None
 
 
 async def test_tally_tells_lost_duplicated_and_misrouted_frames_apart() -> None:
@@ -98,12 +120,12 @@ async def test_tally_tells_lost_duplicated_and_misrouted_frames_apart() -> None:
 @NEEDS_NODE
 def test_smoke_run_against_both_servers_accounts_for_every_frame() -> None:
     clients = 40
-    plan = signaling.Plan(clients=clients, workers=1, storm_timeout_s=60, steady_s=2.0, storms=2)
-    results = by_name(asyncio.run(signaling.measure(plan)))
+    plan = Plan(clients=clients, workers=1, storm_timeout_s=60, steady_s=2.0, storms=2)
+    results = by_name(asyncio.run(runner.measure(plan)))
     assert leftover_processes() == set(), "the benchmark left processes behind"
     assert DESIGN_NAMES <= results.keys(), DESIGN_NAMES - results.keys()
-    rooms = clients // signaling_traffic.ROOM_SIZE
-    expected = rooms * signaling_traffic.frames_per_room()
+    rooms = clients // traffic.ROOM_SIZE
+    expected = rooms * traffic.frames_per_room()
 
     for prefix in ("signal", "peerjs"):
         assert results[f"{prefix}_clients"].value == clients, results[f"{prefix}_clients"]
@@ -131,10 +153,10 @@ def test_smoke_run_against_both_servers_accounts_for_every_frame() -> None:
 
 
 def test_frames_to_a_vanished_client_are_reported_lost() -> None:
-    plan = signaling.Plan(clients=8, workers=1, storm_timeout_s=3, steady_s=0.0, targets=("wallmesh",), drop=1, storms=1)
-    results = by_name(asyncio.run(signaling.measure(plan)))
+    plan = Plan(clients=8, workers=1, storm_timeout_s=3, steady_s=0.0, targets=("wallmesh",), drop=1, storms=1)
+    results = by_name(asyncio.run(runner.measure(plan)))
     # Client 0 is gone before the storm: the 3 frames x 11 its room-mates send it never
     # arrive, and neither do the frames it would have sent; the other room is unaffected.
     lost = results["signal_frames_lost"].value
     assert lost > 0, results["signal_frames_per_s"].detail
-    assert lost <= signaling_traffic.frames_per_room()
+    assert lost <= traffic.frames_per_room()

@@ -10,8 +10,7 @@ import pytest
 pytest.importorskip("alsaaudio", reason="pyalsaaudio is installed by scripts/setup (extra 'alsa')")
 
 from appliance.capture.alsa import AlsaMicrophone, AlsaSpeaker  # noqa: E402
-from appliance.capture.base import AUDIO_SAMPLES  # noqa: E402
-from appliance.capture.synthetic import audio_frame  # noqa: E402
+from appliance.capture.audioformat import AUDIO_SAMPLES, audio_frame  # noqa: E402
 from appliance.errors import DeviceError  # noqa: E402
 
 

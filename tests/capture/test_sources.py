@@ -9,7 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from appliance.capture.base import AUDIO_SAMPLES, open_audio_sink, open_audio_source, open_video_source
+from appliance.capture.audioformat import AUDIO_SAMPLES, audio_frame
+from appliance.capture.registry import open_audio_sink, open_audio_source, open_video_source
 from appliance.capture.pattern import PatternSource, read_stamp
 from appliance.capture.settings import AudioSettings, VideoSettings
 from appliance.config import loads
@@ -134,7 +135,7 @@ async def test_null_speaker_plays_one_frame_every_10ms_from_a_bounded_buffer(mon
     await sink.start()
 
     def frame(value):
-        return synthetic.audio_frame(np.full(AUDIO_SAMPLES, value, np.int16))
+        return audio_frame(np.full(AUDIO_SAMPLES, value, np.int16))
 
     for v in (1, 2, 3):
         sink.write(frame(v))

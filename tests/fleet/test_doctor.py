@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.fleet import doctor_hw
+from appliance.fleet.doctor import hardware
 from appliance.fleet.doctor import Context, Finding, exit_status, render_text, run_checks
 from appliance.fleet.firstboot import Provisioner
 
@@ -174,7 +174,7 @@ async def test_certificate_pinning(tmp_path: Path) -> None:
 def test_throttling(tmp_path: Path, value: str, status: str, words: str) -> None:
     sys_, dev, proc = pi_tree(tmp_path, throttled=value)
     ctx = Context(config_path=tmp_path / "none.toml", sys_root=sys_, dev_root=dev, proc_root=proc, vcgencmd=None, network=False)
-    findings = run_checks(ctx, [doctor_hw.check_throttling])
+    findings = run_checks(ctx, [hardware.check_throttling])
     assert [f.status for f in findings] == [status] and words in findings[0].summary
 
 
@@ -182,7 +182,7 @@ def test_throttling(tmp_path: Path, value: str, status: str, words: str) -> None
 def test_temperature(tmp_path: Path, millideg: int, status: str) -> None:
     sys_, dev, proc = pi_tree(tmp_path, temp_mc=millideg)
     ctx = Context(config_path=tmp_path / "none.toml", sys_root=sys_, dev_root=dev, proc_root=proc, network=False)
-    assert [f.status for f in run_checks(ctx, [doctor_hw.check_temperature])] == [status]
+    assert [f.status for f in run_checks(ctx, [hardware.check_temperature])] == [status]
 
 
 def test_audio_device_naming_a_missing_card(tmp_path: Path) -> None:
@@ -190,7 +190,7 @@ def test_audio_device_naming_a_missing_card(tmp_path: Path) -> None:
     config = unit_toml(tmp_path, "http://127.0.0.1:9")
     config.write_text(config.read_text().replace("hw:CARD=Device,DEV=0", "hw:CARD=Headset,DEV=0").replace("hw:CARD=vc4hdmi0,DEV=0", "hw:1,0"))
     ctx = Context(config_path=config, sys_root=sys_, dev_root=dev, proc_root=proc, network=False)
-    findings = run_checks(ctx, [doctor_hw.check_microphone, doctor_hw.check_speaker])
+    findings = run_checks(ctx, [hardware.check_microphone, hardware.check_speaker])
     mic, spk = findings
     assert mic.status == "fail" and "not there" in mic.summary and "Device" in mic.summary
     assert spk.status == "fail" and "no playback device" in spk.summary  # card 1 (USB mic) cannot play
@@ -202,7 +202,7 @@ def test_display_unplugged_and_duplicate_pins(tmp_path: Path) -> None:
     config = unit_toml(tmp_path, "http://127.0.0.1:9")
     config.write_text(config.read_text() + '[buttons]\nmute = "GPIO17"\n')  # same pin as the call button
     ctx = Context(config_path=config, sys_root=sys_, dev_root=dev, proc_root=proc, network=False)
-    display, *gpio = run_checks(ctx, [doctor_hw.check_display, doctor_hw.check_gpio])
+    display, *gpio = run_checks(ctx, [hardware.check_display, hardware.check_gpio])
     assert display.status == "fail" and "no screen connected" in display.summary and "HDMI-A-1" in display.summary
     assert any(f.status == "fail" and "GPIO17" in f.summary for f in gpio)
 

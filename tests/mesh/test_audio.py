@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from appliance.capture.base import AUDIO_RATE, AUDIO_SAMPLES
-from appliance.capture.synthetic import NullAudioSink, SyntheticAudioSource, frame_samples
+from appliance.capture.audioformat import AUDIO_RATE, AUDIO_SAMPLES, frame_samples
+from appliance.capture.synthetic import NullAudioSink, SyntheticAudioSource
 from appliance.mesh.audio import AudioMixer, EchoReference, SharedAudio, _Remote
 
 

@@ -18,14 +18,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from appliance.fleet.doctor import Context, Finding
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace").strip()
-    except OSError:
-        return ""
+from appliance.fleet.doctor.findings import Context, Finding, read_text
 
 
 def check_camera(ctx: Context) -> Iterator[Finding]:
@@ -35,7 +28,7 @@ def check_camera(ctx: Context) -> Iterator[Finding]:
                       'set video.type = "picamera" (or "v4l2" for a USB webcam) in the unit config')
         return
     v4l = sorted((ctx.sys_root / "class/video4linux").glob("video*"))
-    names = {p.name: _read(p / "name") for p in v4l}
+    names = {p.name: read_text(p / "name") for p in v4l}
     if video.type == "v4l2":
         device = Path(video.device or "/dev/video0")
         node = ctx.dev_root / device.relative_to("/dev") if device.is_absolute() and device.parts[1:2] == ("dev",) else device
@@ -66,7 +59,7 @@ def check_camera(ctx: Context) -> Iterator[Finding]:
 def _alsa_cards(ctx: Context) -> dict[int, str]:
     """ALSA card number -> id, from /proc/asound/cards."""
     cards: dict[int, str] = {}
-    for line in _read(ctx.proc_root / "asound/cards").splitlines():
+    for line in read_text(ctx.proc_root / "asound/cards").splitlines():
         m = re.match(r"\s*(\d+)\s+\[(\S+)\s*\]", line)
         if m:
             cards[int(m.group(1))] = m.group(2)
@@ -137,7 +130,7 @@ def check_display(ctx: Context) -> Iterator[Finding]:
         yield Finding("display", "fail", "no KMS display driver: /sys/class/drm has no connectors",
                       "enable the KMS driver with dtoverlay=vc4-kms-v3d in config.txt and reboot")
         return
-    connected = [p for p in connectors if _read(p / "status") == "connected"]
+    connected = [p for p in connectors if read_text(p / "status") == "connected"]
     if not connected:
         names = ", ".join(p.name.split("-", 1)[1] for p in connectors)
         yield Finding("display", "fail", f"no screen connected (connectors: {names})",
@@ -146,7 +139,7 @@ def check_display(ctx: Context) -> Iterator[Finding]:
     for p in connected:
         card = p.name.split("-", 1)[0]
         node = ctx.dev_root / "dri" / card
-        modes = _read(p / "modes").splitlines()
+        modes = read_text(p / "modes").splitlines()
         if not node.exists():
             yield Finding("display", "fail", f"{p.name} is connected but /dev/dri/{card} is missing", "check that udev runs; reboot")
         elif not os.access(node, os.R_OK | os.W_OK):
@@ -234,9 +227,9 @@ def check_temperature(ctx: Context) -> Iterator[Finding]:
     zones = sorted((ctx.sys_root / "class/thermal").glob("thermal_zone*"))
     readings = []
     for zone in zones:
-        raw = _read(zone / "temp")
+        raw = read_text(zone / "temp")
         if raw.lstrip("-").isdigit():
-            readings.append((_read(zone / "type") or zone.name, int(raw) / 1000))
+            readings.append((read_text(zone / "type") or zone.name, int(raw) / 1000))
     if not readings:
         yield Finding("temperature", "skip", "no temperature sensor found (not a Raspberry Pi?)")
         return
@@ -264,7 +257,7 @@ def decode_throttled(value: int) -> list[str]:
 def _throttled(ctx: Context) -> int | None:
     for path in (ctx.sys_root / "devices/platform/soc/soc:firmware/get_throttled",
                  ctx.sys_root / "devices/platform/soc/soc:firmware/raspberrypi-hwmon/get_throttled"):
-        raw = _read(path)
+        raw = read_text(path)
         if raw:
             try:
                 return int(raw, 16)

@@ -1,6 +1,6 @@
 """A load-generator process of ``wallmesh bench signaling``: many WebSocket clients, one loop.
 
-The benchmark runs one or two of these per server (``python -m appliance.bench.signaling_load``)
+The benchmark runs one or two of these per server (``python -m appliance.bench.signaling.load``)
 next to the server under test, so the clients have their own CPU and the server's figures
 are not the generator's. Each process owns whole rooms of four clients and is
 driven by the benchmark over its stdin/stdout, one JSON object per line:
@@ -35,9 +35,9 @@ from typing import Any
 
 import orjson
 
-from appliance.bench import signaling_traffic as traffic
-from appliance.bench.signaling_servers import run_queue_wait_s
-from appliance.bench.signaling_wsclient import OP_PING, WsClient, frame
+from appliance.bench.signaling import traffic
+from appliance.bench.signaling.servers import run_queue_wait_s
+from appliance.bench.signaling.wsclient import OP_PING, WsClient, frame
 
 CONNECT_CONCURRENCY = 48
 HEARTBEAT_S = 5.0  # keep-alive period of both real clients (unit: aiohttp heartbeat=5; PeerJS: pingInterval)

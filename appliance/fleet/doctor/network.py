@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from appliance.fleet.doctor import Context, Finding
+from appliance.fleet.doctor.findings import Context, Finding, read_text
 
 REPROVISION = ("to enroll again: delete /var/lib/wallmesh/provisioned and device.json, put a new token from "
                "`wallmesh device token` in wallmesh.toml on the boot partition, and reboot")
@@ -43,13 +43,13 @@ def check_provisioning(ctx: Context) -> Iterator[Finding]:
     state = Path(ctx.config.state_dir)
     secret = state / SECRET_FILE
     if not (state / MARKER).exists():
-        notice = _read(state / NOTICE)
+        notice = read_text(state / NOTICE)
         done = _journal_steps(state / JOURNAL)
         detail = notice.split("\n\n")[1] if notice.count("\n\n") >= 2 else (f"steps done so far: {', '.join(done)}" if done else "it has not run")
         yield Finding("provisioning", "fail", f"first boot has not finished: {detail}",
                       "see `journalctl -u wallmesh-firstboot`; fix what it says, it retries by itself")
         return
-    yield Finding("provisioning", "ok", f"provisioned as {_read(state / MARKER) or 'unknown device'}")
+    yield Finding("provisioning", "ok", f"provisioned as {read_text(state / MARKER) or 'unknown device'}")
     try:
         mode = stat.S_IMODE(secret.stat().st_mode)
     except FileNotFoundError:
@@ -77,7 +77,7 @@ async def _server_findings(ctx: Context) -> list[Finding]:
     out: list[Finding] = []
     server = ctx.config.server
     state = Path(ctx.config.state_dir)
-    pin = _norm_fp(server.fingerprint) or _norm_fp(_read(state / PIN_FILE))
+    pin = _norm_fp(server.fingerprint) or _norm_fp(read_text(state / PIN_FILE))
     url = server.url.rstrip("/")
     if server.url == "discover":
         from appliance.unit.discovery import DiscoveryError, discover
@@ -167,13 +167,6 @@ async def _health_and_auth(ctx: Context, url: str, pin: str, state: Path) -> lis
     else:
         out.append(Finding("enrollment", "fail", f"device sign-in answered HTTP {status}", "check the server's log"))
     return out
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace").strip()
-    except OSError:
-        return ""
 
 
 def _journal_steps(path: Path) -> list[str]:

@@ -15,14 +15,12 @@ import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from appliance.bench import signaling_traffic as traffic
 from appliance.bench.report import Result
-from appliance.bench.signaling_load import CONNECT_CONCURRENCY
-
-if TYPE_CHECKING:
-    from appliance.bench.signaling import Plan
+from appliance.bench.signaling import traffic
+from appliance.bench.signaling.load import CONNECT_CONCURRENCY
+from appliance.bench.signaling.plan import Plan
 
 
 def percentile(values: list[float], pct: float) -> float | None:

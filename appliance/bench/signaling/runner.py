@@ -12,7 +12,7 @@ PeerJS server, with the same traffic:
    at a site's usual pace (a few hundred frames a second in all): relay latency p50/p99.
 
 The servers run in their own processes and the clients in one or two load processes
-(:mod:`appliance.bench.signaling_load`), so a figure is the server's and not the load
+(:mod:`appliance.bench.signaling.load`), so a figure is the server's and not the load
 generator's; the generators' CPU use is reported alongside to show they were not the limit.
 Latency is measured from the sender building a frame to the receiver reading it, both on
 CLOCK_MONOTONIC, which every process of a Linux host shares.
@@ -28,34 +28,16 @@ import secrets
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.bench import signaling_traffic as traffic
 from appliance.bench.report import Result
-from appliance.bench.signaling_figures import Figures, Phase, Storm, results
-from appliance.bench.signaling_servers import BenchError, ServerProcess, child_env, die_with_parent, start_peerjs, start_wallmesh
+from appliance.bench.signaling import traffic
+from appliance.bench.signaling.figures import Figures, Phase, Storm, results
+from appliance.bench.signaling.plan import FULL, QUICK, Plan
+from appliance.bench.signaling.servers import BenchError, ServerProcess, child_env, die_with_parent, start_peerjs, start_wallmesh
 
 BENCH_USER = "bench"
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How big the loads are."""
-
-    clients: int = 2000
-    workers: int = 2
-    storm_timeout_s: float = 90.0
-    steady_s: float = 20.0
-    steady_rate: float = 2.5  # room joins per second in steady state: ~330 relayed frames/s
-    targets: tuple[str, ...] = ("wallmesh", "peerjs")
-    drop: int = 0  # clients cut off before the storm: proves that lost frames are counted
-    storms: int = 3  # join storms per server; the median one's throughput is reported
-
-
-FULL = Plan()
-QUICK = Plan(clients=200, workers=1, storm_timeout_s=30.0, steady_s=5.0, storms=3)
 
 
 def run(quick: bool) -> list[Result]:
@@ -71,7 +53,7 @@ def progress(msg: str, *args: object) -> None:
 
 
 class LoadProcess:
-    """One :mod:`signaling_load` process, driven over its stdin/stdout."""
+    """One :mod:`~appliance.bench.signaling.load` process, driven over its stdin/stdout."""
 
     def __init__(self, proc: asyncio.subprocess.Process, index: int) -> None:
         self.proc = proc
@@ -79,7 +61,7 @@ class LoadProcess:
 
     @classmethod
     async def spawn(cls, dialect: str, url: str, first: int, count: int, index: int, secret: str) -> LoadProcess:
-        argv = [sys.executable, "-m", "appliance.bench.signaling_load", "--dialect", dialect, "--url", url]
+        argv = [sys.executable, "-m", "appliance.bench.signaling.load", "--dialect", dialect, "--url", url]
         argv += ["--first", str(first), "--count", str(count), "--worker", str(index + 1)]
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=child_env(),
