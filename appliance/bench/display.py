@@ -44,7 +44,8 @@ def _frames(count: int = 8):
 
 
 def _model(frames):
-    from appliance.display.model import Quality, Tile, UnitState, WallModel
+    from appliance.wall.model import Quality, Tile, WallModel
+    from appliance.wall.states import UnitState
 
     tiles = [Tile(f"peer-{i}", f"Room {i + 1}", frames[i], time.monotonic(), quality=Quality.GOOD) for i in range(SOURCES)]
     tiles[1].muted = True
@@ -122,7 +123,7 @@ def _button_to_led(presses: int) -> list[float]:
     from appliance.config import loads
     from appliance.controls.config import ButtonsConfig, LedsConfig
     from appliance.controls.gpio import ButtonPanel, LedPanel
-    from appliance.unit.controller import LocalController
+    from appliance.wall.local import LocalController
 
     async def measure() -> list[float]:
         factory = MockFactory()

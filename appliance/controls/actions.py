@@ -1,4 +1,4 @@
-"""What each button does, as commands on a :class:`~appliance.unit.controller.UnitController`.
+"""What each button does, as commands on a :class:`~appliance.wall.controller.UnitController`.
 
 The call button joins at once when the unit is out of its room. In a call it
 hangs up when released, unless it was held for ``hold_time`` (5 s): then the call
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from appliance.unit.controller import UnitController
+from appliance.wall.controller import UnitController
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from typing import Any
 from appliance.controls.actions import ButtonActions
 from appliance.controls.config import ButtonsConfig, LedsConfig
 from appliance.errors import DeviceError, WallmeshError
-from appliance.unit.controller import UnitController
+from appliance.wall.controller import UnitController, Unsubscribe
+from appliance.wall.status import UnitStatus
 
 log = logging.getLogger(__name__)
 
@@ -197,12 +198,12 @@ class LedPanel:
             self.close()
             raise _gpio_error("LED", key, exc) from exc
 
-    def attach(self, controller: UnitController):
+    def attach(self, controller: UnitController) -> Unsubscribe:
         """Follow ``controller`` from now on; returns the unsubscribe function."""
         self.update(controller.status())
         return controller.subscribe(self.update)
 
-    def update(self, status: dict[str, Any]) -> None:
+    def update(self, status: UnitStatus) -> None:
         """Show ``status`` (a ``GET /status`` document); cheap, and idempotent per state."""
         state, muted = status.get("state", "idle"), bool(status.get("muted"))
         if state == "error":

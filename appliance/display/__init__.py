@@ -1,7 +1,5 @@
 """The wall display: what the people in the room see.
 
-* :mod:`~appliance.display.model` — ``WallModel`` / ``Tile``, plain data the unit
-  daemon hands over; ``quality_from(loss, rtt)``;
 * :mod:`~appliance.display.layout` — pure geometry (grid, letterbox, self-view);
 * :mod:`~appliance.display.screens` and :mod:`~appliance.display.tiles` — which
   screen for which state, drawn once per visible change;
@@ -11,5 +9,8 @@
 * :mod:`~appliance.display.speaker` — active speaker from audio levels;
   :mod:`~appliance.display.messages` — error sentences for the room.
 
-Importing this package does not import pygame; the drawing modules do.
+It draws a :class:`~appliance.wall.model.WallModel` (plain data from
+:mod:`appliance.wall`, which a controller builds) and imports nothing of
+``appliance.unit`` or ``appliance.controls``. Importing this package does not
+import pygame; the drawing modules do.
 """

@@ -1,4 +1,4 @@
-"""The compositor: draws a :class:`~appliance.display.model.WallModel` onto a screen.
+"""The compositor: draws a :class:`~appliance.wall.model.WallModel` onto a screen.
 
 Each call to :meth:`Compositor.draw` composes one frame: the scene's base, the
 newest picture of every tile, then the overlays (names, icons), and presents it.
@@ -31,11 +31,11 @@ import pygame
 
 from appliance.display.config import DisplayConfig
 from appliance.display.layout import Rect, fit
-from appliance.display.model import WallModel
 from appliance.display.screen import Screen
 from appliance.display.screens import Scene, SceneBuilder, Slot
 from appliance.display.theme import Fonts
 from appliance.display.tiles import SELF
+from appliance.wall.model import WallModel
 
 log = logging.getLogger(__name__)
 

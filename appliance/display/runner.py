@@ -3,7 +3,7 @@
 :class:`DisplayLoop` opens the screen on its own thread (SDL wants one thread per
 window), then loops: wait until something new is there (:meth:`wake`, called by
 whoever decoded a frame, from any thread) or until the next clock/spinner tick,
-take a fresh :class:`~appliance.display.model.WallModel` from ``source`` and draw
+take a fresh :class:`~appliance.wall.model.WallModel` from ``source`` and draw
 it. It draws at most ``fps`` frames a second and never waits on the event loop,
 so a slow display can only drop frames, never hold the media up. Each frame it
 calls ``heartbeat`` (the systemd watchdog's :meth:`~appliance.unit.notify.Watchdog.beat`),
@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 
 from appliance.display.config import DisplayConfig
-from appliance.display.model import WallModel
 from appliance.errors import DeviceError
+from appliance.wall.model import WallModel
 
 log = logging.getLogger(__name__)
 

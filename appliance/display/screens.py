@@ -26,7 +26,8 @@ from appliance.display import icons, theme, tiles
 from appliance.display.config import DisplayConfig
 from appliance.display.draw import pill, text, wrap
 from appliance.display.layout import Rect, metrics
-from appliance.display.model import UnitState, WallModel
+from appliance.wall.model import WallModel
+from appliance.wall.states import UnitState
 
 SPINNER_RATE = 10  # spinner steps per second
 

@@ -16,7 +16,8 @@ import pygame
 from appliance.display import icons, theme
 from appliance.display.draw import alpha_rect, pill, text
 from appliance.display.layout import Rect, grid_area, grid_beside, metrics, self_view
-from appliance.display.model import Quality, Tile, UnitState, WallModel
+from appliance.wall.model import Quality, Tile, WallModel
+from appliance.wall.states import UnitState
 
 SELF = "__self__"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from appliance import config as cfg
 from appliance.config import setting
 from appliance.errors import ConfigError
-from appliance.fleet.atomic import write_atomic
+from appliance.files import write_atomic
 
 FILENAME = "wallmesh.toml"
 TOKEN_KEY = "enrollment_token"

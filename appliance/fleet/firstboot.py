@@ -34,7 +34,7 @@ from typing import Any
 
 from appliance.errors import ConfigError, WallmeshError
 from appliance.fleet import bootfile, identity
-from appliance.fleet.atomic import remove_durable, write_atomic
+from appliance.files import remove_durable, write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.fleet.atomic import write_atomic
+from appliance.files import write_atomic
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _APP_KEY = b"wallmesh device id v1"

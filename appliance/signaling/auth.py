@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import Any
 
 from appliance.errors import AuthError
-from appliance.fleet.atomic import write_atomic
+from appliance.files import write_atomic
 
 log = logging.getLogger(__name__)
 

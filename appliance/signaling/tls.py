@@ -14,7 +14,7 @@ import socket
 import ssl
 from pathlib import Path
 
-from appliance.fleet.atomic import write_atomic
+from appliance.files import write_atomic
 
 log = logging.getLogger(__name__)
 

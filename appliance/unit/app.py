@@ -4,7 +4,7 @@
 — the unit's media (camera behind one shared encoder, microphone, speaker), the
 mesh of peer connections, the signaling client, the state machine and the
 loopback status endpoint — and is the production
-:class:`~appliance.unit.controller.UnitController` that buttons, the status
+:class:`~appliance.wall.controller.UnitController` that buttons, the status
 endpoint and the display drive. It owns the order of start-up and shutdown;
 each part owns its own resources.
 
@@ -25,25 +25,37 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from appliance.display import messages
-from appliance.display.model import Tile, UnitState, WallModel, quality_from
 from appliance.errors import DeviceError
 from appliance.mesh import ice
 from appliance.mesh.mesh import Mesh
 from appliance.mesh.receive import default_stamp_reader
-from appliance.unit.controller import Listeners, StatusCallback
+from appliance.unit.config import UnitConfig
 from appliance.unit.media import UnitMedia
 from appliance.unit.signaling import SignalClient
-from appliance.unit.state import StateMachine
+from appliance.wall.controller import (
+    FrameCallback,
+    Listeners,
+    StatusCallback,
+    Unsubscribe,
+)
+from appliance.wall.machine import StateMachine
+from appliance.wall.model import Tile, WallModel, quality_from
+from appliance.wall.states import UnitState
+from appliance.wall.status import DaemonStatus, PeerStatus, ProcessFigures
+
+if TYPE_CHECKING:
+    from appliance.unit.frontpanel import FrontPanel
+    from appliance.unit.status import StatusServer
 
 log = logging.getLogger(__name__)
 
 SPEAKING_LEVEL = 0.02  # smoothed RMS (fraction of full scale) above which a tile is marked speaking
 
 
-def process_figures() -> dict[str, Any]:
+def process_figures() -> ProcessFigures:
     """Resident memory, open file descriptors and asyncio tasks of this process (leak checks)."""
     try:
         with open("/proc/self/statm") as fh:
@@ -64,7 +76,7 @@ def process_figures() -> dict[str, Any]:
 class UnitDaemon:
     """One wall unit: media, mesh, signaling, state and status, wired together."""
 
-    def __init__(self, conf: Any) -> None:
+    def __init__(self, conf: UnitConfig) -> None:
         self.conf = conf
         self.name = conf.server.name or socket.gethostname().split(".")[0]
         self.machine = StateMachine(name=self.name, room=conf.room, mute_resets=conf.call.mute_resets)
@@ -80,9 +92,9 @@ class UnitDaemon:
             stamp_reader=default_stamp_reader(),
             on_frame=self._frame_arrived,
         )
-        self.status_server: Any = None
-        self.wall: Any = None
-        self.heartbeat: Any = None  # the systemd watchdog's beat(name), set by the runner
+        self.status_server: StatusServer | None = None
+        self.front_panel: FrontPanel | None = None  # display, buttons, LEDs (not when headless)
+        self.heartbeat: Callable[[str], None] | None = None  # the systemd watchdog's beat(name), set by the runner
         self._listeners = Listeners("status")
         self._frame_listeners = Listeners("frame", drop_failing=True)
         self._jobs: set[asyncio.Task[Any]] = set()
@@ -115,10 +127,10 @@ class UnitDaemon:
             where = f"{self.conf.status.host}:{self.conf.status.port}"
             raise DeviceError(where, "status.port", f"cannot serve the status endpoint: {exc.strerror or exc}") from exc
         if not self.conf.headless:
-            from appliance.unit.wall import Wall
+            from appliance.unit.frontpanel import FrontPanel
 
-            self.wall = Wall(self.conf, self, heartbeat=self.heartbeat)
-            await self.wall.start()
+            self.front_panel = FrontPanel(self.conf, self, heartbeat=self.heartbeat)
+            await self.front_panel.start()
         self._lag_task = asyncio.create_task(self._watch_loop_lag(), name="loop-lag")
         if self.conf.status.file:
             self._file_task = asyncio.create_task(self._write_status_file(), name="status-file")
@@ -135,8 +147,8 @@ class UnitDaemon:
                 await asyncio.gather(task, return_exceptions=True)
         if self.status_server is not None:
             await self.status_server.close()
-        if self.wall is not None:
-            await self.wall.close()
+        if self.front_panel is not None:
+            await self.front_panel.close()
         await self.media.close()
 
     # -- SignalHandler ---------------------------------------------------------------------
@@ -172,8 +184,12 @@ class UnitDaemon:
 
     # -- UnitController --------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> DaemonStatus:
+        """The ``GET /status`` document (fields: :mod:`appliance.wall.status`)."""
         m = self.machine
+        # Peer.status() builds each entry as a plain dict of exactly PeerStatus's keys
+        # (tests/unit/test_status.py holds the two together).
+        peers = cast(list[PeerStatus], self.mesh.status(self.conf.status.samples))
         return {
             "state": m.state.value,
             "room": self.mesh.room or m.room,
@@ -184,13 +200,9 @@ class UnitDaemon:
             "message": m.message,
             "since": round(time.monotonic() - m.since, 3),
             "peer_id": self.signal.peer_id,
-            "signaling": {
-                "connected": self.signal.connected.is_set(),
-                "sessions": self.signal.sessions,
-                "error": self.signal.last_error,
-            },
+            "signaling": self.signal.status(),
             "joined_at": self.mesh.joined_at,
-            "peers": self.mesh.status(self.conf.status.samples),
+            "peers": peers,
             "media": self.media.status(),
             "process": {**process_figures(), "loop_lag_ms": round(self.loop_lag_ms, 1)},
             "status_url": self.status_server.url if self.status_server is not None else None,
@@ -233,10 +245,10 @@ class UnitDaemon:
                 mixer.set_volume(volume / 100.0)
             self._changed()
 
-    def subscribe(self, callback: StatusCallback) -> Callable[[], None]:
+    def subscribe(self, callback: StatusCallback) -> Unsubscribe:
         return self._listeners.add(callback)
 
-    def subscribe_frames(self, callback: Callable[[], None]) -> Callable[[], None]:
+    def subscribe_frames(self, callback: FrameCallback) -> Unsubscribe:
         """Call ``callback()`` on the loop whenever any peer's new video frame arrives."""
         return self._frame_listeners.add(callback)
 

@@ -1,9 +1,10 @@
 """The unit daemon's configuration (``/etc/wallmesh/unit.toml``).
 
 One frozen tree of sections, every key with a default, read by
-:func:`appliance.config.load`. The display, buttons and LED sections belong to
-the display/controls part and are imported from there when it is installed;
-without it those sections accept nothing but their (empty) defaults.
+:func:`appliance.config.load`. The display, buttons and LED sections are
+defined next to the parts they configure (``appliance/display/config.py``,
+``appliance/controls/config.py``); those modules import neither pygame nor
+gpiozero, so loading a unit's config touches no hardware library.
 """
 
 from __future__ import annotations
@@ -16,26 +17,10 @@ from typing import Any
 from appliance import config as cfg
 from appliance.capture.settings import AudioSettings, VideoSettings
 from appliance.config import section, setting
+from appliance.controls.config import ButtonsConfig, LedsConfig
+from appliance.display.config import DisplayConfig
 
 ROOM_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-
-
-@dataclass(frozen=True)
-class _Empty:
-    """Placeholder for a section whose owner part is not installed."""
-
-
-def _optional(module: str, name: str) -> type:
-    try:
-        mod = __import__(module, fromlist=[name])
-        return getattr(mod, name)
-    except (ImportError, AttributeError):
-        return _Empty
-
-
-DisplayConfig: Any = _optional("appliance.display.config", "DisplayConfig")
-ButtonsConfig: Any = _optional("appliance.controls.config", "ButtonsConfig")
-LedsConfig: Any = _optional("appliance.controls.config", "LedsConfig")
 
 
 @dataclass(frozen=True)

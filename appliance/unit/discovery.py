@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from appliance.errors import WallmeshError
 
@@ -40,7 +41,7 @@ async def discover(interfaces: Sequence[str] = (), timeout: float = 10.0) -> Fou
     from zeroconf import IPVersion, ServiceStateChange
     from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-    kwargs = {"interfaces": list(interfaces)} if interfaces else {}
+    kwargs: dict[str, Any] = {"interfaces": list(interfaces)} if interfaces else {}
     if interfaces and all(":" not in i for i in interfaces):
         kwargs["ip_version"] = IPVersion.V4Only
     azc = AsyncZeroconf(**kwargs)

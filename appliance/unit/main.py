@@ -15,6 +15,7 @@ import signal
 from typing import Any
 
 from appliance.unit.app import UnitDaemon
+from appliance.unit.config import UnitConfig
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +29,13 @@ def event_loop_factory() -> Any:
     return uvloop.new_event_loop
 
 
-def run_daemon(conf: Any, *, seconds: float | None = None) -> int:
+def run_daemon(conf: UnitConfig, *, seconds: float | None = None) -> int:
     """Run a unit daemon until a signal (or ``seconds``) in a fresh event loop."""
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         return runner.run(serve(conf, seconds=seconds))
 
 
-async def serve(conf: Any, *, seconds: float | None = None) -> int:
+async def serve(conf: UnitConfig, *, seconds: float | None = None) -> int:
     """Start the daemon, report readiness to systemd, run until a signal (or ``seconds``), stop."""
     from appliance.unit.notify import Notifier, Watchdog
 

@@ -18,6 +18,8 @@ import weakref
 from typing import Any
 
 from appliance.capture import base, registry
+from appliance.unit.config import UnitConfig
+from appliance.wall.status import MediaStatus
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 class UnitMedia:
     """Implements :class:`appliance.mesh.peer.LocalMedia` for a unit daemon."""
 
-    def __init__(self, conf: Any, *, sender: int, name: str) -> None:
+    def __init__(self, conf: UnitConfig, *, sender: int, name: str) -> None:
         self.conf = conf
         self.sender = sender
         self.name = name
@@ -130,7 +132,8 @@ class UnitMedia:
             return None
         return self._tee.latest
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> MediaStatus:
+        """The ``media`` part of ``GET /status``."""
         stats = getattr(self.video, "stats", None)
         return {
             "encoder": None

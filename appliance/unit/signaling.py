@@ -18,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 from appliance import protocol
 from appliance.errors import AuthError, ProtocolError, WallmeshError
 from appliance.unit import credentials
+from appliance.unit.config import UnitConfig
+from appliance.wall.status import SignalingStatus
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ class SignalHandler(Protocol):
     async def on_signaling_error(self, exc: BaseException) -> None: ...
 
 
-def backoff_delays(cap: float, base: float = 0.25):
+def backoff_delays(cap: float, base: float = 0.25) -> Iterator[float]:
     """Full-jitter exponential backoff: 0.25 s, 0.5 s, 1 s … up to ``cap``, each scaled by 0.5-1.0."""
     attempt = 0
     while True:
@@ -59,7 +62,7 @@ def parse_fingerprint(text: str) -> bytes | None:
 class SignalClient:
     """Keeps one authenticated session with the signaling server for as long as it runs."""
 
-    def __init__(self, conf: Any, handler: SignalHandler, *, name: str) -> None:
+    def __init__(self, conf: UnitConfig, handler: SignalHandler, *, name: str) -> None:
         self.conf = conf
         self.handler = handler
         self.name = name
@@ -75,6 +78,10 @@ class SignalClient:
         self._task: asyncio.Task[None] | None = None
         self._session: Any = None
         self._closing = False
+
+    def status(self) -> SignalingStatus:
+        """The ``signaling`` part of ``GET /status``."""
+        return {"connected": self.connected.is_set(), "sessions": self.sessions, "error": self.last_error}
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -2,7 +2,14 @@
 
 Operators (``curl localhost:PORT/status``), fleet tools and the tests read the
 unit through it, and the actions do exactly what the buttons do. It serves any
-:class:`~appliance.unit.controller.UnitController`; it holds no state itself.
+:class:`~appliance.wall.controller.UnitController`; it holds no state itself.
+
+``GET /status`` answers the controller's ``status()`` as JSON: a
+:class:`~appliance.wall.status.UnitStatus`, from the unit daemon the fuller
+:class:`~appliance.wall.status.DaemonStatus` (state, room, mute, camera, volume,
+signaling, media, process figures, and one
+:class:`~appliance.wall.status.PeerStatus` per peer). :mod:`appliance.wall.status`
+lists every field and what it means.
 
 Actions: ``join``, ``hangup``, ``mute``, ``unmute``, ``camera-on``, ``camera-off``,
 ``volume-up``, ``volume-down``, ``restart``. Each answers with the status
@@ -20,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from appliance.errors import WallmeshError
-from appliance.unit.controller import UnitController
+from appliance.wall.controller import UnitController
 
 log = logging.getLogger(__name__)
 

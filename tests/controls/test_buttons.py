@@ -13,9 +13,9 @@ from appliance.config import loads
 from appliance.controls.config import ButtonsConfig, LedsConfig
 from appliance.controls.gpio import ButtonPanel, LedPanel, make_pin_factory
 from appliance.errors import ConfigError, DeviceError
-from appliance.unit.controller import LocalController
-from appliance.unit.state import StateMachine
 from appliance.unit.status import StatusServer
+from appliance.wall.local import LocalController
+from appliance.wall.machine import StateMachine
 
 HOLD = 0.4  # the call button's hold time in these tests (5 s on a unit)
 

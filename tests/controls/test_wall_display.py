@@ -15,6 +15,7 @@ import time
 import aiohttp
 import pytest
 from gpiozero.pins.mock import MockFactory
+from wallmesh_pixels import near, pixels, text_pixels
 
 from appliance.config import loads
 from appliance.controls.config import ButtonsConfig, LedsConfig
@@ -22,11 +23,10 @@ from appliance.controls.gpio import ButtonPanel, LedPanel
 from appliance.display import theme
 from appliance.display.config import DisplayConfig
 from appliance.display.layout import Rect, metrics
-from appliance.display.probe import near, pixels, text_pixels
 from appliance.display.runner import DisplayLoop
-from appliance.unit.controller import LocalController
-from appliance.unit.state import StateMachine
 from appliance.unit.status import StatusServer
+from appliance.wall.local import LocalController
+from appliance.wall.machine import StateMachine
 
 SIZE = (1280, 720)
 

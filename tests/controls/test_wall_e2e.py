@@ -15,10 +15,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from wallmesh_pixels import near, pixels, text_pixels
 
 from appliance.display import theme
 from appliance.display.layout import Rect, fit
-from appliance.display.probe import near, pixels, text_pixels
 from appliance.display.tiles import tile_rects
 
 pytestmark = pytest.mark.slow

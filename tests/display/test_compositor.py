@@ -8,15 +8,16 @@ import av
 import numpy as np
 import pygame
 import pytest
+from wallmesh_pixels import near, pixels, text_pixels
 
 from appliance.display import theme
 from appliance.display.compositor import Compositor
 from appliance.display.config import DisplayConfig
 from appliance.display.layout import Rect, fit, self_view
-from appliance.display.model import Quality, Tile, UnitState, WallModel
-from appliance.display.probe import near, pixels, text_pixels
 from appliance.display.screen import SurfaceScreen, open_screen
 from appliance.display.tiles import QUALITY_COLOURS, tile_rects
+from appliance.wall.model import Quality, Tile, WallModel
+from appliance.wall.states import UnitState
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 NAMES = ["Lisbon office", "Anna Berg", "Tokyo", "Marcus", "Helsinki boardroom"]

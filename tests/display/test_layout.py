@@ -8,9 +8,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance.display.layout import TILE_ASPECT, Rect, fit, grid, grid_area, grid_shape, self_view
-from appliance.display.model import Quality, quality_from
+from appliance.display.layout import (
+    TILE_ASPECT,
+    Rect,
+    fit,
+    grid,
+    grid_area,
+    grid_shape,
+    self_view,
+)
 from appliance.display.tiles import tile_rects
+from appliance.wall.model import Quality, quality_from
 
 SIZES = [(1280, 720), (1920, 1080), (3840, 2160)]
 

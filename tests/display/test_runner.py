@@ -11,9 +11,10 @@ import pygame
 import pytest
 
 from appliance.display.config import DisplayConfig
-from appliance.display.model import Tile, UnitState, WallModel
 from appliance.display.runner import DisplayLoop
 from appliance.errors import DeviceError
+from appliance.wall.model import Tile, WallModel
+from appliance.wall.states import UnitState
 
 OFFSCREEN = DisplayConfig(backend="offscreen", renderer="software", width=1280, height=720, fps=60)
 

@@ -14,14 +14,20 @@ import time
 import av
 import numpy as np
 import pytest
+from wallmesh_pixels import pixels
 
 from appliance.display.compositor import Compositor
 from appliance.display.config import DisplayConfig
 from appliance.display.layout import fit
-from appliance.display.model import Tile, UnitState, WallModel
-from appliance.display.probe import pixels
-from appliance.display.screen import RendererScreen, SurfaceScreen, WindowScreen, open_screen
+from appliance.display.screen import (
+    RendererScreen,
+    SurfaceScreen,
+    WindowScreen,
+    open_screen,
+)
 from appliance.display.tiles import tile_rects
+from appliance.wall.model import Tile, WallModel
+from appliance.wall.states import UnitState
 
 BACKENDS = {
     "offscreen-software": (DisplayConfig(backend="offscreen", renderer="software", width=960, height=540), SurfaceScreen),
@@ -61,6 +67,6 @@ def test_screen_contract(name):
 
 
 def test_importing_the_model_does_not_need_pygame():
-    code = "import sys, appliance.display.model, appliance.display.layout, appliance.controls.config; print('pygame' in sys.modules)"
+    code = "import sys, appliance.wall.model, appliance.display.layout, appliance.controls.config; print('pygame' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}, check=True)
     assert out.stdout.strip() == "False"

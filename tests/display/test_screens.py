@@ -7,16 +7,17 @@ import time
 import av
 import numpy as np
 import pytest
+from wallmesh_pixels import near, pixels, text_pixels
 
 from appliance.display import theme
 from appliance.display.compositor import Compositor
 from appliance.display.config import DisplayConfig
 from appliance.display.layout import Rect, fit, metrics
-from appliance.display.model import Tile, UnitState, WallModel
-from appliance.display.probe import near, pixels, text_pixels
 from appliance.display.screen import SurfaceScreen
 from appliance.display.screens import screen_name
 from appliance.display.tiles import tile_rects
+from appliance.wall.model import Tile, WallModel
+from appliance.wall.states import UnitState
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 

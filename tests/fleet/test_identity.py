@@ -10,7 +10,7 @@ import pytest
 
 from appliance.errors import ConfigError
 from appliance.fleet import bootfile, identity
-from appliance.fleet.atomic import write_atomic
+from appliance.files import write_atomic
 
 
 @pytest.mark.parametrize("content", ["", "uninitialized\n", "0" * 32 + "\n", "not-hex\n", None])

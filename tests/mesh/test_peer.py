@@ -391,7 +391,7 @@ def _report(received: int, lost: int, fraction_lost: int, rtt: float):
 
 
 def test_link_losses_are_fractions_whatever_unit_aiortc_reports():
-    from appliance.display.model import Quality, quality_from
+    from appliance.wall.model import Quality, quality_from
     from appliance.mesh.stats import StatsSampler
 
     s = StatsSampler()

@@ -14,10 +14,10 @@ import time
 import pytest
 
 from appliance.display import messages
-from appliance.display.model import UnitState
 from appliance.errors import AuthError
 from appliance.unit import config
 from appliance.unit.app import UnitDaemon
+from appliance.wall.states import UnitState
 
 
 def unit_conf(tmp_path, **extra):
@@ -72,9 +72,9 @@ async def test_error_screens_show_sentences_for_the_room_not_server_text(daemon)
 
 
 async def test_closing_the_wall_leaves_the_event_loop_running(daemon):
-    from appliance.unit.wall import Wall
+    from appliance.unit.frontpanel import FrontPanel
 
-    wall = Wall(daemon.conf, daemon)
+    wall = FrontPanel(daemon.conf, daemon)
     wall._start_controls()
     assert wall.buttons is not None and wall.buttons.buttons
     ticks = 0
@@ -98,9 +98,9 @@ async def test_closing_the_wall_leaves_the_event_loop_running(daemon):
 
 async def test_a_new_frame_rebuilds_the_wall_at_once_not_at_the_next_display_tick(daemon):
     """Display at 1 fps: without a wake-up per frame a new picture waits up to a second."""
-    from appliance.unit.wall import Wall
+    from appliance.unit.frontpanel import FrontPanel
 
-    wall = Wall(daemon.conf, daemon)
+    wall = FrontPanel(daemon.conf, daemon)
     await wall.start()
     try:
         delays = []

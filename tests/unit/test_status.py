@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import types
+import typing
+
 import aiohttp
 import pytest
 
-from appliance.unit.controller import LocalController, UnitController
-from appliance.unit.state import StateMachine
 from appliance.unit.status import StatusServer
+from appliance.wall.controller import UnitController
+from appliance.wall.local import LocalController
+from appliance.wall.machine import StateMachine
+from appliance.wall.status import DaemonStatus, PeerStatus, UnitStatus
 
 
 @pytest.fixture
@@ -137,3 +142,89 @@ async def test_a_failing_subscriber_neither_fails_the_command_nor_starves_the_ot
     await controller.change_volume(-10)
     assert controller.status()["muted"] is True and controller.status()["volume"] == 60
     assert [s["muted"] for s in seen] == [True, True] and seen[-1]["volume"] == 60
+
+
+def conforms(doc, kind, where="status"):
+    """Problems of ``doc`` against the TypedDict ``kind``: missing or unknown keys, wrong
+    value types, nested documents checked the same way. An empty list means it conforms."""
+    hints = typing.get_type_hints(kind)
+    problems = [f"{where}: missing {key!r}" for key in kind.__required_keys__ - doc.keys()]
+    problems += [f"{where}: undeclared {key!r}" for key in doc.keys() - hints.keys()]
+    for key in doc.keys() & hints.keys():
+        problems += _value_conforms(doc[key], hints[key], f"{where}.{key}")
+    return problems
+
+
+def _value_conforms(value, hint, where):
+    if typing.get_origin(hint) is typing.NotRequired:
+        hint = typing.get_args(hint)[0]
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for option in options:
+        if option is type(None) and value is None:
+            return []
+        if typing.is_typeddict(option) and isinstance(value, dict):
+            return conforms(value, option, where)
+        if typing.get_origin(option) is list and isinstance(value, list):
+            (item,) = typing.get_args(option)
+            return [p for i, v in enumerate(value) for p in _value_conforms(v, item, f"{where}[{i}]")]
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return []
+        if option in (int, str) and isinstance(value, option) and not isinstance(value, bool):
+            return []
+        if option is bool and isinstance(value, bool):
+            return []
+    return [f"{where}: {value!r} is not {hint}"]
+
+
+def test_the_conformance_check_can_fail():
+    good = LocalController().status()
+    assert conforms(good, UnitStatus) == []
+    assert conforms({**good, "muted": "no"}, UnitStatus) == ["status.muted: 'no' is not <class 'bool'>"]
+    missing = dict(good)
+    del missing["volume"]
+    assert conforms({**missing, "colour": 1}, UnitStatus) == ["status: missing 'volume'", "status: undeclared 'colour'"]
+
+
+async def test_a_daemons_status_document_is_exactly_its_declared_type(tmp_path):
+    """Every key of ``GET /status`` from a real daemon with open devices and a peer is declared
+    in :mod:`appliance.wall.status`, with the declared type, and every declared key is there."""
+    from appliance.mesh.peer import Peer
+    from appliance.unit import config
+    from appliance.unit.app import UnitDaemon
+
+    conf = config.cfg.build(
+        config.UnitConfig,
+        {
+            "room": "status-test",
+            "state_dir": str(tmp_path / "state"),
+            "headless": True,
+            "server": {"url": "http://127.0.0.1:9", "name": "unit-s", "device_id": "dev-s"},
+            "video": {"type": "pattern", "width": 160, "height": 120, "fps": 15},
+            "audio": {"source": "synthetic", "sink": "null"},
+            "ice": {"loopback": True},
+            "status": {"port": 0, "samples": True},
+        },
+        "<test>",
+    )
+    daemon = UnitDaemon(conf)
+    try:
+        await daemon.media.start()
+        async with StatusServer(daemon, "127.0.0.1", 0) as server, aiohttp.ClientSession(server.url) as http:
+            daemon.status_server = server
+            peer = Peer(
+                local_id="p1", remote_id="p2", name="Lisbon", kind="device", policy=daemon.mesh.policy,
+                media=daemon.media, send_signal=daemon.signal.send_signal,
+            )
+            daemon.mesh.peers["p2"] = peer
+            async with http.get("/status") as resp:
+                body = await resp.json()
+            assert conforms(body, DaemonStatus) == []
+            assert body["media"]["encoder"] is not None and body["peers"][0]["name"] == "Lisbon"
+            assert "latency_samples_ms" in body["peers"][0]  # [status] samples = true
+            # without samples the optional key is absent, and the rest still conforms
+            assert conforms(peer.status(samples=False), PeerStatus, "peer") == []
+            assert "latency_samples_ms" not in peer.status(samples=False)
+            await peer.close()
+            del daemon.mesh.peers["p2"]
+    finally:
+        await daemon.close()

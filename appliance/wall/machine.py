@@ -1,8 +1,8 @@
 """The unit's life as an explicit state machine: idle, joining, in_call, reconnecting, error.
 
-Every change goes through :meth:`StateMachine.to`, which checks the move against
-:data:`TRANSITIONS`, logs it with its reason and tells the subscribers (the LEDs,
-the status endpoint, the display). The machine also holds what the room sees of
+Every change goes through :meth:`StateMachine.to`, which checks the move
+against :data:`~appliance.wall.states.TRANSITIONS`, logs it with its reason and
+tells the subscribers (the LEDs, the status endpoint, the display). The machine also holds what the room sees of
 this unit between calls: microphone muted or not and camera on or off. Rooms are
 shared, so by default the microphone is unmuted again when a call ends
 (``mute_resets``): the next meeting does not start silently muted.
@@ -17,29 +17,12 @@ import logging
 import time
 from collections.abc import Callable
 
-from appliance.display.model import UnitState
 from appliance.errors import WallmeshError
+from appliance.wall.states import ERROR, IDLE, IN_ROOM, TRANSITIONS, UnitState
 
-__all__ = ["StateMachine", "TransitionError", "UnitState", "TRANSITIONS"]
+__all__ = ["StateMachine", "TransitionError"]
 
 log = logging.getLogger(__name__)
-
-IDLE, JOINING, IN_CALL, RECONNECTING, ERROR = (
-    UnitState.IDLE,
-    UnitState.JOINING,
-    UnitState.IN_CALL,
-    UnitState.RECONNECTING,
-    UnitState.ERROR,
-)
-
-#: Which state may follow which. Joining again from in_call/reconnecting is a call restart.
-TRANSITIONS: dict[UnitState, frozenset[UnitState]] = {
-    IDLE: frozenset({JOINING, ERROR}),
-    JOINING: frozenset({IN_CALL, RECONNECTING, IDLE, ERROR}),
-    IN_CALL: frozenset({RECONNECTING, JOINING, IDLE, ERROR}),
-    RECONNECTING: frozenset({IN_CALL, JOINING, IDLE, ERROR}),
-    ERROR: frozenset({IDLE, JOINING}),
-}
 
 
 class TransitionError(WallmeshError, RuntimeError):
@@ -110,7 +93,7 @@ class StateMachine:
     @property
     def in_room(self) -> bool:
         """True while the unit is (or is getting) in its room."""
-        return self.state in (JOINING, IN_CALL, RECONNECTING)
+        return self.state in IN_ROOM
 
     def subscribe(self, callback: Callable[[StateMachine], None]) -> Callable[[], None]:
         """Call ``callback(machine)`` after every change; returns the unsubscribe function."""

@@ -1,10 +1,12 @@
-"""Crash-safe file replacement for provisioning.
+"""Crash-safe file replacement, for every file wallmesh must not lose half-written.
 
-A unit can lose power at any moment during first boot. Every file wallmesh
-writes there goes through :func:`write_atomic`: the new content is written to
-a temporary file in the same directory, flushed to disk, then renamed over the
-old one, and the directory itself is flushed, so after a power cut the file is
-either the old version or the new one, never a torn mix.
+A unit can lose power at any moment (first boot, provisioning), and a server's
+keys and certificates must never be found torn. Such files go through
+:func:`write_atomic`: the new content is written to a temporary file in the same
+directory, flushed to disk, then renamed over the old one, and the directory
+itself is flushed, so after a power cut the file is either the old version or
+the new one, never a torn mix. Users: provisioning (``fleet/``), the signaling
+server's keys and certificates (``signaling/``).
 """
 
 from __future__ import annotations

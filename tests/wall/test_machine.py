@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from appliance.unit.state import TRANSITIONS, StateMachine, TransitionError, UnitState
+from appliance.wall.machine import StateMachine, TransitionError
+from appliance.wall.states import TRANSITIONS, UnitState
 
 
 def test_starts_idle_unmuted_camera_on():
@@ -17,7 +18,7 @@ def test_starts_idle_unmuted_camera_on():
 
 def test_call_life_is_logged(caplog):
     m = StateMachine(name="wall-1")
-    with caplog.at_level(logging.INFO, logger="appliance.unit.state"):
+    with caplog.at_level(logging.INFO, logger="appliance.wall.machine"):
         m.to("joining", "button")
         m.to(UnitState.IN_CALL, "joined")
         m.to(UnitState.RECONNECTING, "server lost")

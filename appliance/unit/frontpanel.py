@@ -1,8 +1,8 @@
-"""The unit's wall: display, buttons and LEDs, attached to a running daemon.
+"""The unit's front panel: display, buttons and LEDs, attached to a running controller.
 
 The display draws on its own thread (:class:`~appliance.display.runner.DisplayLoop`).
 It must not reach into the mesh from there, so a small task on the event loop
-builds a fresh :class:`~appliance.display.model.WallModel` at display rate and
+builds a fresh :class:`~appliance.wall.model.WallModel` at display rate and
 publishes it by reference; the display thread only ever reads the latest one.
 Buttons and LEDs share one gpiozero pin factory chosen by ``buttons.pin_factory``.
 Optional snapshots (``snapshot_dir``) write PNGs of what the display shows.
@@ -12,28 +12,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from appliance.display.model import WallModel
+from appliance.unit.config import UnitConfig
+from appliance.wall.controller import UnitController, Unsubscribe
+from appliance.wall.model import WallModel
+
+if TYPE_CHECKING:
+    from appliance.controls.gpio import ButtonPanel, LedPanel
+    from appliance.display.runner import DisplayLoop
 
 log = logging.getLogger(__name__)
 
 
-class Wall:
+class FrontPanel:
     """Display, buttons and LEDs of one unit (see the module docstring)."""
 
-    def __init__(self, conf: Any, controller: Any, *, heartbeat: Any = None) -> None:
+    def __init__(
+        self,
+        conf: UnitConfig,
+        controller: UnitController,
+        *,
+        heartbeat: Callable[[str], None] | None = None,
+    ) -> None:
         self.conf = conf
         self.controller = controller
         self.heartbeat = heartbeat
-        self.display: Any = None
-        self.buttons: Any = None
-        self.leds: Any = None
+        self.display: DisplayLoop | None = None
+        self.buttons: ButtonPanel | None = None
+        self.leds: LedPanel | None = None
         self.model = WallModel()
         self.snapshots = 0
-        self._unsubscribe: Any = None
-        self._unsubscribe_frames: Any = None
+        self._unsubscribe: Unsubscribe | None = None
+        self._unsubscribe_frames: Unsubscribe | None = None
         self._frame = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -41,14 +54,13 @@ class Wall:
         from appliance.display.runner import DisplayLoop
 
         self.model = self.controller.wall_model()
-        self.display = DisplayLoop(self.conf.display, lambda: self.model, heartbeat=self.heartbeat)
-        await asyncio.to_thread(self.display.start)
-        if hasattr(self.controller, "subscribe_frames"):
-            self._unsubscribe_frames = self.controller.subscribe_frames(self._frame.set)
-        self._tasks.append(asyncio.create_task(self._feed(), name="wall-model"))
+        display = self.display = DisplayLoop(self.conf.display, lambda: self.model, heartbeat=self.heartbeat)
+        await asyncio.to_thread(display.start)
+        self._unsubscribe_frames = self.controller.subscribe_frames(self._frame.set)
+        self._tasks.append(asyncio.create_task(self._feed(display), name="wall-model"))
         if self.conf.snapshot_dir:
             Path(self.conf.snapshot_dir).mkdir(parents=True, exist_ok=True)
-            self._tasks.append(asyncio.create_task(self._snapshots(), name="wall-snapshots"))
+            self._tasks.append(asyncio.create_task(self._snapshots(display), name="wall-snapshots"))
         self._start_controls()
 
     def _start_controls(self) -> None:
@@ -61,7 +73,7 @@ class Wall:
             self.leds = LedPanel(self.conf.leds, pin_factory=factory)
             self._unsubscribe = self.leds.attach(self.controller)
 
-    async def _feed(self) -> None:
+    async def _feed(self, display: DisplayLoop) -> None:
         """A fresh model as soon as a remote frame arrives (and at least at display rate otherwise).
 
         The display thread paces its draws at ``display.fps`` by itself; waking it per frame
@@ -72,18 +84,18 @@ class Wall:
         while True:
             self._frame.clear()
             self.model = self.controller.wall_model()
-            self.display.wake()
+            display.wake()
             try:
                 await asyncio.wait_for(self._frame.wait(), period)
             except TimeoutError:
                 pass
 
-    async def _snapshots(self) -> None:
+    async def _snapshots(self, display: DisplayLoop) -> None:
         directory = Path(self.conf.snapshot_dir)
         while True:
             await asyncio.sleep(self.conf.snapshot_every_s)
             path = directory / f"wall-{self.snapshots:04d}.png"
-            if await asyncio.to_thread(self.display.snapshot, str(path)):
+            if await asyncio.to_thread(display.snapshot, str(path)):
                 self.snapshots += 1
                 (directory / "latest.png").unlink(missing_ok=True)
                 (directory / "latest.png").symlink_to(path.name)

@@ -1,9 +1,10 @@
 """What the wall shows, as plain data: the compositor draws a :class:`WallModel`.
 
-The unit daemon (the production :class:`~appliance.unit.controller.UnitController`)
-builds a fresh ``WallModel`` whenever the display asks for one; the compositor
-never reaches into the mesh. Everything here is plain data and pure functions,
-so layouts and screens can be tested without a peer connection.
+A controller (:meth:`~appliance.wall.controller.UnitController.wall_model`; in
+production the unit daemon) builds a fresh ``WallModel`` whenever the display
+asks for one; the compositor never reaches into the mesh. Everything here is
+plain data and pure functions, so layouts and screens can be tested without a
+peer connection.
 
 A :class:`Tile` is one remote participant. ``frame`` is the newest decoded
 picture (an ``av.VideoFrame`` or an RGB ``numpy`` array of shape HxWx3) or
@@ -21,15 +22,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from appliance.wall.states import UnitState
 
-class UnitState(str, enum.Enum):
-    """The unit's life; the values are the ``state`` strings of ``GET /status``."""
-
-    IDLE = "idle"
-    JOINING = "joining"
-    IN_CALL = "in_call"
-    RECONNECTING = "reconnecting"
-    ERROR = "error"
+__all__ = ["Quality", "Tile", "WallModel", "quality_from"]
 
 
 class Quality(enum.IntEnum):

@@ -1,8 +1,10 @@
-"""Reading composed frames back: pixel checks for tests, snapshots and ``wallmesh doctor``.
+"""Reading composed frames back: pixel checks for the display and wall tests.
 
 Snapshot tests check a frame's structure rather than exact pixels: is there a
 picture in this tile (variance), is the label's text there (pixels of the text
-colour), is the muted dot red. These helpers keep such checks short.
+colour), is the muted dot red. These helpers keep such checks short. Tests import
+them as ``wallmesh_pixels`` (loaded by ``tests/display/conftest.py`` and
+``tests/controls/conftest.py``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,173 @@
+"""The status document: what ``GET /status`` answers, as types.
+
+One JSON object describes a unit. Operators (``curl localhost:8787/status``),
+fleet tools, the demo and the tests read it by key, so the keys are a contract
+(DESIGN.md, "Unit status"): add fields, never rename or drop one. Every
+controller returns a :class:`UnitStatus`; the unit daemon returns the fuller
+:class:`DaemonStatus`. These are ``TypedDict``\\ s, so the document stays a
+plain ``dict`` that ``json.dumps`` writes unchanged.
+
+:class:`UnitStatus` — every controller:
+
+* ``state`` — ``idle``, ``joining``, ``in_call``, ``reconnecting`` or ``error``
+  (:class:`~appliance.wall.states.UnitState` values);
+* ``room`` — the room joined (or to be joined); ``name`` — this unit's name in the room;
+* ``muted`` — microphone muted; ``camera`` — video is being sent (false: camera privacy);
+* ``volume`` — speaker volume, 0–100;
+* ``message`` — in the error state, the sentence shown to the room, else ``""``;
+* ``since`` — seconds spent in the current state;
+* ``peers`` — one :class:`PeerStatus` per remote participant.
+
+:class:`DaemonStatus` — the unit daemon adds:
+
+* ``peer_id`` — this unit's id in the current signaling session, ``null`` without one;
+* ``signaling`` — :class:`SignalingStatus`;
+* ``joined_at`` — wall-clock time (``time.time()``) of the first ``joined`` of this room, or ``null``;
+* ``media`` — :class:`MediaStatus`;
+* ``process`` — :class:`ProcessStatus`;
+* ``status_url`` — base URL of this status endpoint (``null`` before it serves);
+* ``started`` — wall-clock time the daemon was built; ``time`` — wall-clock time of this document.
+
+:class:`SignalingStatus`: ``connected`` (a session is up), ``sessions`` (completed
+``hello``/``welcome`` handshakes since start), ``error`` (why the last attempt
+failed, ``null`` after a good session).
+
+:class:`MediaStatus`: ``encoder`` (:class:`EncoderStatus` of the shared video
+encoder, ``null`` before the camera opens), ``audio_packet_ms`` (the Opus packet length sent now, ``null`` before the
+microphone opens).
+
+:class:`EncoderStatus`: ``width``, ``height`` and ``bitrate`` (bit/s) the encoder
+runs at now (the quality tier), ``frames`` and ``keyframes`` encoded since start.
+
+:class:`ProcessStatus`: ``pid``; ``rss_kb`` (resident memory), ``fds`` (open file
+descriptors) and ``tasks`` (asyncio tasks), each ``null`` where the platform cannot
+tell; ``loop_lag_ms``, the event loop's worst delay over the last second.
+
+:class:`PeerStatus` — one remote participant (built by
+:meth:`appliance.mesh.peer.Peer.status`):
+
+* ``id``, ``name``, ``kind`` (roster kind: ``device``, ``user``, or ``""`` not known yet);
+* ``connection`` — the RTCPeerConnection's state (``new``, ``connecting``, ``connected`` …);
+* ``fps`` — video frames per second received; ``frames`` — frames received in all;
+* ``bitrate`` (bit/s received), ``loss`` (fraction 0–1 of its packets lost),
+  ``rtt`` (seconds) — ``null`` until measured;
+* ``latency_ms``, ``latency_p50_ms``, ``latency_p95_ms`` — glass-to-glass latency of
+  its test-pattern stamps (last, median, 95th percentile), ``null`` without stamps;
+* ``muted``, ``camera`` — what the peer last announced;
+* ``stale`` — the signaling server no longer lists it (kept while media flows);
+* ``rebuilds`` — times the connection was replaced (perfect negotiation, ICE restart);
+* ``decode_dropped`` — pictures dropped because decoding fell behind;
+  ``decode_inline`` — pictures are decoded on the event loop, not a thread;
+  ``decode_ms`` — the smoothed cost of decoding one picture, in ms;
+* ``connected_at``, ``first_frame_at`` — wall-clock times, ``null`` until they happen;
+* ``latency_samples_ms`` — only with ``[status] samples = true``: recent latency samples.
+"""
+
+# No ``from __future__ import annotations`` here: TypedDict only sees ``NotRequired``
+# in evaluated annotations (Python 3.11 counts a string "NotRequired[...]" as required).
+from typing import NotRequired, TypedDict
+
+__all__ = [
+    "DaemonStatus",
+    "EncoderStatus",
+    "MediaStatus",
+    "PeerStatus",
+    "ProcessFigures",
+    "ProcessStatus",
+    "SignalingStatus",
+    "UnitStatus",
+]
+
+
+class PeerStatus(TypedDict):
+    """One remote participant in ``peers`` (see the module docstring)."""
+
+    id: str
+    name: str
+    kind: str
+    connection: str
+    fps: float
+    frames: int
+    bitrate: float | None
+    loss: float | None
+    rtt: float | None
+    latency_ms: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    muted: bool
+    camera: bool
+    stale: bool
+    rebuilds: int
+    decode_dropped: int
+    decode_inline: bool
+    decode_ms: float
+    connected_at: float | None
+    first_frame_at: float | None
+    latency_samples_ms: NotRequired[list[float]]
+
+
+class UnitStatus(TypedDict):
+    """What every controller's ``status()`` returns (see the module docstring)."""
+
+    state: str
+    room: str
+    name: str
+    muted: bool
+    camera: bool
+    volume: int
+    message: str
+    since: float
+    peers: list[PeerStatus]
+
+
+class SignalingStatus(TypedDict):
+    """The daemon's signaling session, under ``signaling``."""
+
+    connected: bool
+    sessions: int
+    error: str | None
+
+
+class EncoderStatus(TypedDict):
+    """The shared video encoder, under ``media.encoder``."""
+
+    width: int
+    height: int
+    bitrate: int
+    frames: int
+    keyframes: int
+
+
+class MediaStatus(TypedDict):
+    """The unit's own media, under ``media``."""
+
+    encoder: EncoderStatus | None
+    audio_packet_ms: int | None
+
+
+class ProcessFigures(TypedDict):
+    """Resource figures of the daemon's process (leak checks)."""
+
+    pid: int
+    rss_kb: int | None
+    fds: int | None
+    tasks: int | None
+
+
+class ProcessStatus(ProcessFigures):
+    """:class:`ProcessFigures` and the event loop's lag, under ``process``."""
+
+    loop_lag_ms: float
+
+
+class DaemonStatus(UnitStatus):
+    """The unit daemon's full status document (see the module docstring)."""
+
+    peer_id: str | None
+    signaling: SignalingStatus
+    joined_at: float | None
+    media: MediaStatus
+    process: ProcessStatus
+    status_url: str | None
+    started: float
+    time: float
