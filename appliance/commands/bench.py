@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-PARTS = ("media", "display", "signaling")
+PARTS = ("media", "display", "signaling", "audio")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
