@@ -37,18 +37,22 @@ def window_erle_db(echo: np.ndarray, out: np.ndarray, window_s: float = 0.1) -> 
 
 
 def converge_s(echo: np.ndarray, out: np.ndarray, *, onset_s: float = 0.0, target_db: float = 20.0, hold_s: float = 1.0) -> float | None:
-    """Far-end onset → the first 100 ms window from which the residual stays ``target_db`` below the
-    echo for ``hold_s`` (every window with echo in it, i.e. within 30 dB of the loudest).
-    Returns the end of that window after onset, or None if it never gets there."""
-    t, erle, energy = window_erle_db(echo, out)
-    active = energy > energy.max() * 1e-3
-    hold = int(round(hold_s / 0.1))
-    for i in range(len(t)):
-        if t[i] < onset_s or not active[i]:
-            continue
-        span = slice(i, i + hold)
-        if np.all(erle[span][active[span]] >= target_db) and i + hold <= len(t):
-            return float(t[i] + 0.1 - onset_s)
+    """Far-end onset → the time from which the residual stays ``target_db`` below the echo.
+
+    ERLE is taken over sliding 0.5 s windows (0.1 s apart); the answer is the first window start
+    ``t`` (after ``onset_s``) such that every window starting in ``[t, t + hold_s]`` reaches
+    ``target_db``, plus the 0.1 s step, minus the onset. None if that never happens."""
+    e, o = _f(echo), _f(out)
+    n = min(len(e), len(o))
+    step, width = RATE // 10, RATE // 2
+    starts = np.arange(int(onset_s * RATE), n - width + 1, step)
+    ce, co = np.concatenate([[0.0], np.cumsum(e[:n] ** 2)]), np.concatenate([[0.0], np.cumsum(o[:n] ** 2)])
+    ee, oo = ce[starts + width] - ce[starts], co[starts + width] - co[starts]
+    good = 10 * np.log10(np.maximum(ee, 1e-20) / np.maximum(oo, 1e-20)) >= target_db
+    hold = int(round(hold_s * 10))
+    for i in range(len(starts) - hold):
+        if good[i : i + hold + 1].all():
+            return float(starts[i] / RATE + 0.1 - onset_s)
     return None
 
 

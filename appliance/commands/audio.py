@@ -11,6 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import wave
+
+from appliance.errors import WallmeshError
+
+
+class AudioFileError(WallmeshError, OSError):
+    """A wav file given on the command line cannot be read."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,16 +39,11 @@ def run(args: argparse.Namespace) -> int:
 
     from appliance.audio.chain import process_signals
     from appliance.audio.speech import RATE, read_wav, resample, to_int16, write_wav
-    from appliance.errors import WallmeshError
-
-    class AudioFileError(WallmeshError, OSError):
-        pass
-
     signals = []
     for path in (args.far, args.mic):
         try:
             samples, rate = read_wav(path)
-        except (OSError, EOFError, ValueError) as exc:
+        except (OSError, EOFError, ValueError, wave.Error) as exc:
             raise AudioFileError(f"{path}: cannot read it as a wav file ({exc})") from exc
         signals.append(to_int16(resample(samples, rate, RATE)))
     far, mic = signals
