@@ -26,6 +26,7 @@ COMMANDS = {
     "doctor": "check this unit's camera, audio, display, GPIO and server, and say what is wrong",
     "firstboot": "provision this unit from the boot partition (run by wallmesh-firstboot.service)",
     "bench": "measure latency, CPU per peer, join time, compositor and signaling load",
+    "audio": "the microphone's processing chain on files (echo cancellation, noise suppression, gain)",
 }
 
 

@@ -12,6 +12,7 @@ PARTS = {
     "media": "appliance.bench.media:run",
     "display": "appliance.bench.display:run",
     "signaling": "appliance.bench.signaling.runner:run",
+    "audio": "appliance.bench.audio:run",
 }
 
 

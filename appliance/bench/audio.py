@@ -1,0 +1,135 @@
+"""``wallmesh bench audio``: the microphone chain (echo cancellation, noise suppression, gain) in simulated rooms.
+
+Every room of :data:`appliance.audio.room.ROOMS` is played three calls, with espeak-ng voices
+(a different pair per room): far-end single talk in a quiet room (ERLE, convergence, AECMOS
+echo), double talk with a fan running (the near-end talker starts at 3 s; AECMOS other),
+and the same talker alone with the speaker silent (the double-talk loss's reference). The
+product's binding gives the stable names; the other binding's figures carry ``_livekit``
+(or ``_webrtc``) so the choice stays documented. CPU is process CPU time per 10 ms frame of
+the whole chain (reference alignment included), so a binding that computes on threads of
+its own is counted too.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from appliance.bench.report import Result
+
+#: Voices (far end, near end) per room.
+VOICES = {
+    "small": ("en-us", "en+f3"),
+    "large": ("de", "en-gb+f4"),
+    "clipping": ("en+f3", "en-us"),
+    "jump": ("en-gb+f4", "de"),
+    "drift": ("en-us", "en-gb+f4"),
+}
+NEAR_ONSET_S = 3.0
+QUIET = 0.0001  # the single-talk calls: microphone self-noise only (-80 dBFS)
+LEVEL = 0.1  # speech at -20 dBFS RMS while active
+
+
+def _norm(x: np.ndarray) -> np.ndarray:
+    active = x[np.abs(x) > 1e-3]
+    return x * (LEVEL / np.sqrt(np.mean(active**2)))
+
+
+def measure_room(name: str, binding: str, seconds: float, mos: object | None = None) -> dict[str, float | None]:
+    """One room's figures for one binding (the product's processing configuration)."""
+    from appliance.audio import metrics, room, speech
+    from appliance.audio.chain import process_signals
+
+    far_voice, near_voice = VOICES[name]
+    far = _norm(speech.talk(far_voice, seconds))
+    near = _norm(speech.talk(near_voice, seconds, first=2))
+    near[: int(NEAR_ONSET_S * speech.RATE)] = 0
+    spec = room.ROOMS[name]
+    quiet, noisy = room.build(room.variant(name, noise_level=QUIET)), room.build(spec)
+    st, dt, alone = quiet.simulate(far), noisy.simulate(far, near), noisy.simulate(np.zeros_like(far), near)
+    far16, silent = speech.to_int16(far), np.zeros(len(far), np.int16)
+    cpu0, frames = time.process_time(), 0
+    outs = []
+    for f, cap in ((far16, st), (far16, dt), (silent, alone)):
+        out, chain = process_signals(f, cap.mic_int16(), binding=binding)
+        outs.append(out)
+        frames += chain.frames
+    cpu = (time.process_time() - cpu0) * 1000 / frames
+    o_st, o_dt, o_alone = outs
+    fig: dict[str, float | None] = {
+        "erle": metrics.erle_db(st.echo, o_st),
+        "converge": metrics.converge_s(st.echo, o_st),
+        "dtloss": metrics.doubletalk_loss_db(o_dt, o_alone, start_s=NEAR_ONSET_S),
+        "cpu": cpu,
+        "reconverge": metrics.converge_s(st.echo, o_st, onset_s=spec.jump_at_s) if spec.jump_at_s else None,
+    }
+    if mos is not None:
+        fig["mos_echo"], _ = mos.score(far, st.mic, o_st, "st")  # type: ignore[attr-defined]
+        fig["mos_echo_dt"], fig["mos_other"] = mos.score(far, dt.mic, o_dt, "dt")  # type: ignore[attr-defined]
+    return fig
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 2) if present else None
+
+
+def _rooms(per_room: dict[str, dict[str, float | None]], key: str) -> str:
+    return ", ".join(f"{n} {_show(f.get(key))}" for n, f in per_room.items())
+
+
+def _show(v: float | None) -> str:
+    return "never" if v is None else f"{v:.2f}"
+
+
+def figures(binding: str, rooms: list[str], seconds: float, mos: object | None, suffix: str, mos_problem: str) -> list[Result]:
+    per_room = {name: measure_room(name, binding, seconds, mos) for name in rooms}
+    undistorted = {n: f for n, f in per_room.items() if n != "clipping"}
+    s = suffix
+    results = [
+        Result(f"aec_erle_db{s}", _median([f["erle"] for f in undistorted.values()]), "dB",
+               f"{binding}: far-end single talk, first 2 s excluded, median of {_rooms(undistorted, 'erle')}"),
+        Result(f"aec_erle_distorted_db{s}", _median([per_room["clipping"]["erle"]]) if "clipping" in per_room else None, "dB",
+               f"{binding}: loudspeaker driven 12 dB into hard clipping"),
+        Result(f"aec_doubletalk_loss_db{s}", _median([f["dtloss"] for f in undistorted.values()]), "dB",
+               f"{binding}: near-end talker's level in double talk vs alone (0 = untouched); {_rooms(per_room, 'dtloss')}"),
+        Result(f"aec_converge_s{s}", _median([f["converge"] for f in undistorted.values()]), "s",
+               f"{binding}: far-end onset to residual 20 dB below the echo (held 1 s); {_rooms(per_room, 'converge')}"
+               + "".join(f"; {n} re-converges {_show(f['reconverge'])} s after its 30 ms delay jump" for n, f in per_room.items() if f.get("reconverge") is not None or n == "jump")),
+        Result(f"aec_cpu_ms_per_10ms{s}", _median([f["cpu"] for f in per_room.values()]), "ms",
+               f"{binding}: process CPU per 10 ms frame, whole chain at 48 kHz; {_rooms(per_room, 'cpu')}"),
+    ]
+    if mos is None:
+        results += [Result(f"aecmos_echo{s}", None, "MOS", mos_problem), Result(f"aecmos_other{s}", None, "MOS", mos_problem)]
+    else:
+        results += [
+            Result(f"aecmos_echo{s}", _median([f["mos_echo"] for f in per_room.values()]), "MOS",
+                   f"{binding}: AECMOS 48 kHz, far-end single talk, median of {_rooms(per_room, 'mos_echo')}; double talk: {_rooms(per_room, 'mos_echo_dt')}"),
+            Result(f"aecmos_other{s}", _median([f["mos_other"] for f in per_room.values()]), "MOS",
+                   f"{binding}: AECMOS 48 kHz other degradations in double talk; {_rooms(per_room, 'mos_other')}"),
+        ]
+    return results
+
+
+def run(quick: bool = False) -> list[Result]:
+    from appliance.audio.aecmos import AecMos, MosUnavailable
+    from appliance.audio.processing import DEFAULT_BINDING, ProcessingUnavailable
+    from appliance.audio.room import ROOMS
+
+    rooms = ["small", "large", "clipping"] if quick else list(ROOMS)
+    seconds = 8.0 if quick else 10.0
+    mos: AecMos | None
+    try:
+        mos, problem = AecMos(), ""
+    except MosUnavailable as exc:
+        mos, problem = None, str(exc)
+    results: list[Result] = []
+    for binding in (DEFAULT_BINDING, *[b for b in ("webrtc", "livekit") if b != DEFAULT_BINDING]):
+        suffix = "" if binding == DEFAULT_BINDING else f"_{binding}"
+        try:
+            results += figures(binding, rooms, seconds, mos, suffix, problem)
+        except ProcessingUnavailable as exc:
+            results.append(Result(f"aec_erle_db{suffix}", None, "dB", str(exc)))
+    return results
