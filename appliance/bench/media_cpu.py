@@ -71,12 +71,12 @@ def _align_aiortc_encoder(threads: int) -> None:
     """Also give aiortc's per-peer encoders the shared encoder's x264 settings ("matched" mode).
 
     aiortc's H264Encoder opens its libx264 context lazily; this subclass opens it first with
-    :func:`appliance.capture.x264.x264_context`, and aiortc's sender is pointed at it.
+    :func:`appliance.mesh.fanout.x264_context`, and aiortc's sender is pointed at it.
     """
     import aiortc.codecs.h264 as h264
     import aiortc.rtcrtpsender as rtcrtpsender
 
-    from appliance.capture.x264 import x264_context
+    from appliance.mesh.fanout import x264_context
 
     class AlignedH264Encoder(h264.H264Encoder):
         def _encode_frame(self, frame: Any, force_keyframe: bool) -> Any:

@@ -41,10 +41,12 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from appliance.capture.base import EncodedVideoSource, VideoSource, stop_task
-from appliance.capture.x264 import SoftwareH264
+from appliance.capture.x264 import SoftwareH264, X264Encoder, x264_context  # noqa: F401 - the encoder's old home; still imported from here
 from appliance.mesh.keyframes import attach_keyframe_requests, check_aiortc
 
 log = logging.getLogger(__name__)
+
+__all__ = ["FanoutStats", "FanoutTrack", "SharedVideo", "X264Encoder", "x264_context"]
 
 
 class TierLike(Protocol):

@@ -10,7 +10,6 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from appliance.capture.pattern import PatternSource, read_stamp
-from appliance.capture.x264 import SoftwareH264
 from appliance.mesh.negotiation import negotiated_video_codec, prefer_h264_all
 from appliance.mesh.fanout import SharedVideo
 from appliance.mesh.quality import TIERS
@@ -61,6 +60,8 @@ async def test_one_encoder_feeds_every_peer(new_pc, connect_pair):
             assert counters == sorted(counters)
             assert all(0 <= time.time() - s.capture_time < 5 for s in good)
         # one encoder for three peers: frames encoded track frames captured, not three times them
+        from appliance.capture.x264 import SoftwareH264
+
         assert isinstance(video.source, SoftwareH264)
         assert video.stats.frames_encoded <= video.source.stats.frames_in
         assert video.peers == 3
