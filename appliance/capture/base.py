@@ -5,8 +5,8 @@ interfaces:
 
 * :class:`VideoSource` — raw ``yuv420p`` :class:`av.VideoFrame`\\ s, paced at ``fps``
   (the test pattern, a V4L2 webcam or a file through PyAV).
-* :class:`EncodedVideoSource` — a source that encodes by itself (the Pi camera's hardware
-  H.264 encoder) and yields :class:`av.Packet`\\ s with the keyframe flag set.
+* :class:`EncodedVideoSource` — H.264 access units as :class:`av.Packet`\\ s, pushed to one
+  consumer (the Pi camera's hardware encoder, or libx264 fed by a :class:`VideoSource`).
 * :class:`AudioSource` — 10 ms frames of 48 kHz signed 16-bit audio (mono by default).
 * :class:`AudioSink` — takes 10 ms frames and plays them from a small bounded buffer.
 
@@ -25,6 +25,7 @@ import asyncio
 import fractions
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import av
@@ -64,8 +65,21 @@ class VideoSource(abc.ABC):
         """Release the device. Idempotent."""
 
 
+#: Where an :class:`EncodedVideoSource` hands each access unit, on the event loop's thread.
+PacketOutput = Callable[[av.Packet], None]
+
+
 class EncodedVideoSource(abc.ABC):
-    """A source that delivers H.264 access units already encoded (Annex B, SPS/PPS on IDR)."""
+    """A camera whose pictures come out H.264-encoded: the one port the shared fan-out reads.
+
+    As with picamera2's encoders and their ``Output``, the encoder pushes: between
+    :meth:`start` and :meth:`close` every access unit (Annex B, SPS/PPS before each IDR)
+    goes to the one ``output`` given to :meth:`start`, on the event loop's thread, as an
+    :class:`av.Packet` with ``pts``/``time_base`` (:data:`VIDEO_TIME_BASE`) set and
+    ``is_keyframe`` on IDRs. Implementations: :class:`~appliance.capture.x264.SoftwareH264`
+    (libx264, fed by any :class:`VideoSource`) and
+    :class:`~appliance.capture.picamera.PiCameraSource` (the Pi's hardware encoder).
+    """
 
     width: int
     height: int
@@ -73,24 +87,27 @@ class EncodedVideoSource(abc.ABC):
     bitrate: int
 
     @abc.abstractmethod
-    async def start(self) -> None:
-        """Open the camera and start its encoder."""
+    async def start(self, output: PacketOutput) -> None:
+        """Open the camera and start encoding into ``output``; :class:`~appliance.errors.DeviceError` when absent."""
 
     @abc.abstractmethod
-    async def read(self) -> av.Packet:
-        """The next access unit: ``pts``/``time_base`` set, ``is_keyframe`` on IDRs."""
+    async def ended(self) -> None:
+        """Wait until the stream stops by itself: return when the camera ran out, raise what stopped it."""
 
     @abc.abstractmethod
-    def force_keyframe(self) -> None:
-        """Make the next access unit an IDR (safe to call often; cheap)."""
+    def request_keyframe(self) -> None:
+        """Make the next access unit an IDR. Cheap; the caller coalesces requests."""
 
-    def reconfigure(self, width: int, height: int, fps: int, bitrate: int) -> None:
-        """Change size, rate and bitrate; the first packet after it is a keyframe."""
+    def configure(self, width: int, height: int, fps: int, bitrate: int) -> None:
+        """Encode at this size, rate and bitrate (a quality tier); the first packet after a change is an IDR."""
         self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
+
+    def set_active(self, active: bool) -> None:
+        """Whether anyone takes the packets now; an encoder that costs CPU encodes nothing while not."""
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Stop the encoder and release the camera. Idempotent."""
+        """Stop encoding and release the camera. Idempotent; :meth:`start` may follow."""
 
 
 class AudioSource(abc.ABC):

@@ -4,12 +4,15 @@ On a Pi the unit does not encode in software at all: libcamera fills YUV420 buff
 VideoCore's V4L2 H.264 encoder compresses them, and picamera2 hands each access unit to an
 ``Output`` via ``outputframe(frame, keyframe, timestamp, ...)`` — on the encoder's own
 thread. :class:`PiCameraSource` subclasses that ``Output`` and passes each chunk to the
-event loop with ``loop.call_soon_threadsafe`` as an :class:`av.Packet`, which the shared
-fan-out (:mod:`appliance.mesh.fanout`) sends to every peer unchanged.
+event loop with ``loop.call_soon_threadsafe``, where it goes as an :class:`av.Packet` to
+the output of the :class:`~appliance.capture.base.EncodedVideoSource` port — the shared
+fan-out (:mod:`appliance.mesh.fanout`), which sends it to every peer unchanged. Nothing is
+queued on the way: the fan-out's per-peer queues are the only buffers.
 
 The encoder is set up for WebRTC: constrained baseline (no B-frames), SPS/PPS repeated
 before every IDR (``repeat=True``), an IDR period (``iperiod``) as a safety net, and
-``force_key_frame()`` whenever a peer joins or reports loss.
+``force_key_frame()`` whenever a peer joins or reports loss. Changing the size (a quality
+tier) restarts recording, since the hardware encoder's size is fixed while it records.
 
 picamera2 is imported here only, and only when ``start()`` runs without injected classes,
 so the package imports anywhere. Tests inject a fake camera/encoder/Output that honour
@@ -25,7 +28,7 @@ from typing import Any
 
 import av
 
-from appliance.capture.base import VIDEO_CLOCK, VIDEO_TIME_BASE, EncodedVideoSource
+from appliance.capture.base import VIDEO_CLOCK, VIDEO_TIME_BASE, EncodedVideoSource, PacketOutput
 from appliance.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -58,21 +61,18 @@ class PiCameraSource(EncodedVideoSource):
         camera_class: Any = None,
         encoder_class: Any = None,
         output_class: Any = None,
-        queue_packets: int = 8,
     ) -> None:
         self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
         self.keyframe_interval = keyframe_interval
         self.key = key
         self._classes = (camera_class, encoder_class, output_class)
-        self._queue_packets = queue_packets
-        self._queue: asyncio.Queue[av.Packet | None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deliver: PacketOutput | None = None  # the port's consumer, on the loop
+        self._ended: asyncio.Future[None] | None = None
         self._camera: Any = None
         self._encoder: Any = None
         self._output: Any = None
         self._restart: asyncio.Task[None] | None = None
-        self._error = ""
-        self.dropped = 0
 
     def _resolve(self) -> tuple[Any, Any, Any]:
         camera_class, encoder_class, output_class = self._classes
@@ -123,13 +123,12 @@ class PiCameraSource(EncodedVideoSource):
             finally:
                 camera.close()
 
-    async def start(self) -> None:
+    async def start(self, output: PacketOutput) -> None:
         if self._camera is not None:
             return
         self._loop = asyncio.get_running_loop()
-        if self._queue is None:
-            self._queue = asyncio.Queue(self._queue_packets)
-        self._error = ""
+        self._deliver = output
+        self._ended = self._loop.create_future()
         await asyncio.to_thread(self._open)
         log.info("pi camera recording %dx%d@%d %d bit/s", self.width, self.height, self.fps, self.bitrate)
 
@@ -144,40 +143,30 @@ class PiCameraSource(EncodedVideoSource):
             pass
 
     def _put(self, data: bytes, keyframe: bool, timestamp: int | None) -> None:
+        """On the loop: one access unit to the port's consumer."""
+        deliver = self._deliver
+        if deliver is None:  # closed meanwhile
+            return
         packet = av.Packet(data)
         packet.is_keyframe = keyframe
         micros = timestamp if timestamp is not None else int(time.monotonic() * 1_000_000)
         packet.pts = micros * VIDEO_CLOCK // 1_000_000
         packet.time_base = VIDEO_TIME_BASE
-        self._offer(packet)
+        deliver(packet)
 
-    def _offer(self, packet: av.Packet | None) -> None:
-        """On the loop: queue a packet (``None``: the camera failed), dropping the oldest when full."""
-        queue = self._queue
-        if queue is None:
-            return
-        if queue.full():
-            queue.get_nowait()  # never let stale video pile up
-            self.dropped += 1
-        queue.put_nowait(packet)
+    async def ended(self) -> None:
+        ended = self._ended
+        if ended is not None:
+            await asyncio.wait({ended})
+            ended.result()  # a camera that would not restart: DeviceError
 
-    async def read(self) -> av.Packet:
-        if self._queue is None:
-            await self.start()
-        assert self._queue is not None
-        packet = await self._queue.get()
-        if packet is None:  # a restart failed: the camera is gone until the unit restarts it
-            self._queue.put_nowait(None)
-            raise DeviceError("picamera", self.key, f"camera stopped: {self._error}")
-        return packet
-
-    def force_keyframe(self) -> None:
+    def request_keyframe(self) -> None:
         if self._encoder is not None:
             self._encoder.force_key_frame()
 
-    def reconfigure(self, width: int, height: int, fps: int, bitrate: int) -> None:
+    def configure(self, width: int, height: int, fps: int, bitrate: int) -> None:
         changed = (width, height, fps, bitrate) != (self.width, self.height, self.fps, self.bitrate)
-        super().reconfigure(width, height, fps, bitrate)
+        super().configure(width, height, fps, bitrate)
         restarting = self._restart is not None and not self._restart.done()
         if changed and self._camera is not None and not restarting:
             self._restart = asyncio.get_running_loop().create_task(self._restart_recording(), name="picamera-restart")
@@ -188,7 +177,7 @@ class PiCameraSource(EncodedVideoSource):
 
         One restart at a time (two would open the camera twice); settings changed while it
         ran are applied by another round. A camera that will not start again ends the
-        stream: :meth:`read` raises :class:`DeviceError`.
+        stream: :meth:`ended` raises :class:`DeviceError`.
         """
         while True:
             wanted = (self.width, self.height, self.fps, self.bitrate)
@@ -197,8 +186,8 @@ class PiCameraSource(EncodedVideoSource):
                 await asyncio.to_thread(self._open)
             except DeviceError as exc:
                 log.error("pi camera: restart failed: %s", exc)
-                self._error = exc.problem
-                self._offer(None)
+                if self._ended is not None and not self._ended.done():
+                    self._ended.set_exception(DeviceError("picamera", self.key, f"camera stopped: {exc.problem}"))
                 return
             log.info("pi camera now %dx%d@%d %d bit/s", self.width, self.height, self.fps, self.bitrate)
             if wanted == (self.width, self.height, self.fps, self.bitrate):
@@ -208,7 +197,12 @@ class PiCameraSource(EncodedVideoSource):
         if self._restart is not None:
             await asyncio.gather(self._restart, return_exceptions=True)
             self._restart = None
+        self._deliver = None
         if self._camera is not None:
             await asyncio.to_thread(self._stop)
             log.info("pi camera closed")
-        self._queue = None
+        ended, self._ended = self._ended, None
+        if ended is not None and not ended.done():
+            ended.set_result(None)
+        elif ended is not None:
+            ended.exception()  # reported by ended() or the restart's log; not again at garbage collection

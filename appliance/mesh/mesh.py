@@ -12,6 +12,12 @@ when a participant of the same name reappears, instead of opening a duplicate
 connection; a stale link whose media has stopped for :attr:`Mesh.stale_grace`
 seconds is closed. A ``peer-left`` for a participant whose media is still
 arriving (its signaling dropped, not its media) is handled the same way.
+
+The roster decisions live here and only here — the room cap, who offers (the joiner),
+re-keying a stale link, retiring dead ones. The links themselves come from a
+``peer_factory`` (by default :class:`~appliance.mesh.peer.Peer`, one real
+``RTCPeerConnection`` each) and are used only through :class:`MeshPeer`, so the roster
+logic can be exercised without connections (``tests/mesh/test_mesh_roster.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from appliance.mesh import ice
 from appliance.mesh.peer import LocalMedia, Peer, SendSignal
@@ -28,7 +34,77 @@ from appliance.mesh.peer import LocalMedia, Peer, SendSignal
 log = logging.getLogger(__name__)
 
 
-class Mesh:
+class MeshPeer(Protocol):
+    """What the mesh uses of one link (:class:`~appliance.mesh.peer.Peer` is the real one)."""
+
+    remote_id: str
+    name: str
+    kind: str
+    muted: bool
+    camera: bool
+    stale: bool  # not in the current signaling session's roster
+
+    @property
+    def connection_state(self) -> str:
+        """The connection's state: ``new``, ``connecting``, ``connected``, ``failed``, ``closed``."""
+
+    def last_media_age(self) -> float | None:
+        """Seconds since the newest frame from the remote, None if none ever came."""
+
+    def rekey(self, local_id: str, remote_id: str) -> None:
+        """Keep the connection under new signaling ids; no longer stale."""
+
+    async def offer(self) -> None:
+        """Start the connection with an offer (the mesh calls it when this unit joined later)."""
+
+    async def handle_signal(self, data: dict[str, Any]) -> None:
+        """A relayed ``signal`` payload from the remote (SDP or candidate)."""
+
+    def needs_rebuild(self, now: float) -> bool:
+        """Whether the connection has failed (or stalled) long enough to be rebuilt now."""
+
+    async def rebuild(self) -> None:
+        """Start over with a fresh offer."""
+
+    async def sample_stats(self) -> None:
+        """Refresh the link's figures (best effort)."""
+
+    def status(self, samples: bool = False) -> dict[str, Any]:
+        """The link for ``GET /status``."""
+
+    async def close(self) -> None:
+        """Release the connection. Idempotent."""
+
+
+if TYPE_CHECKING:  # a mesh built without a factory holds real Peers (a PEP 696 default, for checkers)
+    import typing_extensions
+
+    PeerT = typing_extensions.TypeVar("PeerT", bound=MeshPeer, default=Peer)
+else:
+    PeerT = TypeVar("PeerT", bound=MeshPeer)
+PeerT_co = TypeVar("PeerT_co", bound=MeshPeer, covariant=True)
+
+
+class PeerFactory(Protocol[PeerT_co]):
+    """Makes the link to one newly seen participant (the :class:`~appliance.mesh.peer.Peer` constructor)."""
+
+    def __call__(
+        self,
+        *,
+        local_id: str,
+        remote_id: str,
+        name: str,
+        kind: str,
+        policy: ice.IcePolicy,
+        media: LocalMedia,
+        send_signal: SendSignal,
+        on_change: Callable[[Any], None],
+        stamp_reader: Callable[[Any], Any] | None,
+        on_frame: Callable[[], None] | None,
+    ) -> PeerT_co: ...
+
+
+class Mesh(Generic[PeerT]):
     """All of a unit's peer connections in its current room."""
 
     def __init__(
@@ -43,6 +119,7 @@ class Mesh:
         max_room_size: int = 6,
         tick: float = 1.0,
         stale_grace: float = 3.0,
+        peer_factory: PeerFactory[PeerT] | None = None,
     ) -> None:
         self.policy = policy
         self.media = media
@@ -56,7 +133,8 @@ class Mesh:
         self.local_id: str | None = None
         self.room: str | None = None
         self.joined_at: float | None = None  # wall clock of the first joined of this room
-        self.peers: dict[str, Peer] = {}
+        self.peers: dict[str, PeerT] = {}
+        self._make_peer = peer_factory if peer_factory is not None else cast("PeerFactory[PeerT]", Peer)
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[Any]] = set()
 
@@ -149,7 +227,7 @@ class Mesh:
         elif kind == "error":
             log.warning("mesh: server error %s: %s", msg.get("code"), msg.get("message"))
 
-    def _add(self, entry: dict[str, Any]) -> Peer | None:
+    def _add(self, entry: dict[str, Any]) -> PeerT | None:
         remote = str(entry["peer_id"])
         if remote == self.local_id or remote in self.peers or self.local_id is None:
             known = self.peers.get(remote)
@@ -161,7 +239,7 @@ class Mesh:
         if len(live) + 1 >= self.max_room_size:
             log.warning("mesh: room cap %d reached; not connecting to %s", self.max_room_size, remote)
             return None
-        peer = Peer(
+        peer = self._make_peer(
             local_id=self.local_id,
             remote_id=remote,
             name=str(entry.get("name") or ""),
@@ -177,7 +255,7 @@ class Mesh:
         log.info("mesh: peer %s (%s) added", remote, peer.name)
         return peer
 
-    def _adopt(self, entry: dict[str, Any]) -> Peer | None:
+    def _adopt(self, entry: dict[str, Any]) -> PeerT | None:
         """Re-key a stale but live link to a reappearing participant of the same name."""
         name = str(entry.get("name") or "")
         remote = str(entry["peer_id"])

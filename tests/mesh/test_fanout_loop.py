@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from appliance.capture.pattern import PatternSource
+from appliance.capture import x264
 from appliance.mesh import fanout
 from appliance.mesh.quality import tier_named
 
@@ -18,13 +19,13 @@ from appliance.mesh.quality import tier_named
 def encodes(monkeypatch) -> list[tuple[int, int]]:
     """(picture width, thread id) of every encode the shared encoder does in the test."""
     seen: list[tuple[int, int]] = []
-    original = fanout.X264Encoder.encode
+    original = x264.X264Encoder.encode
 
     def spy(self, frame, keyframe):
         seen.append((self.width, threading.get_ident()))
         return original(self, frame, keyframe)
 
-    monkeypatch.setattr(fanout.X264Encoder, "encode", spy)
+    monkeypatch.setattr(x264.X264Encoder, "encode", spy)
     return seen
 
 
@@ -73,7 +74,7 @@ async def test_big_pictures_are_encoded_off_the_loop_and_no_callback_is_slow(enc
 
 
 async def test_a_small_picture_that_encodes_slowly_moves_off_the_loop(encodes, monkeypatch):
-    monkeypatch.setattr(fanout, "INLINE_ENCODE_MS", 0.0)  # every encode is "too slow" for the loop
+    monkeypatch.setattr(x264, "INLINE_ENCODE_MS", 0.0)  # every encode is "too slow" for the loop
     await small_video(14)
     seen = [t for _, t in encodes]
     assert set(seen[:10]) == {threading.get_ident()}  # on the loop while its cost is measured
