@@ -109,14 +109,19 @@ class Hub:
         self._on_call("leave", room, peer)  # type: ignore[arg-type]
 
     def relay(self, peer: Participant, to: str, data: dict[str, Any]) -> None:
-        """Deliver a validated ``signal`` to ``to`` in the sender's room."""
+        """Deliver a validated ``signal`` to ``to`` in the sender's room, within the frame limit."""
         room = peer.room
         if room is None:
             raise protocol.ProtocolError("not_in_room", "join a room before signaling", "signal")
         target = self.rooms[room].get(to)
         if target is None or target is peer:
             raise protocol.ProtocolError("unknown_peer", "no such peer in your room", "signal")
-        target.send(protocol.encode_server(protocol.relayed(peer.peer_id, data)))
+        frame = protocol.encode_server(protocol.relayed(peer.peer_id, data))
+        if len(frame) > protocol.MAX_FRAME_BYTES:
+            # the relayed form can be a little longer than what was sent ("from" and a
+            # 16-character id instead of "to"); a receiver would have to drop it
+            raise protocol.ProtocolError("too_large", f"relayed frame would exceed {protocol.MAX_FRAME_BYTES} bytes", "signal")
+        target.send(frame)
 
     def set_state(self, peer: Participant, muted: bool, camera: bool) -> None:
         """Record mute/camera; the rest of the room hears ``peer-state``."""
