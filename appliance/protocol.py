@@ -1,20 +1,25 @@
 """Wire protocol v1 of the signaling WebSocket: parse, validate and serialize, nothing else.
 
-Both ends use this module: the server parses what clients send (:func:`parse_client`) and
-builds its answers with the ``encode_*`` helpers; a unit's signaling client builds its
-requests with the same helpers and parses the server's frames with :func:`parse_server`.
-It is pure: no I/O, no logging, no clock, so it can be fuzzed and imported anywhere.
+Both ends use this module. Client -> server frames are frozen dataclasses: the server parses
+them with :func:`parse_client`, a unit builds them and writes them with :func:`encode_client`.
+Server -> client frames are TypedDicts built by :func:`welcome`, :func:`joined`, … and
+written by :func:`encode_server`; a unit reads them with :func:`parse_server`. It is pure:
+no I/O, no logging, no clock, so it can be fuzzed and imported anywhere.
 
 Every frame is one JSON object with a string ``type``, at most :data:`MAX_FRAME_BYTES`
 bytes. Anything else raises :class:`~appliance.errors.ProtocolError` whose ``code`` is one
 of :data:`ERROR_CODES` and whose ``ref`` is the offending ``type`` when one was readable.
+
+The constants here (room names, limits, close codes) are the only copy: the browser client
+gets them from ``welcome`` or from the ``protocol.js`` module the server renders from them.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Union
+from types import UnionType
+from typing import Any, Literal, NotRequired, TypedDict, Union, get_args, get_origin, get_type_hints, is_typeddict
 
 import orjson
 
@@ -22,7 +27,8 @@ from appliance.errors import ProtocolError
 
 VERSION = 1
 MAX_FRAME_BYTES = 64 * 1024
-ROOM_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+MAX_ROOM_CHARS = 63
+ROOM_PATTERN = rf"^[a-z0-9][a-z0-9-]{{0,{MAX_ROOM_CHARS - 1}}}$"
 _ROOM_RE = re.compile(ROOM_PATTERN)
 MAX_NAME_CHARS = 64
 MAX_PEER_ID_CHARS = 64
@@ -39,10 +45,14 @@ ERROR_CODES = (
     "too_large",
 )
 
-# WebSocket close codes used by the server (4000-4999 is the application range).
+# WebSocket close codes the server sends (4000-4999 is the application range). Only
+# CLOSE_UNAUTHORIZED means "this token will not do": a client stops retrying with it. A room
+# the token does not grant is not a close but an ``error`` ``forbidden``: the connection
+# stays usable for another room, so there is no 4403.
 CLOSE_UNAUTHORIZED = 4401  # no hello in time, bad token, or revoked identity
 CLOSE_RATE_LIMITED = 4429  # sustained flooding
 CLOSE_BAD_MESSAGES = 4400  # sustained malformed input
+CLOSE_CODES = {"unauthorized": CLOSE_UNAUTHORIZED, "rate_limited": CLOSE_RATE_LIMITED, "bad_messages": CLOSE_BAD_MESSAGES}
 
 
 # --- client -> server --------------------------------------------------------
@@ -229,83 +239,184 @@ def encode_client(msg: ClientMessage) -> bytes:
 
 
 # --- server -> client --------------------------------------------------------
+#
+# Server frames are TypedDicts: the dict *is* the JSON object on the wire, so what the
+# server builds, what orjson writes and what a client reads are one thing, and the unit's
+# mesh and the browser go on reading them as plain objects. Build them with the functions
+# below (they fix the ``type`` and the key order, which keeps the bytes stable), write them
+# with :func:`encode_server`, read them with :func:`parse_server`.
 
 
-def peer_entry(peer_id: str, name: str, kind: str, muted: bool, camera: bool) -> dict[str, Any]:
-    """One roster entry as carried in ``joined``."""
+class PeerStatus(TypedDict):
+    muted: bool
+    camera: bool
+
+
+class RosterEntry(TypedDict):
+    """One participant already in the room, as carried in ``joined``."""
+
+    peer_id: str
+    name: str
+    kind: str
+    state: PeerStatus
+
+
+class Limits(TypedDict):
+    max_room_size: int
+    max_frame_bytes: int
+
+
+class Welcome(TypedDict):
+    type: Literal["welcome"]
+    peer_id: str
+    ice_servers: list[dict[str, Any]]
+    limits: Limits
+
+
+class Joined(TypedDict):
+    type: Literal["joined"]
+    room: str
+    peer_id: str
+    peers: list[RosterEntry]
+
+
+# ``from`` is a Python keyword, hence the functional form.
+Relayed = TypedDict("Relayed", {"type": Literal["signal"], "from": str, "data": dict[str, Any]})
+
+
+class PeerJoined(TypedDict):
+    type: Literal["peer-joined"]
+    peer_id: str
+    name: str
+    kind: str
+
+
+class PeerLeft(TypedDict):
+    type: Literal["peer-left"]
+    peer_id: str
+    reason: str
+
+
+class PeerState(TypedDict):
+    type: Literal["peer-state"]
+    peer_id: str
+    muted: bool
+    camera: bool
+
+
+class Left(TypedDict):
+    type: Literal["left"]
+    room: str
+
+
+class Pong(TypedDict):
+    type: Literal["pong"]
+    id: str | int | None
+
+
+class ErrorFrame(TypedDict):
+    type: Literal["error"]
+    code: str
+    message: str
+    ref: NotRequired[str]
+
+
+ServerMessage = Union[Welcome, Joined, Relayed, PeerJoined, PeerLeft, PeerState, Left, Pong, ErrorFrame]
+SERVER_MESSAGES: tuple[type, ...] = (Welcome, Joined, Relayed, PeerJoined, PeerLeft, PeerState, Left, Pong, ErrorFrame)
+
+
+def roster_entry(peer_id: str, name: str, kind: str, muted: bool, camera: bool) -> RosterEntry:
     return {"peer_id": peer_id, "name": name, "kind": kind, "state": {"muted": muted, "camera": camera}}
 
 
-def encode_welcome(peer_id: str, ice_servers: list[dict[str, Any]], max_room_size: int) -> bytes:
-    return orjson.dumps(
-        {
-            "type": "welcome",
-            "peer_id": peer_id,
-            "ice_servers": ice_servers,
-            "limits": {"max_room_size": max_room_size, "max_frame_bytes": MAX_FRAME_BYTES},
-        }
-    )
+def welcome(peer_id: str, ice_servers: list[dict[str, Any]], max_room_size: int) -> Welcome:
+    return {
+        "type": "welcome",
+        "peer_id": peer_id,
+        "ice_servers": ice_servers,
+        "limits": {"max_room_size": max_room_size, "max_frame_bytes": MAX_FRAME_BYTES},
+    }
 
 
-def encode_joined(room: str, peer_id: str, peers: list[dict[str, Any]]) -> bytes:
-    return orjson.dumps({"type": "joined", "room": room, "peer_id": peer_id, "peers": peers})
+def joined(room: str, peer_id: str, peers: list[RosterEntry]) -> Joined:
+    return {"type": "joined", "room": room, "peer_id": peer_id, "peers": peers}
 
 
-def encode_signal(sender: str, data: dict[str, Any]) -> bytes:
+def relayed(sender: str, data: dict[str, Any]) -> Relayed:
     """The relayed form of a validated ``signal``: ``{type, from, data}``."""
-    return orjson.dumps({"type": "signal", "from": sender, "data": data})
+    return {"type": "signal", "from": sender, "data": data}
 
 
-def encode_peer_joined(peer_id: str, name: str, kind: str) -> bytes:
-    return orjson.dumps({"type": "peer-joined", "peer_id": peer_id, "name": name, "kind": kind})
+def peer_joined(peer_id: str, name: str, kind: str) -> PeerJoined:
+    return {"type": "peer-joined", "peer_id": peer_id, "name": name, "kind": kind}
 
 
-def encode_peer_left(peer_id: str, reason: str) -> bytes:
-    return orjson.dumps({"type": "peer-left", "peer_id": peer_id, "reason": reason})
+def peer_left(peer_id: str, reason: str) -> PeerLeft:
+    return {"type": "peer-left", "peer_id": peer_id, "reason": reason}
 
 
-def encode_peer_state(peer_id: str, muted: bool, camera: bool) -> bytes:
-    return orjson.dumps({"type": "peer-state", "peer_id": peer_id, "muted": muted, "camera": camera})
+def peer_state(peer_id: str, muted: bool, camera: bool) -> PeerState:
+    return {"type": "peer-state", "peer_id": peer_id, "muted": muted, "camera": camera}
 
 
-def encode_left(room: str) -> bytes:
-    return orjson.dumps({"type": "left", "room": room})
+def left(room: str) -> Left:
+    return {"type": "left", "room": room}
 
 
-def encode_pong(ident: str | int | None) -> bytes:
-    return orjson.dumps({"type": "pong", "id": ident})
+def pong(ident: str | int | None) -> Pong:
+    return {"type": "pong", "id": ident}
 
 
-def encode_error(code: str, message: str, ref: str | None = None) -> bytes:
+def error(code: str, message: str, ref: str | None = None) -> ErrorFrame:
+    """An ``error`` frame; ``code`` must be one of :data:`ERROR_CODES`."""
     if code not in ERROR_CODES:
         raise ValueError(f"unknown error code {code!r}")
-    err: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    err: ErrorFrame = {"type": "error", "code": code, "message": message}
     if ref is not None:
         err["ref"] = ref
-    return orjson.dumps(err)
+    return err
 
 
-_SERVER_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "welcome": {"peer_id": str, "ice_servers": list, "limits": dict},
-    "joined": {"room": str, "peer_id": str, "peers": list},
-    "signal": {"from": str, "data": dict},
-    "peer-joined": {"peer_id": str, "name": str, "kind": str},
-    "peer-left": {"peer_id": str, "reason": str},
-    "peer-state": {"peer_id": str, "muted": bool, "camera": bool},
-    "left": {"room": str},
-    "pong": {},
-    "error": {"code": str, "message": str},
-}
+def encode_server(msg: ServerMessage) -> bytes:
+    """Serialize a server->client message: the one path every server frame takes to the wire."""
+    return orjson.dumps(msg)
 
 
-def parse_server(frame: bytes | str) -> dict[str, Any]:
-    """Parse one server->client frame; the dict is returned after its fields are checked."""
+def _runtime_types(hint: Any) -> tuple[type, ...]:
+    """What ``isinstance`` checks for a field annotated ``hint`` (top level only)."""
+    if is_typeddict(hint):
+        return (dict,)
+    origin = get_origin(hint)
+    if origin is Union or origin is UnionType:
+        return tuple(t for arg in get_args(hint) for t in _runtime_types(arg))
+    if origin is not None:
+        return (origin,)
+    return (type(None),) if hint is None else (hint,)
+
+
+def _field_checks(message: type) -> tuple[str, dict[str, tuple[tuple[type, ...], bool]]]:
+    """The ``type`` value of a server message and, per other field, (types, required)."""
+    hints = get_type_hints(message, include_extras=True)
+    (kind,) = get_args(hints.pop("type"))
+    checks = {}
+    for key, hint in hints.items():
+        required = get_origin(hint) is not NotRequired
+        checks[key] = (_runtime_types(hint if required else get_args(hint)[0]), required)
+    return kind, checks
+
+
+_SERVER_FIELDS = dict(_field_checks(m) for m in SERVER_MESSAGES)
+SERVER_TYPES = tuple(_SERVER_FIELDS)
+
+
+def parse_server(frame: bytes | str) -> ServerMessage:
+    """Parse one server->client frame; the object is returned after its fields are checked."""
     obj = load_frame(frame)
     kind = obj["type"]
     fields = _SERVER_FIELDS.get(kind)
     if fields is None:
         raise ProtocolError("bad_message", "unknown server message type", _ref(kind))
-    for key, typ in fields.items():
-        if not isinstance(obj.get(key), typ):
+    for key, (types, required) in fields.items():
+        if (required or key in obj) and not isinstance(obj.get(key), types):
             raise _bad(kind, f"'{key}' is missing or has the wrong type")
-    return obj
+    return obj  # type: ignore[return-value]

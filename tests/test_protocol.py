@@ -79,26 +79,59 @@ def test_size_limit_counts_utf8_bytes() -> None:
     assert info.value.code == "too_large"
 
 
-def test_server_frames_round_trip() -> None:
-    frames = [
-        p.encode_welcome("a1", [], 6),
-        p.encode_joined("r", "a1", [p.peer_entry("b2", "B", "device", False, True)]),
-        p.encode_signal("b2", {"candidate": {"candidate": "c"}}),
-        p.encode_peer_joined("b2", "B", "user"),
-        p.encode_peer_left("b2", "timeout"),
-        p.encode_peer_state("b2", True, False),
-        p.encode_left("r"),
-        p.encode_pong(None),
-        p.encode_error("room_full", "full", "join"),
-    ]
-    kinds = [p.parse_server(f)["type"] for f in frames]
-    assert kinds == ["welcome", "joined", "signal", "peer-joined", "peer-left", "peer-state", "left", "pong", "error"]
-    welcome = p.parse_server(frames[0])
-    assert welcome["limits"] == {"max_room_size": 6, "max_frame_bytes": 65536}
+# What the server wrote before its frames were typed: every key, value and key order must stay.
+GOLDEN = [
+    (p.welcome("a1", [{"urls": ["stun:s"]}], 6),
+     b'{"type":"welcome","peer_id":"a1","ice_servers":[{"urls":["stun:s"]}],"limits":{"max_room_size":6,"max_frame_bytes":65536}}'),
+    (p.joined("r", "a1", [p.roster_entry("b2", "B", "device", False, True)]),
+     b'{"type":"joined","room":"r","peer_id":"a1","peers":[{"peer_id":"b2","name":"B","kind":"device","state":{"muted":false,"camera":true}}]}'),
+    (p.relayed("b2", {"candidate": {"candidate": "c"}}), b'{"type":"signal","from":"b2","data":{"candidate":{"candidate":"c"}}}'),
+    (p.peer_joined("b2", "B", "user"), b'{"type":"peer-joined","peer_id":"b2","name":"B","kind":"user"}'),
+    (p.peer_left("b2", "timeout"), b'{"type":"peer-left","peer_id":"b2","reason":"timeout"}'),
+    (p.peer_state("b2", True, False), b'{"type":"peer-state","peer_id":"b2","muted":true,"camera":false}'),
+    (p.left("r"), b'{"type":"left","room":"r"}'),
+    (p.pong(None), b'{"type":"pong","id":null}'),
+    (p.pong("7"), b'{"type":"pong","id":"7"}'),
+    (p.error("room_full", "full", "join"), b'{"type":"error","code":"room_full","message":"full","ref":"join"}'),
+    (p.error("rate_limited", "slow down"), b'{"type":"error","code":"rate_limited","message":"slow down"}'),
+]
+
+
+@pytest.mark.parametrize("msg, wire", GOLDEN, ids=[w[:30].decode() for _, w in GOLDEN])
+def test_server_frames_keep_their_wire_form(msg, wire) -> None:
+    assert p.encode_server(msg) == wire
+    assert p.parse_server(wire) == msg
+
+
+def test_every_server_message_type_is_built_and_parsed() -> None:
+    assert sorted({msg["type"] for msg, _ in GOLDEN}) == sorted(p.SERVER_TYPES)
+    assert set(p.SERVER_TYPES) == {"welcome", "joined", "signal", "peer-joined", "peer-left", "peer-state", "left", "pong", "error"}
     with pytest.raises(ValueError):
-        p.encode_error("made_up", "x")
-    with pytest.raises(ProtocolError):
-        p.parse_server(b'{"type":"peer-left","peer_id":1,"reason":"x"}')
+        p.error("made_up", "x")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"type":"peer-left","peer_id":1,"reason":"x"}',
+        b'{"type":"peer-left","reason":"x"}',
+        b'{"type":"welcome","peer_id":"a","ice_servers":{},"limits":{}}',
+        b'{"type":"peer-state","peer_id":"a","muted":0,"camera":true}',
+        b'{"type":"signal","from":"a","data":"x"}',
+        b'{"type":"error","code":"room_full","message":"full","ref":3}',
+        b'{"type":"pong","id":[1]}',
+        b'{"type":"hello","token":"t"}',
+    ],
+)
+def test_malformed_server_frames_are_refused(raw) -> None:
+    with pytest.raises(ProtocolError) as info:
+        p.parse_server(raw)
+    assert info.value.code == "bad_message"
+
+
+def test_optional_server_fields_may_be_absent() -> None:
+    assert p.parse_server(b'{"type":"error","code":"forbidden","message":"no"}') == p.error("forbidden", "no")
+    assert p.parse_server(b'{"type":"pong"}') == {"type": "pong"}
 
 
 @settings(max_examples=500)
@@ -131,3 +164,9 @@ def test_text_frames_never_raise_anything_else(head, surrogate, tail) -> None:
             parse(head + surrogate + tail)
         except ProtocolError as exc:
             assert exc.code in p.ERROR_CODES
+
+
+def test_the_room_rule_is_the_one_in_the_design() -> None:
+    assert p.ROOM_PATTERN == r"^[a-z0-9][a-z0-9-]{0,62}$"
+    assert p.valid_room("a" * p.MAX_ROOM_CHARS) and not p.valid_room("a" * (p.MAX_ROOM_CHARS + 1))
+    assert p.CLOSE_CODES == {"unauthorized": 4401, "rate_limited": 4429, "bad_messages": 4400}

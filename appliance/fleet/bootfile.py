@@ -23,6 +23,8 @@ from appliance import config as cfg
 from appliance.config import setting
 from appliance.errors import ConfigError
 from appliance.files import write_atomic
+from appliance.netaddr import FINGERPRINT_PATTERN, SERVER_URL_PATTERN
+from appliance.protocol import ROOM_PATTERN
 
 FILENAME = "wallmesh.toml"
 TOKEN_KEY = "enrollment_token"
@@ -33,14 +35,14 @@ class BootFile:
     server: str = setting(
         "discover",
         help="signaling server base URL (https://host:port), or 'discover' to find it on the LAN by mDNS",
-        pattern=r"^(discover|https?://[^\s/]+(/[^\s]*)?)$",
+        pattern=SERVER_URL_PATTERN,
     )
     fingerprint: str = setting(
         "",
         help="SHA-256 fingerprint of the server's certificate, as `wallmesh device token` prints it",
-        pattern=r"^([0-9A-Fa-f]{2}(:?[0-9A-Fa-f]{2}){31})?$",
+        pattern=FINGERPRINT_PATTERN,
     )
-    room: str = setting("lobby", help="room the unit joins", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    room: str = setting("lobby", help="room the unit joins", pattern=ROOM_PATTERN)
     name: str = setting("", help="name shown to others in the room (default: the host name)")
     enrollment_token: str = setting("", help="fleet enrollment token from `wallmesh device token` (removed after use)")
     discover_interfaces: tuple[str, ...] = setting([], help="addresses mDNS discovery listens on (empty: all)")

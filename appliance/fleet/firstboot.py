@@ -298,7 +298,7 @@ class Provisioner:
 
         from appliance.errors import AuthError
         from appliance.unit import credentials
-        from appliance.unit.signaling import parse_fingerprint
+        from appliance.netaddr import parse_fingerprint
 
         ssl: Any = None
         if url.startswith("https://"):

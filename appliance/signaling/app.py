@@ -1,8 +1,9 @@
 """The signaling server's aiohttp application: HTTP API, ``/ws``, ``/metrics``, static files.
 
 :func:`create_app` takes every backend as a parameter (store, key ring, hasher) and keeps
-them in typed ``web.AppKey`` state; background jobs (store probe, revocation poll,
-heartbeat sweep) run inside a ``cleanup_ctx`` so they stop with the app.
+them in typed ``web.AppKey`` state (:mod:`~appliance.signaling.state`, which ``/ws`` reads
+too); background jobs (store probe, revocation poll, heartbeat sweep) run inside a
+``cleanup_ctx`` so they stop with the app.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,47 +23,17 @@ from aiohttp import WSCloseCode, web
 
 from appliance import protocol
 from appliance.errors import AuthError, StoreUnavailable
-from appliance.signaling.auth import Claims, Hasher, LoginThrottle, TokenService
+from appliance.signaling import webclient, ws
+from appliance.signaling.auth import Hasher, LoginThrottle, TokenService
 from appliance.signaling.config import SignalConfig
 from appliance.signaling.metrics import Metrics
-from appliance.signaling.rooms import Hub, Peer
+from appliance.signaling.rooms import Hub, Participant
+from appliance.signaling.state import SERVICES, Services
 from appliance.signaling.store import Conflict, Store
 
 log = logging.getLogger(__name__)
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-STATIC_DIR = Path(__file__).parent / "static"
-
-
-@dataclass
-class Services:
-    """Everything a request handler needs, built once per app."""
-
-    config: SignalConfig
-    store: Store
-    tokens: TokenService
-    hasher: Hasher
-    metrics: Metrics
-    hub: Hub
-    throttle: LoginThrottle
-    url: str = ""
-    fingerprint: str | None = None
-    revoked: set[str] = field(default_factory=set)
-    removed_users: dict[str, float] = field(default_factory=dict)
-    connections: set[Any] = field(default_factory=set)
-
-    def refuses(self, claims: Claims) -> bool:
-        """True for a revoked device, or a user removed after the token was issued."""
-        if claims.kind == "device":
-            return claims.sub in self.revoked
-        removed = self.removed_users.get(claims.sub)
-        return removed is not None and claims.iat <= removed
-
-    def user_removed(self, name: str, at: float) -> None:
-        self.removed_users[name] = max(at, self.removed_users.get(name, 0.0))
-
-
-SERVICES = web.AppKey("services", Services)
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -203,22 +173,6 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
 
 
-async def static_file(request: web.Request) -> web.StreamResponse:
-    """Files of the browser client; never outside its directory, never under /api."""
-    root: Path = request.app[STATIC]
-    rel = request.match_info.get("path", "") or "index.html"
-    if rel.startswith("api/"):
-        raise web.HTTPNotFound()
-    try:
-        path = (root / rel).resolve()
-    except (OSError, ValueError):
-        raise web.HTTPNotFound() from None
-    if not path.is_relative_to(root.resolve()) or not path.is_file():
-        raise web.HTTPNotFound()
-    return web.FileResponse(path)
-
-
-STATIC = web.AppKey("static", Path)
 
 
 async def _revocations(s: Services) -> None:
@@ -236,12 +190,12 @@ async def _revocations(s: Services) -> None:
         except StoreUnavailable:
             pass  # keep what we knew; logins fail closed meanwhile
         if s.revoked or s.removed_users:
-            for peer in list(s.hub.peers.values()):
-                if s.refuses(peer.claims):
-                    what = "device" if peer.kind == "device" else "user"
-                    log.warning("%s %s no longer admitted: closing peer %s", what, peer.claims.sub, peer.peer_id)
-                    peer.send(protocol.encode_error("unauthorized", f"this {what} was revoked or removed"))
-                    peer.close(protocol.CLOSE_UNAUTHORIZED, "revoked")
+            for who in list(s.hub.participants.values()):
+                if s.refuses(who.claims):
+                    what = "device" if who.kind == "device" else "user"
+                    log.warning("%s %s no longer admitted: closing peer %s", what, who.claims.sub, who.peer_id)
+                    who.send(protocol.encode_server(protocol.error("unauthorized", f"this {what} was revoked or removed")))
+                    who.close(protocol.CLOSE_UNAUTHORIZED, "revoked")
         await asyncio.sleep(s.config.revocation_poll_s)
 
 
@@ -269,7 +223,7 @@ async def _heartbeat(s: Services, *, cycle_s: float = 0.5, tick_s: float = 0.05,
                 continue  # ended since the snapshot was taken
             idle = now - conn.last_rx
             if idle > hb.timeout_s:
-                log.info("evicting %s: silent for %.1f s", conn.peer.peer_id if conn.peer else conn.remote, idle)
+                log.info("evicting %s: silent for %.1f s", conn.participant.peer_id if conn.participant else conn.remote, idle)
                 conn.close(WSCloseCode.GOING_AWAY, "timeout")
             elif budget and idle > conn.ping_after and conn.pinged_at < conn.last_rx:
                 budget -= 1
@@ -293,8 +247,8 @@ def create_app(
     m = Metrics()
     store.on_calllog_dropped = lambda n: m.calllog_dropped.inc(n)
 
-    def on_call(event: str, room: str, peer: Peer) -> None:
-        store.log_call(event, room, peer.peer_id, peer.claims.sub, peer.kind, peer.name)
+    def on_call(event: str, room: str, who: Participant) -> None:
+        store.log_call(event, room, who.peer_id, who.claims.sub, who.kind, who.name)
 
     services = Services(
         config=config, store=store, tokens=tokens, hasher=hasher, metrics=m,
@@ -329,16 +283,11 @@ def create_app(
     app.cleanup_ctx.append(background)
     app.on_shutdown.append(close_connections)
 
-    from appliance.signaling import ws
-
     app.router.add_post("/api/auth/login", login)
     app.router.add_post("/api/auth/device", device_login)
     app.router.add_post("/api/devices/enroll", enroll)
     app.router.add_get("/api/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/ws", ws.handle)
-    root = Path(static_dir) if static_dir else STATIC_DIR
-    app[STATIC] = root
-    if root.is_dir():
-        app.router.add_get(r"/{path:(?!api/).*}", static_file)
+    webclient.add_routes(app, static_dir)
     return app

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config import load
+from appliance.netaddr import is_loopback
 from appliance.signaling.admin import Admin
 from appliance.signaling.auth import Hasher, KeyRing, TokenService
 from appliance.signaling.config import SignalConfig
 from appliance.signaling.embedded import EmbeddedStore, running_uri
-from appliance.signaling.server import is_loopback, server_info_file, url_host
+from appliance.signaling.server import server_info_file, url_host
 from appliance.signaling.store import Store
 
 DEFAULT_CONFIG = Path("/etc/wallmesh/signal.toml")

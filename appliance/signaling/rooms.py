@@ -3,7 +3,10 @@
 The hub is the only place that decides who may hear a frame: a relay or a broadcast only
 ever goes to members of the sender's own room, and a ``to`` naming anyone else is answered
 ``unknown_peer`` exactly as if that peer did not exist, so no roster leaks across rooms.
-It does no I/O itself; each :class:`Peer` hands frames to its connection's outbox.
+It does no I/O itself; each :class:`Participant` hands frames to its connection's outbox.
+
+A :class:`Participant` is the server's record of one signed-in client (its peer id, name,
+room and mute/camera state), not a media peer: those are ``appliance.mesh.peer.Peer``.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from appliance.signaling.auth import Claims
 log = logging.getLogger(__name__)
 
 
-class Peer:
-    """One authenticated connection; ``send`` queues a serialized frame for it."""
+class Participant:
+    """One authenticated client; ``send`` queues a serialized frame for its connection."""
 
     __slots__ = ("peer_id", "name", "kind", "claims", "room", "muted", "camera", "send", "close")
 
@@ -35,35 +38,35 @@ class Peer:
         self.send = send
         self.close = close
 
-    def entry(self) -> dict[str, Any]:
-        return protocol.peer_entry(self.peer_id, self.name, self.kind, self.muted, self.camera)
+    def entry(self) -> protocol.RosterEntry:
+        return protocol.roster_entry(self.peer_id, self.name, self.kind, self.muted, self.camera)
 
 
 class Hub:
-    """All peers and rooms of one server."""
+    """All participants and rooms of one server."""
 
-    def __init__(self, *, max_room_size: int, on_call: Callable[[str, str, Peer], None] | None = None) -> None:
+    def __init__(self, *, max_room_size: int, on_call: Callable[[str, str, Participant], None] | None = None) -> None:
         self.max_room_size = max_room_size
-        self.peers: dict[str, Peer] = {}
-        self.rooms: dict[str, dict[str, Peer]] = {}
+        self.participants: dict[str, Participant] = {}
+        self.rooms: dict[str, dict[str, Participant]] = {}
         self._on_call = on_call or (lambda event, room, peer: None)
 
     @property
     def members(self) -> int:
         return sum(len(r) for r in self.rooms.values())
 
-    def add(self, peer: Peer) -> None:
-        self.peers[peer.peer_id] = peer
+    def add(self, peer: Participant) -> None:
+        self.participants[peer.peer_id] = peer
 
-    def remove(self, peer: Peer, reason: str) -> None:
+    def remove(self, peer: Participant, reason: str) -> None:
         """Forget a connection; its room hears ``peer-left`` at once."""
-        if self.peers.pop(peer.peer_id, None) is None:
+        if self.participants.pop(peer.peer_id, None) is None:
             return
         if peer.room is not None:
             self._leave(peer, reason)
 
-    def join(self, peer: Peer, room: str) -> bytes:
-        """Add ``peer`` to ``room``; returns the ``joined`` frame or raises ProtocolError."""
+    def join(self, peer: Participant, room: str) -> protocol.Joined:
+        """Add ``peer`` to ``room``; returns its ``joined`` answer or raises ProtocolError."""
         if peer.room is not None:
             if peer.room == room:
                 raise protocol.ProtocolError("bad_message", "already in this room", "join")
@@ -76,22 +79,22 @@ class Hub:
         elif len(members) >= self.max_room_size:
             raise protocol.ProtocolError("room_full", f"room holds at most {self.max_room_size} participants", "join")
         roster = [p.entry() for p in members.values()]
-        announce = protocol.encode_peer_joined(peer.peer_id, peer.name, peer.kind)
+        announce = protocol.encode_server(protocol.peer_joined(peer.peer_id, peer.name, peer.kind))
         for other in members.values():
             other.send(announce)
         members[peer.peer_id] = peer
         peer.room = room
         self._on_call("join", room, peer)
-        return protocol.encode_joined(room, peer.peer_id, roster)
+        return protocol.joined(room, peer.peer_id, roster)
 
-    def leave(self, peer: Peer) -> bytes:
+    def leave(self, peer: Participant) -> protocol.Left:
         if peer.room is None:
             raise protocol.ProtocolError("not_in_room", "not in a room", "leave")
         room = peer.room
         self._leave(peer, "left")
-        return protocol.encode_left(room)
+        return protocol.left(room)
 
-    def _leave(self, peer: Peer, reason: str) -> None:
+    def _leave(self, peer: Participant, reason: str) -> None:
         room = peer.room
         peer.room = None
         members = self.rooms.get(room)  # type: ignore[arg-type]
@@ -100,27 +103,32 @@ class Hub:
         if not members:
             del self.rooms[room]  # type: ignore[arg-type]
         else:
-            frame = protocol.encode_peer_left(peer.peer_id, reason)
+            frame = protocol.encode_server(protocol.peer_left(peer.peer_id, reason))
             for other in members.values():
                 other.send(frame)
         self._on_call("leave", room, peer)  # type: ignore[arg-type]
 
-    def relay(self, peer: Peer, to: str, data: dict[str, Any]) -> None:
-        """Deliver a validated ``signal`` to ``to`` in the sender's room."""
+    def relay(self, peer: Participant, to: str, data: dict[str, Any]) -> None:
+        """Deliver a validated ``signal`` to ``to`` in the sender's room, within the frame limit."""
         room = peer.room
         if room is None:
             raise protocol.ProtocolError("not_in_room", "join a room before signaling", "signal")
         target = self.rooms[room].get(to)
         if target is None or target is peer:
             raise protocol.ProtocolError("unknown_peer", "no such peer in your room", "signal")
-        target.send(protocol.encode_signal(peer.peer_id, data))
+        frame = protocol.encode_server(protocol.relayed(peer.peer_id, data))
+        if len(frame) > protocol.MAX_FRAME_BYTES:
+            # the relayed form can be a little longer than what was sent ("from" and a
+            # 16-character id instead of "to"); a receiver would have to drop it
+            raise protocol.ProtocolError("too_large", f"relayed frame would exceed {protocol.MAX_FRAME_BYTES} bytes", "signal")
+        target.send(frame)
 
-    def set_state(self, peer: Peer, muted: bool, camera: bool) -> None:
+    def set_state(self, peer: Participant, muted: bool, camera: bool) -> None:
         """Record mute/camera; the rest of the room hears ``peer-state``."""
         peer.muted, peer.camera = muted, camera
         if peer.room is None:
             return
-        frame = protocol.encode_peer_state(peer.peer_id, muted, camera)
+        frame = protocol.encode_server(protocol.peer_state(peer.peer_id, muted, camera))
         for other in self.rooms[peer.room].values():
             if other is not peer:
                 other.send(frame)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import ipaddress
 import json
 import logging
 import os
@@ -25,23 +24,16 @@ from aiohttp import web
 
 from appliance import __version__, protocol
 from appliance.errors import StoreUnavailable
+from appliance.netaddr import is_loopback
 from appliance.signaling.admin import Admin
-from appliance.signaling.app import SERVICES, Services, create_app
+from appliance.signaling.app import create_app
 from appliance.signaling.auth import Hasher, KeyRing, TokenService
 from appliance.signaling.config import SignalConfig
 from appliance.signaling.embedded import EmbeddedStore
+from appliance.signaling.state import SERVICES, Services
 from appliance.signaling.store import Store
 
 log = logging.getLogger(__name__)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def tune_gc() -> None:

@@ -15,6 +15,7 @@ import ssl
 from pathlib import Path
 
 from appliance.files import write_atomic
+from appliance.netaddr import format_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +26,13 @@ def fingerprint_pem(pem: bytes) -> str:
     from cryptography.hazmat.primitives import hashes
 
     cert = x509.load_pem_x509_certificate(pem)
-    digest = cert.fingerprint(hashes.SHA256())
-    return ":".join(f"{b:02X}" for b in digest)
+    return format_fingerprint(cert.fingerprint(hashes.SHA256()))
 
 
 def fingerprint_der(der: bytes) -> str:
     import hashlib
 
-    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+    return format_fingerprint(hashlib.sha256(der).digest())
 
 
 def _names(host: str) -> tuple[list[str], list[str]]:

@@ -12,18 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from appliance import protocol
 from appliance.errors import AuthError, ProtocolError
 from appliance.signaling.outbox import Outbox
-from appliance.signaling.rooms import Peer
+from appliance.signaling.rooms import Participant
+from appliance.signaling.state import SERVICES, Services
 from appliance.signaling.turn import ice_servers
-
-if TYPE_CHECKING:
-    from appliance.signaling.app import Services
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +66,7 @@ class Connection:
         self.flood = Bucket(rate.frames_per_s, rate.burst, now)
         self.abuse = Bucket(max(1.0, rate.strikes / 10), rate.strikes, now)
         self.outbox = Outbox(ws, on_overflow=lambda: self.close(WSCloseCode.TRY_AGAIN_LATER, "slow consumer"))
-        self.peer: Peer | None = None
+        self.participant: Participant | None = None
         self.last_rx = now
         self.pinged_at = now
         # Spread pings over time so that clients which connected together are not all
@@ -88,9 +85,13 @@ class Connection:
 
     # --- output ---------------------------------------------------------------
 
+    def reply(self, msg: protocol.ServerMessage) -> None:
+        """Queue one server frame for this client."""
+        self.outbox.put(protocol.encode_server(msg))
+
     def error(self, code: str, message: str, ref: str | None = None) -> None:
         self.s.metrics.errors.labels(code).inc()
-        self.outbox.put(protocol.encode_error(code, message, ref))
+        self.reply(protocol.error(code, message, ref))
 
     @property
     def closing(self) -> asyncio.Task[None] | None:
@@ -103,8 +104,8 @@ class Connection:
             return
         self._closing = True
         self.s.metrics.closes.labels(reason).inc()
-        if self.peer is not None:
-            self.s.hub.remove(self.peer, reason)
+        if self.participant is not None:
+            self.s.hub.remove(self.participant, reason)
         reader = self._reader
         if reader is not None and reader is not asyncio.current_task() and not self._reader_done.is_set():
             self._interrupted = True
@@ -143,8 +144,8 @@ class Connection:
         finally:
             self._reader_done.set()
             s.connections.discard(self)
-            if self.peer is not None:
-                s.hub.remove(self.peer, "disconnected")
+            if self.participant is not None:
+                s.hub.remove(self.participant, "disconnected")
             if self._close_task is not None:
                 await self._close_task  # the close code chosen by close() must win
             await self.outbox.close()
@@ -194,12 +195,10 @@ class Connection:
             self.close(protocol.CLOSE_UNAUTHORIZED, "unauthorized")
             return False
         name = hello.name or claims.name
-        self.peer = Peer(claims, name, self.outbox.put, self.close)
-        s.hub.add(self.peer)
-        self.outbox.put(
-            protocol.encode_welcome(self.peer.peer_id, ice_servers(s.config.ice, self.peer.peer_id), s.config.max_room_size)
-        )
-        log.info("peer %s connected (%s %s from %s)", self.peer.peer_id, claims.kind, claims.sub, self.remote)
+        who = self.participant = Participant(claims, name, self.outbox.put, self.close)
+        s.hub.add(who)
+        self.reply(protocol.welcome(who.peer_id, ice_servers(s.config.ice, who.peer_id), s.config.max_room_size))
+        log.info("peer %s connected (%s %s from %s)", who.peer_id, claims.kind, claims.sub, self.remote)
         return True
 
     def _admit(self) -> bool:
@@ -214,7 +213,7 @@ class Connection:
         return False
 
     async def _loop(self) -> None:
-        ws, hub, peer, metrics = self.ws, self.s.hub, self.peer, self.s.metrics
+        ws, hub, peer, metrics = self.ws, self.s.hub, self.participant, self.s.metrics
         assert peer is not None
         while True:
             msg = await ws.receive()
@@ -231,13 +230,13 @@ class Connection:
                         hub.relay(peer, m.to, m.data)
                         metrics.relayed += 1
                     elif type(m) is protocol.Join:
-                        self.outbox.put(hub.join(peer, m.room))
+                        self.reply(hub.join(peer, m.room))
                     elif type(m) is protocol.State:
                         hub.set_state(peer, m.muted, m.camera)
                     elif type(m) is protocol.Leave:
-                        self.outbox.put(hub.leave(peer))
+                        self.reply(hub.leave(peer))
                     elif type(m) is protocol.Ping:
-                        self.outbox.put(protocol.encode_pong(m.id))
+                        self.reply(protocol.pong(m.id))
                     else:
                         raise ProtocolError("bad_message", "already said hello", "hello")
                 except ProtocolError as exc:
@@ -264,8 +263,6 @@ class Connection:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    from appliance.signaling.app import SERVICES
-
     services = request.app[SERVICES]
     ws = web.WebSocketResponse(
         autoping=False, max_msg_size=READ_LIMIT, compress=True, decode_text=False, timeout=CLOSE_WAIT_S,

@@ -19,8 +19,8 @@ from appliance.capture.settings import AudioSettings, VideoSettings
 from appliance.config import section, setting
 from appliance.controls.config import ButtonsConfig, LedsConfig
 from appliance.display.config import DisplayConfig
-
-ROOM_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+from appliance.netaddr import FINGERPRINT_PATTERN, SERVER_URL_PATTERN
+from appliance.protocol import ROOM_PATTERN
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,12 @@ class ServerConfig:
     url: str = setting(
         "discover",
         help="signaling server base URL (http://host:port or https://host:port), or 'discover' to find it by mDNS",
-        pattern=r"^(discover|https?://[^\s/]+(/[^\s]*)?)$",
+        pattern=SERVER_URL_PATTERN,
     )
     fingerprint: str = setting(
         "",
         help="SHA-256 of the server's TLS certificate (hex, colons allowed); pins the server instead of a CA",
-        pattern=r"^([0-9A-Fa-f]{2}(:?[0-9A-Fa-f]{2}){31})?$",
+        pattern=FINGERPRINT_PATTERN,
     )
     name: str = setting("", help="name shown to others in the room (default: the host name)")
     device_id: str = setting(

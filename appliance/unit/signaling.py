@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from appliance import protocol
 from appliance.errors import AuthError, ProtocolError, WallmeshError
+from appliance.netaddr import parse_fingerprint
 from appliance.unit import credentials
 from appliance.unit.config import UnitConfig
 from appliance.wall.status import SignalingStatus
@@ -50,13 +51,6 @@ def backoff_delays(cap: float, base: float = 0.25) -> Iterator[float]:
         ceiling = min(cap, base * (2**attempt))
         yield ceiling * (0.5 + 0.5 * random.random())
         attempt += 1
-
-
-def parse_fingerprint(text: str) -> bytes | None:
-    hexdigits = text.replace(":", "").strip()
-    if not hexdigits:
-        return None
-    return bytes.fromhex(hexdigits)
 
 
 class SignalClient:
@@ -256,7 +250,7 @@ class SignalClient:
                 else:
                     await self.handler.on_server_message(msg)
             code = ws.close_code
-        if code in (4401, 4403):
+        if code == protocol.CLOSE_UNAUTHORIZED:
             raise AuthError("unauthorized", f"server closed the session with {code}")
         raise ConnectionError(f"signaling connection closed (code {code})")
 

@@ -19,7 +19,6 @@ as ``{"error": {"code", "message"}}`` like the signaling server's API.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from appliance.errors import WallmeshError
+from appliance.netaddr import is_loopback
 from appliance.wall.controller import UnitController
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class StatusServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
-        if not _is_loopback(self.host):
+        if not is_loopback(self.host):
             log.warning("status endpoint bound to %s, not loopback: anyone on that network can hang up", self.host)
         runner = web.AppRunner(create_app(self.controller), access_log=None)
         await runner.setup()
@@ -125,12 +125,3 @@ class StatusServer:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -8,6 +8,9 @@ import re
 import aiohttp
 import pytest
 
+from appliance import protocol
+from appliance.signaling.webclient import STATIC_DIR
+
 pytestmark = [pytest.mark.timeout(120)]
 
 ASSET = re.compile(r"""(?:src|href)="([^"]+)"|from\s+"(\./[^"]+)"|import\(\s*"(\./[^"]+)"\s*\)""")
@@ -39,7 +42,8 @@ async def test_client_is_served_whole_with_nothing_from_outside(signal_server):
                 if ref.startswith("data:"):
                     continue
                 queue.append(ref.removeprefix("./"))
-    assert {"index.html", "app.js", "style.css", "signaling.js", "peer.js", "icons.js", "session.js", "tiles.js"} <= set(seen)
+    assert {"index.html", "app.js", "style.css", "signaling.js", "peer.js", "icons.js", "session.js", "tiles.js",
+            "protocol.js"} <= set(seen)
 
 
 async def test_wrong_password_is_explained_then_sign_in_works(browser, site):
@@ -92,7 +96,76 @@ async def test_a_full_room_is_explained_in_the_lobby(browser, netns, server_fact
     await late.click("#join-button")
     message = await late.wait_for("!document.getElementById('join-error').hidden"
                                   " && document.getElementById('join-error').textContent", timeout=15)
-    assert message == "That room is full."
+    assert message == "That room is full (2 participants at most)."  # the size from this server's welcome
     state = await late.eval("wallmesh.state()")
     assert state["room"] is None and state["peers"] == []
     assert await late.eval("document.getElementById('view-call').hidden")
+
+
+def test_the_page_keeps_no_copy_of_the_protocol_constants():
+    """Room rule, close codes and limits live in appliance.protocol; the files only import them."""
+    for path in STATIC_DIR.iterdir():
+        text = path.read_text()
+        for copy in ("a-z0-9", "{0,62}", "4401", "4403", "4429", "4400", "65536", "64 * 1024"):
+            assert copy not in text, f"{path.name} carries its own {copy!r}"
+
+
+ROOM_SAMPLES = ["a", "board-room-2", "0", "a" * 63, "a" * 64, "-lead", "Upper", "a_b", "a b", "", "a\n", "ä"]
+
+
+async def test_served_protocol_module_matches_the_server(browser, site):
+    """protocol.js is rendered from appliance.protocol: the page's room rule is the server's."""
+    page = await browser.new_page(site.url + "/")
+    got = await page.eval(
+        "import('./protocol.js').then((m) => ({"
+        f" rooms: {json.dumps(ROOM_SAMPLES)}.map((r) => m.ROOM_RE.test(r)),"
+        " max: m.MAX_ROOM_CHARS, close: m.CLOSE, version: m.PROTOCOL_VERSION }))")
+    assert got["rooms"] == [protocol.valid_room(r) for r in ROOM_SAMPLES]
+    assert got["max"] == protocol.MAX_ROOM_CHARS
+    assert got["close"] == {name.upper(): code for name, code in protocol.CLOSE_CODES.items()}
+    assert got["version"] == protocol.VERSION
+    assert await page.eval("document.getElementById('room').maxLength") == protocol.MAX_ROOM_CHARS
+
+
+async def test_a_room_name_the_server_would_refuse_is_explained_before_connecting(browser, site):
+    page = await browser.new_page(site.url + "/")
+    await page.wait_for("!document.getElementById('view-signin').hidden")
+    await page.fill("#username", "alice")
+    await page.fill("#password", "correct horse battery")
+    await page.click("#signin-button")
+    await page.wait_for("!document.getElementById('view-lobby').hidden")
+    await page.fill("#room", "-lead")
+    await page.click("#join-button")
+    message = await page.wait_for("!document.getElementById('join-error').hidden"
+                                  " && document.getElementById('join-error').textContent")
+    assert message == f"Use lower-case letters, digits and dashes (up to {protocol.MAX_ROOM_CHARS})."
+    assert (await page.eval("wallmesh.state()"))["signaling"] == "closed"  # no connection was opened for it
+    assert site.server.services.connections == set()
+
+
+async def test_frames_over_the_welcome_limit_are_refused_in_the_page(browser, site):
+    """The client holds the frame size the welcome gave: a bigger frame never leaves the page."""
+    page = await browser.new_page(site.url + "/")
+    got = await page.eval("""(async () => {
+      const { SignalingClient } = await import('./signaling.js');
+      const res = await fetch('/api/auth/login', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ username: 'alice', password: 'correct horse battery' }) });
+      const { token } = await res.json();
+      const url = new URL('ws', location.href); url.protocol = 'ws:';
+      const client = new SignalingClient({ url: url.href, token, name: 'probe' });
+      await client.connect();
+      const errors = [];
+      client.addEventListener('error', (e) => errors.push(e.detail));
+      const max = client.limits.max_frame_bytes;
+      const frame = (n) => ({ type: 'signal', to: 'nobody', data: { sdp: { type: 'offer', sdp: 'x'.repeat(n) } } });
+      const big = client.send(frame(max));
+      const small = client.send(frame(100));
+      await new Promise((r) => setTimeout(r, 500));   // the server's answer to the small one
+      client.close();
+      return { limits: client.limits, big, small, errors };
+    })()""")
+    assert got["limits"] == {"max_room_size": site.server.config.max_room_size, "max_frame_bytes": protocol.MAX_FRAME_BYTES}
+    assert got["big"] is False and got["small"] is True
+    too_large, answer = got["errors"]
+    assert too_large["code"] == "too_large" and too_large["ref"] == "signal"
+    assert answer == {"type": "error", "code": "not_in_room", "message": "join a room before signaling", "ref": "signal"}

@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 import pytest
 
+from appliance import protocol
 from appliance.config import merge
 from appliance.signaling.config import SignalConfig
 from appliance.config import build
@@ -83,6 +84,9 @@ class Client:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     raise AssertionError(f"expected a text frame, got {msg.type} {msg.data!r} {msg.extra!r}")
                 obj = orjson.loads(msg.data)
+                # every frame the server sends must pass the unit's own parser, which checks
+                # it against the protocol's types (ProtocolError here fails the test)
+                assert protocol.parse_server(msg.data) == obj
                 if not types or obj["type"] in types:
                     return obj
 

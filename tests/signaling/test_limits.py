@@ -31,6 +31,28 @@ async def test_frame_just_over_the_limit_is_answered(connect) -> None:
     assert await a.recv() == {"type": "pong", "id": "still-open"}
 
 
+async def test_a_relay_never_exceeds_the_frame_limit(connect) -> None:
+    """A signal at the limit grows when relayed ("from" and an id for "to"): the sender hears
+    too_large rather than the receiver getting a frame its parser must drop."""
+    a = await connect()
+    b = await connect()
+    await a.join("edge")
+    await b.join("edge")
+    head = orjson.dumps({"type": "signal", "to": a.peer_id, "data": {"sdp": {"type": "offer", "sdp": ""}}})
+
+    def signal(size: int) -> dict:
+        return {"type": "signal", "to": a.peer_id, "data": {"sdp": {"type": "offer", "sdp": "a" * (size - len(head))}}}
+    assert len(orjson.dumps(signal(protocol.MAX_FRAME_BYTES))) == protocol.MAX_FRAME_BYTES
+    await b.send(signal(protocol.MAX_FRAME_BYTES))
+    err = await b.recv()
+    assert (err["type"], err["code"], err["ref"]) == ("error", "too_large", "signal")
+    await b.send(signal(protocol.MAX_FRAME_BYTES - 64))
+    await a.recv("peer-joined")
+    relayed = await a.recv()  # the next frame a gets: the oversized one was never sent
+    assert relayed["type"] == "signal" and relayed["from"] == b.peer_id
+    assert len(orjson.dumps(relayed)) <= protocol.MAX_FRAME_BYTES
+
+
 async def test_huge_frame_closes_with_1009(connect) -> None:
     a = await connect()
     await a.ws.send_str('{"type":"ping","id":"' + "a" * (2 * 1024 * 1024) + '"}')

@@ -21,6 +21,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from appliance.fleet.doctor.findings import Context, Finding, read_text
+from appliance.netaddr import format_fingerprint as _colons
+from appliance.netaddr import is_loopback
+from appliance.netaddr import normalize_fingerprint as _norm_fp
 
 REPROVISION = ("to enroll again: delete /var/lib/wallmesh/provisioned and device.json, put a new token from "
                "`wallmesh device token` in wallmesh.toml on the boot partition, and reboot")
@@ -95,7 +98,7 @@ async def _server_findings(ctx: Context) -> list[Finding]:
         out.append(await _pinning(url, pin, ctx.timeout_s))
         if out[-1].status == "fail":
             return out
-    elif not (host.startswith("127.") or host in ("localhost", "::1")):
+    elif not is_loopback(host):
         out.append(Finding("pinning", "warn", f"{url} is plain HTTP: signaling is not encrypted", "use the server's https:// URL"))
     out.extend(await _health_and_auth(ctx, url, pin, state))
     return out
@@ -174,12 +177,3 @@ def _journal_steps(path: Path) -> list[str]:
         return list(json.loads(path.read_text()).get("done", []))
     except (OSError, ValueError, AttributeError):
         return []
-
-
-def _norm_fp(text: str) -> str:
-    hexdigits = text.replace(":", "").strip().lower()
-    return hexdigits if len(hexdigits) == 64 and all(c in "0123456789abcdef" for c in hexdigits) else ""
-
-
-def _colons(hexdigits: str) -> str:
-    return ":".join(hexdigits[i:i + 2] for i in range(0, len(hexdigits), 2)).upper()

@@ -11,10 +11,10 @@
 import { SignalingClient } from "./signaling.js";
 import { Peer } from "./peer.js";
 import { icon } from "./icons.js";
+import { CLOSE, MAX_ROOM_CHARS, ROOM_RE } from "./protocol.js";
 import { loadSession, signIn, storeSession } from "./session.js";
 import { addTile, initials, layoutGrid, updateTile } from "./tiles.js";
 
-const ROOM_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 // A link kept across a signaling reconnect is closed once its media has been quiet this long.
 const STALE_GRACE_S = 3;
 // "?ice=relay" sends all media through the site's TURN server: a way to check that it works.
@@ -325,7 +325,8 @@ function wireClient(client) {
   client.addEventListener("error", (e) => {
     const { code, message } = e.detail;
     if (code === "room_full" || code === "forbidden" || (code === "bad_message" && e.detail.ref === "join")) {
-      const text = code === "room_full" ? "That room is full." : code === "forbidden" ? "Your account may not join that room." : message;
+      const text = code === "room_full" ? roomFullText(client.limits.max_room_size)
+        : code === "forbidden" ? "Your account may not join that room." : message;
       app.room = null;
       client.room = null;
       removeAllPeers();
@@ -344,10 +345,15 @@ function wireClient(client) {
   });
 }
 
+/** Says why a join was refused for a full room, with the size the server's welcome gave. */
+function roomFullText(maxRoomSize) {
+  return Number.isInteger(maxRoomSize) ? `That room is full (${maxRoomSize} participants at most).` : "That room is full.";
+}
+
 async function joinRoom(room) {
   showError("join-error", "");
   if (!ROOM_RE.test(room)) {
-    showError("join-error", "Use lower-case letters, digits and dashes (up to 63).");
+    showError("join-error", `Use lower-case letters, digits and dashes (up to ${MAX_ROOM_CHARS}).`);
     return;
   }
   $("join-button").disabled = true;
@@ -365,7 +371,7 @@ async function joinRoom(room) {
         await client.connect();
       } catch (err) {
         app.client = null;
-        if (err.code === 4401) {
+        if (err.code === CLOSE.UNAUTHORIZED) {
           saveSession(null);
           show("signin");
           showError("signin-error", "Your session has ended. Please sign in again.");
@@ -441,6 +447,7 @@ function init() {
     try { await housekeeping(); } finally { sweeping = false; }
   }, 1000);
 
+  $("room").maxLength = MAX_ROOM_CHARS;
   renderControls();
   app.session = loadSession();
   const roomFromUrl = new URLSearchParams(location.search).get("room");

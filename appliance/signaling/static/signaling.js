@@ -9,6 +9,11 @@
 // A reconnect gives this page a new peer_id; the server has already announced
 // the old one as gone, so listeners get a "session" event: links built under the
 // old id are only kept if their peers reappear (see adopt() in app.js).
+//
+// Protocol constants (close codes) come from the server-rendered protocol.js, and
+// the session's limits from its welcome: this file keeps no copy of either.
+
+import { CLOSE } from "./protocol.js";
 
 // The server drops a connection that stays silent for several seconds, so ping well inside that.
 const PING_EVERY_MS = 3000;      // a ping this often ...
@@ -18,7 +23,7 @@ const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 10000;
 
 // Close codes after which retrying with the same token is pointless.
-const FATAL_CLOSE_CODES = new Set([4401, 4403]);
+const FATAL_CLOSE_CODES = new Set([CLOSE.UNAUTHORIZED]);
 
 export class SignalingClient extends EventTarget {
   constructor({ url, token, name }) {
@@ -29,7 +34,7 @@ export class SignalingClient extends EventTarget {
     this.ws = null;
     this.peerId = null;
     this.iceServers = [];
-    this.limits = {};
+    this.limits = {};          // from the welcome: {max_room_size, max_frame_bytes}
     this.room = null;          // the room we want to be in (survives reconnects)
     this.state = "idle";       // idle | connecting | ready | reconnecting | closed
     this._attempt = 0;
@@ -64,12 +69,24 @@ export class SignalingClient extends EventTarget {
     this.send({ type: "state", muted, camera });
   }
 
+  /**
+   * Sends one frame. A frame over the session's max_frame_bytes is not sent: the page
+   * hears the same "error" (too_large) the server would have answered.
+   */
   send(message) {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
-      this.ws.send(JSON.stringify(message));
-      return true;
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    const text = JSON.stringify(message);
+    const max = this.limits.max_frame_bytes;
+    if (typeof max === "number" && text.length > max / 3) {   // a UTF-16 unit is at most 3 UTF-8 bytes
+      const size = new TextEncoder().encode(text).length;
+      if (size > max) {
+        const detail = { type: "error", code: "too_large", message: `frame of ${size} bytes exceeds ${max}`, ref: message.type };
+        this.dispatchEvent(new CustomEvent("error", { detail }));
+        return false;
+      }
     }
-    return false;
+    this.ws.send(text);
+    return true;
   }
 
   /** Closes for good: no reconnect. Idempotent. */
@@ -124,7 +141,7 @@ export class SignalingClient extends EventTarget {
         this._clearTimers();
         if (!settled) {
           settled = true;
-          const err = new Error(event.code === 4401 ? "the server refused the sign-in" : "could not reach the server");
+          const err = new Error(event.code === CLOSE.UNAUTHORIZED ? "the server refused the sign-in" : "could not reach the server");
           err.code = event.code;
           // A first connection that fails is the caller's to report; a
           // reconnection that fails just tries again below.
