@@ -127,7 +127,7 @@ class SharedAudioTrack(MediaStreamTrack):
         self._queue: collections.deque[av.AudioFrame | av.Packet] = collections.deque(maxlen=5)
         self._wake = asyncio.Event()
 
-    def _push(self, item: av.AudioFrame | av.Packet) -> None:
+    def push(self, item: av.AudioFrame | av.Packet) -> None:
         self._queue.append(item)  # a slow reader loses the oldest audio, never lags behind
         self._wake.set()
 
@@ -252,7 +252,7 @@ class SharedAudio:
                 items: list[av.AudioFrame | av.Packet] = [frame] if self._opus is None else self._opus.encode(frame)  # type: ignore[list-item]
                 for item in items:
                     for track in list(self._tracks):
-                        track._push(item)
+                        track.push(item)
         except MediaStreamError:  # pragma: no cover - read errors are handled above
             log.warning("%s: microphone stream ended", self._name)
 
