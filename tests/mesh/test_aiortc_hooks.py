@@ -149,3 +149,52 @@ def test_jitter_buffer_skips_a_lost_packet_after_a_short_wait():
     assert frame.timestamp == 18000 and not pli
 
 
+
+
+async def test_a_keyframe_request_reaches_the_callback_and_aiortcs_own_handling(new_pc):
+    from aiortc import RTCRtpSender
+
+    sender = new_pc().addTransceiver("video").sender
+    calls, own = [], []
+    monkeypatched = RTCRtpSender._send_keyframe
+
+    def spy(self):
+        own.append(1)
+        monkeypatched(self)
+
+    RTCRtpSender._send_keyframe = spy
+    try:
+        assert aiortc_hooks.on_keyframe_request(sender, lambda: calls.append("first"))
+        assert aiortc_hooks.on_keyframe_request(sender, lambda: calls.append("second"))  # replaces, never stacks
+        sender._send_keyframe()  # what aiortc's RTCP handler calls on PLI/FIR
+        assert calls == ["second"] and own == [1]
+        aiortc_hooks.remove_keyframe_request(sender)
+        sender._send_keyframe()
+        assert calls == ["second"] and own == [1, 1]
+    finally:
+        RTCRtpSender._send_keyframe = monkeypatched
+
+
+async def test_without_aiortcs_keyframe_hook_requests_fall_back_and_it_is_said_once(new_pc, fresh_reports, monkeypatch, caplog):
+    monkeypatch.setattr(sender_hooks, "KEYFRAME_HOOK", "_send_keyframe_renamed")  # as if aiortc renamed it
+    pc = new_pc()
+    senders = [pc.addTransceiver("video").sender, pc.addTransceiver("video").sender]
+    with caplog.at_level("WARNING", logger="appliance.compat"):
+        assert aiortc_hooks.check() == ["keyframe requests to the shared encoder"]
+        assert not any(aiortc_hooks.on_keyframe_request(s, lambda: None) for s in senders)
+    assert all("_send_keyframe" not in vars(s) for s in senders)  # aiortc's own handling untouched
+    assert len(said_off(caplog)) == 1 and said_off(caplog)[0].startswith("aiortc: keyframe requests to the shared encoder is off")
+
+
+def test_a_receiver_already_decoding_keeps_its_queue_and_says_why(caplog):
+    from types import SimpleNamespace
+
+    from aiortc import RTCRtpReceiver
+
+    receiver = RTCRtpReceiver("video", SimpleNamespace(state="new"))  # a transport stand-in: only its state is read
+    queue_before = getattr(receiver, receiver_hooks.DECODER_QUEUE)
+    setattr(receiver, receiver_hooks.DECODER_THREAD, object())  # negotiation has started it
+    with caplog.at_level("WARNING"):
+        assert aiortc_hooks.install_inline_video(receiver) is None
+    assert getattr(receiver, receiver_hooks.DECODER_QUEUE) is queue_before
+    assert any("too late" in r.getMessage() for r in caplog.records)

@@ -324,3 +324,25 @@ async def test_the_unit_answers_a_browser_offer_with_h264_and_opus(media):
     finally:
         await peer.close()
         await browser.close()
+
+
+async def test_a_link_runs_on_aiortcs_own_paths_when_the_receiver_hooks_find_nothing(media, monkeypatch, caplog):
+    """As if aiortc had renamed its receiver's internals: every hook says once that it is off,
+    and units still connect, see each other and hear each other through aiortc's own threads."""
+    from appliance import compat
+    from appliance.mesh.aiortc_hooks import receiver as receiver_hooks
+
+    monkeypatch.setattr(compat, "_off", set())
+    for name in ("DECODER_QUEUE", "BITRATE_ESTIMATOR"):
+        monkeypatch.setattr(receiver_hooks, name, f"_RTCRtpReceiver__renamed_{name.lower()}")
+    with caplog.at_level("WARNING", logger="appliance.compat"):
+        async with linked(media, "device") as (a, b):
+            status = b.status()
+            assert b.decode_backlog is None
+            assert not status["decode_inline"] and not status["audio_inline"] and not status["remb_dropped"]
+            frames = b.video.frames
+            async with asyncio.timeout(10):
+                while b.video.frames < frames + 10 or not (b.audio and b.audio.decoded_frames > 10):
+                    await asyncio.sleep(0.05)
+    said = sorted(r.getMessage().split(" is off")[0] for r in caplog.records if r.name == "appliance.compat")
+    assert said == ["aiortc: REMB skipping", "aiortc: inline audio", "aiortc: inline video decoding"]  # once each, two peers
