@@ -47,7 +47,7 @@ def check() -> list[str]:
 class GatheringTransport:
     """Stands in for the real transport during a flush; collects writes, forwards the rest."""
 
-    __slots__ = ("real", "chunks", "size")
+    __slots__ = ("chunks", "real", "size")
 
     LIMIT = 256 * 1024  # hand over at least this often so the writer's flow control sees it
 
@@ -80,7 +80,7 @@ class GatheredWrites:
     A plain context-manager class (no generator): it runs once per flush of every connection.
     """
 
-    __slots__ = ("ws", "writer", "gather")
+    __slots__ = ("gather", "writer", "ws")
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws

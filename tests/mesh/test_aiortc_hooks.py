@@ -8,14 +8,18 @@ import asyncio
 import logging
 
 import pytest
-from aiortc import RTCPeerConnection
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from appliance import compat
 from appliance.mesh import aiortc_hooks
-from appliance.mesh.aiortc_hooks import DecodeBacklog, DecodeRoute, GapSkippingJitterBuffer, h264_keyframe
+from appliance.mesh.aiortc_hooks import (
+    DecodeBacklog,
+    DecodeRoute,
+    GapSkippingJitterBuffer,
+    h264_keyframe,
+)
 from appliance.mesh.aiortc_hooks import receiver as receiver_hooks
 from appliance.mesh.aiortc_hooks import sender as sender_hooks
 

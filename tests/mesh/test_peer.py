@@ -336,7 +336,7 @@ async def test_a_link_runs_on_aiortcs_own_paths_when_the_receiver_hooks_find_not
     for name in ("DECODER_QUEUE", "BITRATE_ESTIMATOR"):
         monkeypatch.setattr(receiver_hooks, name, f"_RTCRtpReceiver__renamed_{name.lower()}")
     with caplog.at_level("WARNING", logger="appliance.compat"):
-        async with linked(media, "device") as (a, b):
+        async with linked(media, "device") as (_, b):
             status = b.status()
             assert b.decode_backlog is None
             assert not status["decode_inline"] and not status["audio_inline"] and not status["remb_dropped"]

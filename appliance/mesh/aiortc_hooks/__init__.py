@@ -28,7 +28,12 @@ from appliance.mesh.aiortc_hooks.decode import (
     h264_keyframe,
 )
 from appliance.mesh.aiortc_hooks.inlet import AudioInlet, CountingTrack
-from appliance.mesh.aiortc_hooks.jitter import MAX_AUDIO_MISORDER, MAX_GAP_WAIT, AudioPassThrough, GapSkippingJitterBuffer
+from appliance.mesh.aiortc_hooks.jitter import (
+    MAX_AUDIO_MISORDER,
+    MAX_GAP_WAIT,
+    AudioPassThrough,
+    GapSkippingJitterBuffer,
+)
 from appliance.mesh.aiortc_hooks.receiver import (
     GAP_SKIP_OFF,
     INLINE_AUDIO_OFF,

@@ -15,8 +15,8 @@ path process-wide, for ``appliance.bench.media_cpu``'s comparison runs only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiortc.codecs.h264 as h264
@@ -64,7 +64,7 @@ def remove_keyframe_request(sender: Any) -> None:
 class KeyframeRequestHook:
     """What a hooked sender calls for ``_send_keyframe()``: aiortc's own, then the callback."""
 
-    __slots__ = ("original", "callback")
+    __slots__ = ("callback", "original")
 
     def __init__(self, original: Callable[[], None], callback: Callable[[], None]) -> None:
         self.original = original
