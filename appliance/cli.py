@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"appliance.commands.{name}")
         cmd = sub.add_parser(name, help=summary, description=summary)
         module.add_arguments(cmd)
-        cmd.set_defaults(_module=module)
+        cmd.set_defaults(command_module=module)
     return parser
 
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return int(args._module.run(args) or 0)
+        return int(args.command_module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
     except WallmeshError as exc:

@@ -63,3 +63,19 @@ class DeviceError(WallmeshError, OSError):
         self.device = device
         self.key = key
         self.problem = problem
+
+
+class LibraryMismatch(WallmeshError, RuntimeError):
+    """An installed library is a version wallmesh was not tested with, where it reaches into
+    that library's internals (see :mod:`appliance.compat`): starting would mean hooks that
+    silently do the wrong thing, so wallmesh refuses to start and says which package."""
+
+    def __init__(self, package: str, found: str, wanted: str, tested: str) -> None:
+        super().__init__(
+            f"{package} {found} is installed, but wallmesh needs {package}{wanted} "
+            f"(tested with {package} {tested}); install that version"
+        )
+        self.package = package
+        self.found = found
+        self.wanted = wanted
+        self.tested = tested

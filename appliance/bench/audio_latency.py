@@ -73,7 +73,8 @@ async def measure(packet_ms: int, seconds: float, *, inline: bool = True) -> lis
     from appliance.mesh.audio import AudioMixer, SharedAudio
     from appliance.mesh.ice import IcePolicy, process_default
     from appliance.mesh.negotiation import prefer_opus
-    from appliance.mesh.receive import AudioReceiver, inline_audio
+    from appliance.mesh.aiortc_hooks import install_inline_audio
+    from appliance.mesh.receive import AudioReceiver
 
     mic = _OnsetTap(SyntheticAudioSource(sender=1, amplitude=0.3))
     shared = SharedAudio(mic, packet_ms=packet_ms)
@@ -95,7 +96,7 @@ async def measure(packet_ms: int, seconds: float, *, inline: bool = True) -> lis
             prefer_opus(tx.addTransceiver(shared.track(), direction="sendonly"))
             transceiver = rx.addTransceiver("audio", direction="recvonly")
             prefer_opus(transceiver)
-            inlet = inline_audio(transceiver.receiver) if inline else None
+            inlet = install_inline_audio(transceiver.receiver) if inline else None
 
             @rx.on("track")
             def on_track(track: Any) -> None:

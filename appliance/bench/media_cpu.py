@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -62,34 +63,34 @@ def _loopback_only() -> contextlib.AbstractContextManager[None]:
 
 def _pin_aiortc_bitrate() -> None:
     """Hold aiortc's per-peer encoders at the shared encoder's bitrate (REMB would move it)."""
-    import aiortc.codecs.h264 as h264
+    from appliance.mesh.aiortc_hooks import pin_h264_bitrate
 
-    h264.DEFAULT_BITRATE = h264.MIN_BITRATE = h264.MAX_BITRATE = BITRATE
+    if not pin_h264_bitrate(BITRATE):
+        raise RuntimeError("aiortc's H.264 bitrate cannot be pinned: the default path would be compared at another bitrate")
+
+
+def _matched_x264(threads: int) -> Any:
+    """The shared encoder's x264 context for aiortc's encoders, as ``open(width, height, bitrate)``."""
+    from appliance.mesh.fanout import x264_context
+
+    return functools.partial(_open_x264, x264_context, threads)
+
+
+def _open_x264(x264_context: Any, threads: int, width: int, height: int, bitrate: int) -> Any:
+    return x264_context(width, height, FPS, bitrate, threads=threads)
 
 
 def _align_aiortc_encoder(threads: int) -> None:
     """Also give aiortc's per-peer encoders the shared encoder's x264 settings ("matched" mode).
 
-    aiortc's H264Encoder opens its libx264 context lazily; this subclass opens it first with
-    :func:`appliance.mesh.fanout.x264_context`, and aiortc's sender is pointed at it.
+    aiortc's H264Encoder opens its libx264 context lazily;
+    :func:`appliance.mesh.aiortc_hooks.use_h264_encoder` has it open one with
+    :func:`appliance.mesh.fanout.x264_context` first, for every sender of this process.
     """
-    import aiortc.codecs.h264 as h264
-    import aiortc.rtcrtpsender as rtcrtpsender
+    from appliance.mesh.aiortc_hooks import use_h264_encoder
 
-    from appliance.mesh.fanout import x264_context
-
-    class AlignedH264Encoder(h264.H264Encoder):
-        def _encode_frame(self, frame: Any, force_keyframe: bool) -> Any:
-            if self.codec is None:
-                self.codec = x264_context(frame.width, frame.height, FPS, self.target_bitrate, threads=threads)
-            return super()._encode_frame(frame, force_keyframe)
-
-    original = rtcrtpsender.get_encoder
-
-    def get_encoder(codec: Any) -> Any:
-        return AlignedH264Encoder() if codec.mimeType.lower() == "video/h264" else original(codec)
-
-    rtcrtpsender.get_encoder = get_encoder
+    if not use_h264_encoder(_matched_x264(threads)):
+        raise RuntimeError("aiortc's H.264 encoder cannot be given the shared encoder's x264 settings")
 
 
 class _Link:
@@ -125,9 +126,13 @@ async def _sender(link: _Link, case: Case) -> dict[str, Any]:
     from aiortc.contrib.media import MediaRelay
 
     from appliance.capture.pattern import PatternSource
-    from appliance.mesh.negotiation import prefer_h264_all
+    from appliance.mesh.negotiation import prefer_wallmesh_codecs
     from appliance.mesh.fanout import SharedVideo
 
+    if case.mode in ("default", "matched"):  # a failure here reaches the detail column
+        _pin_aiortc_bitrate()
+    if case.mode == "matched":
+        _align_aiortc_encoder(THREADS)
     source = PatternSource(width=WIDTH, height=HEIGHT, fps=FPS, sender=1)
     video: SharedVideo | None = None
     if case.mode == "shared":
@@ -144,7 +149,7 @@ async def _sender(link: _Link, case: Case) -> dict[str, Any]:
     for track in tracks:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         sender = pc.addTrack(track)
-        prefer_h264_all(pc)
+        prefer_wallmesh_codecs(pc)
         if video is not None:
             video.attach(sender)
         await pc.setLocalDescription(await pc.createOffer())
@@ -371,10 +376,6 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["--sender"]:
         mode, peers, warmup, seconds = argv[1], int(argv[2]), float(argv[3]), float(argv[4])
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-        if mode in ("default", "matched"):
-            _pin_aiortc_bitrate()
-        if mode == "matched":
-            _align_aiortc_encoder(THREADS)
         with _loopback_only():
             asyncio.run(_sender_main(mode, peers, warmup, seconds))
         return

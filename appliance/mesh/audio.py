@@ -14,7 +14,7 @@ Shared Opus packets are only valid on an Opus-negotiated sender:
 
 Receiving — :class:`AudioMixer` takes each remote audio track (``add(peer_id, track)``,
 ``remove(peer_id)``; a track may also push Opus payloads through an ``inlet``, see
-:class:`appliance.mesh.receive.AudioInlet`), decodes/resamples it to 48 kHz mono, keeps a short
+:class:`appliance.mesh.aiortc_hooks.AudioInlet`), decodes/resamples it to 48 kHz mono, keeps a short
 bounded jitter buffer per peer (stretched to the peer's packet length), and every 10 ms
 sums one frame from each into the
 :class:`~appliance.capture.base.AudioSink`. Each mixed frame is also put, with the
@@ -127,7 +127,7 @@ class SharedAudioTrack(MediaStreamTrack):
         self._queue: collections.deque[av.AudioFrame | av.Packet] = collections.deque(maxlen=5)
         self._wake = asyncio.Event()
 
-    def _push(self, item: av.AudioFrame | av.Packet) -> None:
+    def push(self, item: av.AudioFrame | av.Packet) -> None:
         self._queue.append(item)  # a slow reader loses the oldest audio, never lags behind
         self._wake.set()
 
@@ -252,7 +252,7 @@ class SharedAudio:
                 items: list[av.AudioFrame | av.Packet] = [frame] if self._opus is None else self._opus.encode(frame)  # type: ignore[list-item]
                 for item in items:
                     for track in list(self._tracks):
-                        track._push(item)
+                        track.push(item)
         except MediaStreamError:  # pragma: no cover - read errors are handled above
             log.warning("%s: microphone stream ended", self._name)
 
@@ -385,7 +385,7 @@ class AudioMixer:
         self.remove(peer_id)
         remote = _Remote(self._max, self._prebuffer)
         remote.task = asyncio.create_task(self._read(peer_id, remote, track), name=f"{self._name}-audio-in-{peer_id}")
-        remote.inlet = getattr(track, "inlet", None)  # Opus payloads pushed on the loop (receive.AudioInlet)
+        remote.inlet = getattr(track, "inlet", None)  # Opus payloads pushed on the loop (aiortc_hooks.AudioInlet)
         if remote.inlet is not None:
             remote.inlet.connect(remote.feed_opus)
         self._remotes[peer_id] = remote

@@ -83,7 +83,7 @@ class FanoutTrack(MediaStreamTrack):
         self.packets_delivered = 0
         self.drops = 0
 
-    def _push(self, packet: av.Packet) -> bool:
+    def push(self, packet: av.Packet) -> bool:
         """Offer a packet; returns True when the track overflowed and dropped its backlog.
 
         An overflowing track asks for a keyframe only when its reader comes back (in
@@ -290,5 +290,5 @@ class SharedVideo:
                 self._key_wanted = False
                 self._last_key = time.monotonic()
             for track in list(self._tracks):
-                if track._push(packet):
+                if track.push(packet):
                     self.stats.overflow_drops += 1

@@ -7,19 +7,16 @@ servers its own signaling server hands out; tests and the demo run on
 127.0.0.1, which aioice would skip.
 
 :class:`IcePolicy` is built from config. :func:`gathering` is a context in
-which aioice's host-address lookup returns the policy's addresses; it is scoped
-with a ``ContextVar``, so one process can hold peers with different policies
-and code outside the context sees aioice's own behaviour unchanged. The hook is
-installed idempotently (and reinstalled if something replaced it) and delegates
-to aioice whenever no policy is set. :func:`process_default` is the one way for
-a bench or test to put a whole process on loopback for a while; assigning
-aioice's function directly outlives its caller and leaks into later code.
+which aioice gathers the policy's addresses, and only there: code outside it sees
+aioice's own behaviour. :func:`process_default` is the one way for a bench or test to
+put a whole process on loopback for a while. Both go through
+:mod:`appliance.mesh.aioice_hooks`, the one module that replaces aioice's lookup;
+assigning aioice's function directly would outlive its caller and leak into later code.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import ipaddress
 import logging
 import re
@@ -27,11 +24,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-log = logging.getLogger(__name__)
+from appliance.mesh import aioice_hooks
 
-_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("wallmesh_ice_addresses", default=None)
-_default: tuple[str, ...] | None = None  # process-wide, see process_default()
-_original: Any = None  # what aioice.ice.get_host_addresses was before the hook
+log = logging.getLogger(__name__)
 
 _CANDIDATE_HOST = re.compile(r"^(a=)?candidate:\S+ \d+ \S+ \d+ (\S+) ")
 
@@ -112,49 +107,11 @@ def interface_addresses(names: Sequence[str]) -> list[str]:
     return out
 
 
-def install() -> None:
-    """Route aioice's host-address lookup through :func:`gathering` / :func:`process_default`.
-
-    Idempotent, and self-healing: if something replaced ``aioice.ice.get_host_addresses``
-    after the hook went in (a test's monkeypatch, a bench helper), the hook is put back
-    on top of the replacement, which then counts as "aioice's own behaviour" outside any
-    policy. Nothing else in wallmesh should assign that attribute.
-    """
-    global _original
-    import aioice.ice
-
-    current = aioice.ice.get_host_addresses
-    if current is _hook:
-        return
-    _original = current
-    _hook.__wrapped__ = current  # type: ignore[attr-defined]
-    aioice.ice.get_host_addresses = _hook
-
-
-def _hook(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-    chosen = _addresses.get()
-    if chosen is None:
-        chosen = _default
-    if chosen is None:
-        assert _original is not None
-        return _original(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
-    out = []
-    for addr in chosen:
-        v6 = ":" in addr
-        if (v6 and use_ipv6) or (not v6 and use_ipv4):
-            out.append(addr)
-    return out
-
-
 @contextlib.contextmanager
 def gathering(policy: IcePolicy) -> Iterator[None]:
     """Within this block (and tasks it starts), aioice gathers the policy's addresses."""
-    install()
-    token = _addresses.set(policy.addresses or None)
-    try:
+    with aioice_hooks.host_addresses(policy.addresses or None):
         yield
-    finally:
-        _addresses.reset(token)
 
 
 @contextlib.contextmanager
@@ -162,10 +119,5 @@ def process_default(policy: IcePolicy) -> Iterator[None]:
     """For the whole process while the block runs, code outside any :func:`gathering`
     gathers the policy's addresses (benches and tests whose bare RTCPeerConnections
     must stay on loopback); restored on exit, so nothing leaks to later code."""
-    global _default
-    install()
-    previous, _default = _default, (policy.addresses or None)
-    try:
+    with aioice_hooks.process_host_addresses(policy.addresses or None):
         yield
-    finally:
-        _default = previous

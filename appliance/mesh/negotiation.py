@@ -1,16 +1,17 @@
-"""Negotiate H.264 constrained baseline explicitly with every peer, unit or browser.
+"""Negotiate H.264 constrained baseline (and Opus) explicitly with every peer, unit or browser.
 
 The shared encoder's packets are H.264 (constrained baseline, packetization-mode 1), and
 aiortc's sender only packetizes pre-encoded packets with the codec that was negotiated; were
 VP8 picked (aiortc's first default, and often a browser's), the packets would be unusable.
 So every video transceiver is limited to that one H.264 profile (plus RTX for
-retransmissions) with :meth:`RTCRtpTransceiver.setCodecPreferences` — before
+retransmissions), and every audio transceiver to Opus (the shared microphone sends Opus
+packets to everyone), with :meth:`RTCRtpTransceiver.setCodecPreferences` — before
 ``createOffer()`` on the offering side.
 
 On the answering side aiortc 1.16 settles the codec list inside ``setRemoteDescription()``,
 using the preferences of the transceiver the offer's m-line lands on. So the answering unit
 adds its tracks first (``addTrack`` creates transceivers that the offer's m-lines then
-reuse), calls :func:`prefer_h264_all`, and only then applies the remote offer; preferences
+reuse), calls :func:`prefer_wallmesh_codecs`, and only then applies the remote offer; preferences
 set after ``setRemoteDescription()`` come too late (tests/mesh/test_negotiation.py shows both).
 Chrome, Firefox and Safari all offer 42e01f.
 """
@@ -62,8 +63,9 @@ def prefer_opus(transceiver: Any) -> None:
         transceiver.setCodecPreferences(opus_preferences())
 
 
-def prefer_h264_all(pc: Any) -> None:
-    """Apply :func:`prefer_h264` and :func:`prefer_opus` to every transceiver of a peer connection."""
+def prefer_wallmesh_codecs(pc: Any) -> None:
+    """Limit every transceiver of a peer connection to wallmesh's codecs: H.264 constrained
+    baseline on video (:func:`prefer_h264`), Opus on audio (:func:`prefer_opus`)."""
     for transceiver in pc.getTransceivers():
         prefer_h264(transceiver)
         prefer_opus(transceiver)

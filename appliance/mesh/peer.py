@@ -22,9 +22,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from appliance.mesh import ice
-from appliance.mesh.negotiation import prefer_h264_all
-from appliance.mesh.receive import AudioReceiver, VideoReceiver, bound_decode_backlog, inline_audio, skip_bitrate_estimate
+from appliance.mesh import aiortc_hooks, ice
+from appliance.mesh.negotiation import prefer_wallmesh_codecs
+from appliance.mesh.receive import AudioReceiver, VideoReceiver
 from appliance.mesh.stats import StatsSampler
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,9 @@ class Peer:
         self.failures = 0
         self.rebuilds = 0
         self.pc: Any = None
-        self.decode_backlog: Any = None
+        self.decode_backlog: aiortc_hooks.DecodeRoute | None = None
+        self.remb_dropped = False  # aiortc's bandwidth estimator is off for this link
+        self.audio_inline = False  # remote Opus reaches the mixer without aiortc's decoder thread
         self.video: VideoReceiver | None = None
         self.audio: AudioReceiver | None = None
         self.stats = StatsSampler()
@@ -152,20 +154,23 @@ class Peer:
         self._built_at = time.monotonic()
         video_track = self.media.video_track()
         vt = pc.addTransceiver(video_track or "video", direction="sendrecv" if video_track else "recvonly")
-        self.decode_backlog = bound_decode_backlog(vt.receiver)
-        if self.kind in UNIT_KINDS:  # a unit's shared encoder ignores REMB; browsers follow it
-            skip_bitrate_estimate(vt.receiver)
+        # None / False: aiortc's internals differ; the hook has said so (once) and aiortc's own
+        # path runs — its decoder thread, its estimator — which status shows per peer.
+        self.decode_backlog = aiortc_hooks.install_inline_video(vt.receiver)
+        # a unit's shared encoder ignores REMB; browsers follow it
+        self.remb_dropped = self.kind in UNIT_KINDS and aiortc_hooks.drop_remb(vt.receiver)
         if video_track is not None:
             self._local_tracks.append(video_track)
             self.media.bind_video_sender(vt.sender)
         audio_track = self.media.audio_track()
         at = pc.addTransceiver(audio_track or "audio", direction="sendrecv" if audio_track else "recvonly")
-        audio_inlet = inline_audio(at.receiver)
+        audio_inlet = aiortc_hooks.install_inline_audio(at.receiver)
+        self.audio_inline = audio_inlet is not None
         if audio_track is not None:
             self._local_tracks.append(audio_track)
         # H.264 on video and Opus on audio (shared-audio packets are Opus), in our offers and,
         # since these preferences are set before any remote offer is applied, in our answers.
-        prefer_h264_all(pc)
+        prefer_wallmesh_codecs(pc)
 
         @pc.on("track")
         def on_track(track: Any) -> None:
@@ -313,7 +318,7 @@ class Peer:
         # aiortc can neither roll back nor restart ICE: answer on a fresh connection.
         if pc is None or collision or pc.remoteDescription is not None:
             await self._new_pc()
-        prefer_h264_all(self.pc)  # already set by _new_pc; cheap, and answers depend on it
+        prefer_wallmesh_codecs(self.pc)  # already set by _new_pc; cheap, and answers depend on it
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="offer"))
         await self._describe(await self.pc.createAnswer())
         log.info("peer %s: answer sent", self.label)
@@ -381,8 +386,10 @@ class Peer:
             "stale": self.stale,
             "rebuilds": self.rebuilds,
             "decode_dropped": self.decode_backlog.dropped if self.decode_backlog is not None else 0,
-            "decode_inline": getattr(self.decode_backlog, "inline", False),
-            "decode_ms": round(getattr(getattr(self.decode_backlog, "budget", None), "ms", None) or 0.0, 2),
+            "decode_inline": self.decode_backlog.inline if self.decode_backlog is not None else False,
+            "decode_ms": round(self.decode_backlog.budget.ms or 0.0, 2) if self.decode_backlog is not None else 0.0,
+            "audio_inline": self.audio_inline,
+            "remb_dropped": self.remb_dropped,
             "connected_at": _wall(self.connected_at),
             "first_frame_at": _wall(video.first_frame_at if video else None),
         }

@@ -6,7 +6,8 @@ system call per frame; queueing them and flushing the queue once per turn costs 
 
 Frames still go through aiohttp's WebSocket writer (framing, permessage-deflate, close
 handling, flow control); only the writer's calls to ``transport.write`` are gathered while
-a flush runs and handed to the real transport in one ``write``. If the peer stops reading,
+a flush runs and handed to the real transport in one ``write``
+(:func:`appliance.signaling.aiohttp_hooks.gathering_writes`). If the peer stops reading,
 the writer's flow control blocks the flush, the queue grows, and past a bound the
 connection is closed as a slow consumer instead of buffering without limit.
 """
@@ -20,37 +21,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from appliance.signaling.aiohttp_hooks import gathering_writes
+
 log = logging.getLogger(__name__)
-
-
-class _GatheringTransport:
-    """Stands in for the real transport during a flush; collects writes, forwards the rest."""
-
-    __slots__ = ("real", "chunks", "size")
-
-    LIMIT = 256 * 1024  # hand over at least this often so the writer's flow control sees it
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-        self.chunks: list[bytes] = []
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        self.chunks.append(bytes(data))
-        self.size += len(data)
-        if self.size >= self.LIMIT:
-            self.release()
-
-    def is_closing(self) -> bool:
-        return self.real.is_closing()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-    def release(self) -> None:
-        chunks, self.chunks, self.size = self.chunks, [], 0
-        if chunks and not self.real.is_closing():
-            self.real.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
 
 class Outbox:
@@ -89,26 +62,18 @@ class Outbox:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if ws.closed:
+            if ws.closed or not ws.prepared:  # prepared: aiohttp has given it a writer
                 return
-            writer = ws._writer  # aiohttp's WebSocketWriter (set by prepare())
-            if writer is None:
-                return
-            gather = _GatheringTransport(writer.transport)
-            writer.transport = gather
-            try:
-                while queue:
-                    await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
-                if self._ping:
-                    self._ping = False
-                    await ws.ping()
-            except (ConnectionError, RuntimeError):
-                self._closed = True
-                return
-            finally:
-                if writer.transport is gather:
-                    writer.transport = gather.real
-                gather.release()
+            with gathering_writes(ws):
+                try:
+                    while queue:
+                        await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
+                    if self._ping:
+                        self._ping = False
+                        await ws.ping()
+                except (ConnectionError, RuntimeError):
+                    self._closed = True
+                    return
             if self._closed:
                 return
 

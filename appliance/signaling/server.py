@@ -25,6 +25,7 @@ from aiohttp import web
 from appliance import __version__, protocol
 from appliance.errors import StoreUnavailable
 from appliance.netaddr import is_loopback
+from appliance.signaling import aiohttp_hooks
 from appliance.signaling.admin import Admin
 from appliance.signaling.app import create_app
 from appliance.signaling.auth import Hasher, KeyRing, TokenService
@@ -112,6 +113,7 @@ class SignalServer:
         self._set_state("running")
 
     async def _start(self) -> None:
+        aiohttp_hooks.check()  # an untested aiohttp refuses to start (LibraryMismatch)
         cfg = self.config
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         uri = cfg.mongodb_uri
@@ -149,7 +151,7 @@ class SignalServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port, ssl_context=ssl_ctx, backlog=4096, reuse_address=True)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = self._runner.addresses[0][1]  # the bound port, also when port 0 was asked for
         scheme = "https" if ssl_ctx else "http"
         self.url = cfg.url.rstrip("/") if cfg.url else f"{scheme}://{self._url_host()}:{self.port}"
         self.ws_url = ("wss" if self.url.startswith("https") else "ws") + self.url[self.url.index(":"):] + "/ws"

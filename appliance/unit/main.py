@@ -14,6 +14,7 @@ import logging
 import signal
 from typing import Any
 
+from appliance.mesh import aioice_hooks, aiortc_hooks
 from appliance.unit.app import UnitDaemon
 from appliance.unit.config import UnitConfig
 
@@ -31,6 +32,8 @@ def event_loop_factory() -> Any:
 
 def run_daemon(conf: UnitConfig, *, seconds: float | None = None) -> int:
     """Run a unit daemon until a signal (or ``seconds``) in a fresh event loop."""
+    for check in (aiortc_hooks.check, aioice_hooks.check):  # an untested library refuses to start
+        check()
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         return runner.run(serve(conf, seconds=seconds))
 

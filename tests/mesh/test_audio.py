@@ -281,10 +281,11 @@ async def test_mixer_survives_garbage_from_a_peer_and_a_broken_listener():
 
 
 async def test_remote_opus_reaches_the_mixer_on_the_loop_without_a_decoder_thread(tone_link, connect_pair):
-    from appliance.mesh.receive import AudioReceiver, inline_audio
+    from appliance.mesh.aiortc_hooks import install_inline_audio
+    from appliance.mesh.receive import AudioReceiver
 
     mic, mixer, tx, rx = tone_link
-    inlet = inline_audio(rx.addTransceiver("audio", direction="recvonly").receiver)  # before negotiation
+    inlet = install_inline_audio(rx.addTransceiver("audio", direction="recvonly").receiver)  # before negotiation
     assert inlet is not None
     receivers = []
 
@@ -311,7 +312,7 @@ async def test_remote_opus_reaches_the_mixer_on_the_loop_without_a_decoder_threa
 def test_audio_pass_through_keeps_order_drops_stragglers_and_follows_a_restart():
     from aiortc.rtp import RtpPacket
 
-    from appliance.mesh.receive import AudioPassThrough
+    from appliance.mesh.aiortc_hooks import AudioPassThrough
 
     def packet(seq):
         p = RtpPacket(payload_type=111, sequence_number=seq, timestamp=seq * 960)
@@ -333,7 +334,7 @@ def test_audio_inlet_passes_the_end_marker_and_other_codecs_to_aiortcs_thread():
     from aiortc.jitterbuffer import JitterFrame
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-    from appliance.mesh.receive import AudioInlet
+    from appliance.mesh.aiortc_hooks import AudioInlet
 
     opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
     pcmu = RTCRtpCodecParameters(mimeType="audio/PCMU", clockRate=8000, payloadType=0)

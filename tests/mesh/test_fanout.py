@@ -10,7 +10,7 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from appliance.capture.pattern import PatternSource, read_stamp
-from appliance.mesh.negotiation import negotiated_video_codec, prefer_h264_all
+from appliance.mesh.negotiation import negotiated_video_codec, prefer_wallmesh_codecs
 from appliance.mesh.fanout import SharedVideo
 from appliance.mesh.quality import TIERS
 
@@ -20,7 +20,7 @@ async def _send_to(new_pc, connect_pair, video: SharedVideo):
     tx, rx = new_pc(), new_pc()
     sender = tx.addTrack(video.track())
     video.attach(sender)
-    prefer_h264_all(tx)
+    prefer_wallmesh_codecs(tx)
     got: asyncio.Future = asyncio.get_running_loop().create_future()
 
     @rx.on("track")
@@ -28,7 +28,7 @@ async def _send_to(new_pc, connect_pair, video: SharedVideo):
         if track.kind == "video" and not got.done():
             got.set_result(track)
 
-    await connect_pair(tx, rx, before_answer=prefer_h264_all)
+    await connect_pair(tx, rx, before_answer=prefer_wallmesh_codecs)
     assert negotiated_video_codec(tx.localDescription.sdp) == "H264"
     assert negotiated_video_codec(rx.localDescription.sdp) == "H264"
     return tx, rx, await asyncio.wait_for(got, 5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from appliance.capture.pattern import PatternSource, read_stamp
-from appliance.mesh.negotiation import h264_preferences, negotiated_video_codec, opus_preferences, prefer_h264_all
+from appliance.mesh.negotiation import h264_preferences, negotiated_video_codec, opus_preferences, prefer_wallmesh_codecs
 from appliance.mesh.fanout import SharedVideo
 
 
@@ -21,7 +21,7 @@ async def test_offer_lists_only_h264_constrained_baseline(new_pc):
 
     unit = new_pc()
     unit.addTransceiver("video", direction="sendrecv")
-    prefer_h264_all(unit)
+    prefer_wallmesh_codecs(unit)
     await unit.setLocalDescription(await unit.createOffer())
     video = _video_section(unit.localDescription.sdp)
     assert negotiated_video_codec(unit.localDescription.sdp) == "H264"
@@ -41,7 +41,7 @@ async def test_unit_answering_a_vp8_first_offer_picks_h264_and_video_flows(new_p
         remote.on("track", lambda track: got.done() or got.set_result(track))
         # the answering unit adds its track and preferences before applying the offer
         video.attach(unit.addTrack(video.track()))
-        prefer_h264_all(unit)
+        prefer_wallmesh_codecs(unit)
         await connect_pair(remote, unit)
         assert negotiated_video_codec(remote.localDescription.sdp) == "VP8"
         assert negotiated_video_codec(unit.localDescription.sdp) == "H264"
@@ -60,7 +60,7 @@ async def test_preferences_set_after_the_offer_come_too_late(new_pc):
     remote.addTransceiver("video", direction="sendrecv")
     await remote.setLocalDescription(await remote.createOffer())
     await unit.setRemoteDescription(remote.localDescription)
-    prefer_h264_all(unit)
+    prefer_wallmesh_codecs(unit)
     await unit.setLocalDescription(await unit.createAnswer())
     assert negotiated_video_codec(unit.localDescription.sdp) == "VP8"
 
@@ -74,7 +74,7 @@ def test_preferences_are_h264_then_rtx_and_opus_for_audio():
 async def test_audio_is_limited_to_opus(new_pc):
     unit = new_pc()
     unit.addTransceiver("audio", direction="sendrecv")
-    prefer_h264_all(unit)
+    prefer_wallmesh_codecs(unit)
     await unit.setLocalDescription(await unit.createOffer())
     audio = unit.localDescription.sdp[unit.localDescription.sdp.index("m=audio"):]
     assert "opus/48000/2" in audio and "PCMU" not in audio and "G722" not in audio

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from appliance.capture.pattern import PatternSource
-from appliance.mesh.negotiation import negotiated_video_codec, prefer_h264_all
+from appliance.mesh.negotiation import negotiated_video_codec, prefer_wallmesh_codecs
 from appliance.mesh.fanout import SharedVideo
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -79,7 +79,7 @@ async def test_unit_answers_a_chromium_offer_with_constrained_baseline(tmp_path,
     video = SharedVideo(PatternSource(width=320, height=240), width=320, height=240)
     unit = new_pc()
     unit.addTrack(video.track())
-    prefer_h264_all(unit)
+    prefer_wallmesh_codecs(unit)
     await unit.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
     await unit.setLocalDescription(await unit.createAnswer())
     answer = unit.localDescription.sdp
@@ -93,7 +93,7 @@ async def test_chromium_accepts_the_units_h264_only_offer(tmp_path, new_pc):
     unit = new_pc()
     video = SharedVideo(PatternSource(width=320, height=240), width=320, height=240)
     unit.addTrack(video.track())
-    prefer_h264_all(unit)
+    prefer_wallmesh_codecs(unit)
     await unit.setLocalDescription(await unit.createOffer())
     answer = await chromium_sdp(tmp_path, unit.localDescription.sdp)
     assert negotiated_video_codec(answer) == "H264"

@@ -15,7 +15,7 @@ import aioice.ice
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from appliance.mesh import ice
+from appliance.mesh import aioice_hooks, ice
 from appliance.mesh.negotiation import prefer_h264
 from appliance.mesh.peer import Peer
 from appliance.unit import config
@@ -64,7 +64,7 @@ async def test_gathering_follows_the_policy_and_leaves_aioice_alone_outside_it(a
 async def test_the_hook_survives_a_replaced_lookup_and_the_process_default_ends_with_its_block(
     aioice_own_lookup, monkeypatch
 ):
-    ice.install()
+    assert aioice_hooks.install()
     # Someone assigns aioice's function behind the hook's back (what leaked in the full suite).
     monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.2"] if use_ipv4 else [])
     assert host_addresses(await offer_sdp(LOOPBACK)) == {"127.0.0.1"}  # the policy still wins
@@ -75,6 +75,24 @@ async def test_the_hook_survives_a_replaced_lookup_and_the_process_default_ends_
         other = ice.IcePolicy(addresses=("127.0.0.3",))
         assert host_addresses(await offer_sdp(other)) == {"127.0.0.3"}  # a peer's own policy beats the default
     assert "127.0.0.1" not in host_addresses(await offer_sdp(None))
+
+
+async def test_gathering_falls_back_to_aioices_own_and_says_so_once_when_the_hook_cannot_work(
+    aioice_own_lookup, monkeypatch, caplog
+):
+    from appliance import compat
+
+    monkeypatch.setattr(compat, "_off", set())
+    # as if aioice gathered through another function: replacing get_host_addresses would do nothing
+    monkeypatch.setattr(aioice_hooks, "LOOKUP", "get_host_addresses_renamed")
+    with caplog.at_level("WARNING", logger="appliance.compat"):
+        assert aioice_hooks.check() == ["host address choice"]
+        first = host_addresses(await offer_sdp(LOOPBACK))
+        second = host_addresses(await offer_sdp(LOOPBACK))
+    assert "127.0.0.1" not in first and first == second  # aioice's own gathering, no crash
+    assert aioice.ice.get_host_addresses is AIOICE_LOOKUP  # nothing was installed
+    said = [r.getMessage() for r in caplog.records if r.name == "appliance.compat"]
+    assert len(said) == 1 and said[0].startswith("aioice: host address choice is off"), said
 
 
 @pytest.fixture
@@ -239,141 +257,6 @@ async def test_units_spare_each_other_remb_while_browsers_get_it(media, kind, ex
         assert b.video.frames > 30
 
 
-def test_decode_backlog_skips_to_a_fresh_keyframe_instead_of_growing():
-    from aiortc.jitterbuffer import JitterFrame
-    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-
-    from appliance.mesh.receive import DecodeBacklog, h264_keyframe
-
-    h264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
-    idr = b"\x00\x00\x00\x01\x67\x42" + b"\x00\x00\x00\x01\x68\xce" + b"\x00\x00\x00\x01\x65\x88"
-    inter = b"\x00\x00\x00\x01\x41\x9a"
-    assert h264_keyframe(idr) and not h264_keyframe(inter)
-    asks = []
-    q = DecodeBacklog(lambda: asks.append(1), max_backlog=3)
-    for t in range(3):
-        q.put((h264, JitterFrame(inter, t)))
-    assert q.qsize() == 3 and not asks
-    q.put((h264, JitterFrame(inter, 3)))  # the decoder has fallen behind
-    assert q.qsize() == 0 and asks == [1] and q.dropped == 4
-    q.put((h264, JitterFrame(inter, 4)))  # useless without its reference pictures
-    assert q.qsize() == 0 and q.dropped == 5 and asks == [1]  # one request per second at most
-    q.put((h264, JitterFrame(idr, 5)))
-    q.put((h264, JitterFrame(inter, 6)))
-    assert [q.get()[1].timestamp for _ in range(2)] == [5, 6]
-    q.put(None)  # the end marker always gets through
-    assert q.get() is None
-
-
-def _h264_pictures(n: int, width: int = 320, height: int = 240) -> list[bytes]:
-    """``n`` real H.264 access units from the unit's encoder: a keyframe, then inter pictures."""
-    from appliance.capture.pattern import PatternSource
-    from appliance.mesh.fanout import X264Encoder
-
-    async def frames():
-        src = PatternSource(width=width, height=height, fps=1000)
-        await src.start()
-        return [await src.read() for _ in range(n)]
-
-    enc = X264Encoder(width, height, 30, 1_500_000, threads=1)
-    return [bytes(p) for i, f in enumerate(asyncio.run(frames())) for p in enc.encode(f, i == 0)]
-
-
-def test_small_pictures_decode_on_the_loop_and_big_ones_move_to_the_thread():
-    from aiortc.jitterbuffer import JitterFrame
-    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-
-    from appliance.mesh.receive import DecodeRoute, h264_keyframe
-
-    h264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
-    pictures = _h264_pictures(12)
-    assert h264_keyframe(pictures[0]) and not h264_keyframe(pictures[1])
-    asks, got = [], []
-    route = DecodeRoute(lambda: asks.append(1), budget_ms=1000.0)
-    route.put((h264, JitterFrame(pictures[0], 0)))  # nobody connected yet: decoded, dropped
-    route.connect(got.append)
-    for t, data in enumerate(pictures[1:6], 1):
-        route.put((h264, JitterFrame(data, t * 3000)))
-    assert route.inline and route.decoded == 6 and len(got) == 5 and route.qsize() == 0
-    assert got[-1].width == 320 and route.budget.ms is not None and not asks
-    route.put((h264, JitterFrame(b"\x00\x00\x00\x01\x41" + b"\xff" * 40, 99)))  # garbage: ask for a keyframe
-    assert route.errors == 1 and asks == [1]
-
-    def broken(frame):
-        raise RuntimeError("display bug")
-
-    route.connect(broken)  # this runs inside aiortc's RTP handler: nothing may escape into it
-    route.put((h264, JitterFrame(pictures[0], 30_000)))
-    assert route.errors == 2 and route.inline
-
-    slow = DecodeRoute(lambda: asks.append(2), budget_ms=0.0)  # every picture is "too slow" for the loop
-    slow.connect(got.append)
-    for t, data in enumerate(pictures[:9]):
-        slow.put((h264, JitterFrame(data, t * 3000)))
-    assert slow.inline and slow.decoded == 9  # no verdict on the first pictures (a keyframe is costly)
-    slow.put((h264, JitterFrame(pictures[9], 9 * 3000)))
-    assert not slow.inline and asks[-1] == 2  # moved to the thread, which starts at a fresh keyframe
-    slow.put((h264, JitterFrame(pictures[10], 10 * 3000)))  # an inter picture is useless there
-    assert slow.qsize() == 0
-    slow.put((h264, JitterFrame(pictures[0], 99_000)))
-    assert slow.qsize() == 1 and slow.get()[1].timestamp == 99_000
-    slow.put(None)  # the end marker reaches the thread
-    assert slow.get() is None
-
-
-def test_a_browsers_hd_picture_goes_to_the_decoder_thread_from_the_first_one():
-    from aiortc.jitterbuffer import JitterFrame
-    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-
-    from appliance.mesh.receive import DecodeRoute
-
-    h264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
-    pictures = _h264_pictures(3, 1280, 720)
-    got = []
-    route = DecodeRoute(lambda: None)
-    route.connect(got.append)
-    route.put((h264, JitterFrame(pictures[0], 0)))
-    assert len(got) == 1 and got[0].width == 1280  # that one is shown...
-    assert not route.inline  # ...and the loop never decodes another of this size
-    route.put((h264, JitterFrame(pictures[1], 3000)))
-    assert len(got) == 1 and route.qsize() == 0  # the thread waits for a keyframe
-    route.connect(None)
-
-
-def test_jitter_buffer_skips_a_lost_packet_after_a_short_wait(monkeypatch):
-    from aiortc.rtp import RtpPacket
-
-    from appliance.mesh import receive
-
-    clock = [100.0]
-    monkeypatch.setattr(receive.time, "monotonic", lambda: clock[0])
-    jb = receive.gap_skipping_jitter_buffer(capacity=64, max_wait=0.25)
-
-    def pkt(seq: int, ts: int) -> RtpPacket:
-        p = RtpPacket(sequence_number=seq, timestamp=ts)
-        p._data = bytes([seq])
-        return p
-
-    assert jb.add(pkt(0, 0)) == (False, None)
-    pli, frame = jb.add(pkt(1, 3000))  # picture 0 is complete once picture 1 starts
-    assert frame.timestamp == 0
-    # packet 2 is lost: picture 1 (or 2) is incomplete and everything behind it waits
-    outs = [jb.add(pkt(3, 6000)), jb.add(pkt(4, 9000)), jb.add(pkt(5, 12000))]
-    assert all(f is None for _, f in outs)
-    clock[0] += 0.3  # longer than max_wait: give up on the gap
-    pli, frame = jb.add(pkt(6, 15000))
-    assert pli and frame is not None and frame.timestamp == 9000  # first picture clear of the gap
-    assert jb.gaps_skipped == 1
-    pli, frame = jb.add(pkt(7, 18000))
-    assert frame.timestamp == 12000 and not pli
-    # a big picture still arriving (no gap) is never cut short
-    for seq in range(8, 40):
-        assert jb.add(pkt(seq, 18000))[1] is None or seq == 8
-    clock[0] += 1.0
-    pli, frame = jb.add(pkt(40, 21000))
-    assert frame.timestamp == 18000 and not pli
-
-
 def _report(received: int, lost: int, fraction_lost: int, rtt: float):
     from datetime import datetime, timezone
 
@@ -441,3 +324,25 @@ async def test_the_unit_answers_a_browser_offer_with_h264_and_opus(media):
     finally:
         await peer.close()
         await browser.close()
+
+
+async def test_a_link_runs_on_aiortcs_own_paths_when_the_receiver_hooks_find_nothing(media, monkeypatch, caplog):
+    """As if aiortc had renamed its receiver's internals: every hook says once that it is off,
+    and units still connect, see each other and hear each other through aiortc's own threads."""
+    from appliance import compat
+    from appliance.mesh.aiortc_hooks import receiver as receiver_hooks
+
+    monkeypatch.setattr(compat, "_off", set())
+    for name in ("DECODER_QUEUE", "BITRATE_ESTIMATOR"):
+        monkeypatch.setattr(receiver_hooks, name, f"_RTCRtpReceiver__renamed_{name.lower()}")
+    with caplog.at_level("WARNING", logger="appliance.compat"):
+        async with linked(media, "device") as (_, b):
+            status = b.status()
+            assert b.decode_backlog is None
+            assert not status["decode_inline"] and not status["audio_inline"] and not status["remb_dropped"]
+            frames = b.video.frames
+            async with asyncio.timeout(10):
+                while b.video.frames < frames + 10 or not (b.audio and b.audio.decoded_frames > 10):
+                    await asyncio.sleep(0.05)
+    said = sorted(r.getMessage().split(" is off")[0] for r in caplog.records if r.name == "appliance.compat")
+    assert said == ["aiortc: REMB skipping", "aiortc: inline audio", "aiortc: inline video decoding"]  # once each, two peers

@@ -70,13 +70,13 @@ class WsClient(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         _, proto = await asyncio.wait_for(loop.create_connection(lambda: cls(on_message, on_close), host, port), timeout)
         try:
-            await asyncio.wait_for(proto._upgrade(host, port, target), timeout)
+            await asyncio.wait_for(proto.upgrade(host, port, target), timeout)
         except BaseException:
             proto.abort()
             raise
         return proto
 
-    async def _upgrade(self, host: str, port: int, target: str) -> None:
+    async def upgrade(self, host: str, port: int, target: str) -> None:
         key = base64.b64encode(os.urandom(16))
         self._expect_accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
         self._handshake = asyncio.get_running_loop().create_future()

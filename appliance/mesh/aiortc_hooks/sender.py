@@ -1,0 +1,129 @@
+"""Hooks on aiortc's sending side: keyframe requests for the shared encoder, and the bench's encoders.
+
+aiortc 1.16.0's :class:`aiortc.RTCRtpSender` handles a PLI/FIR from the remote side by
+calling its own ``_send_keyframe()``, which only sets a flag that its *internal* encoder
+reads. For a track that hands over pre-encoded :class:`av.Packet`\\ s that flag is never
+read, so a receiver that lost a picture would wait for the next periodic IDR.
+:func:`on_keyframe_request` wraps that one method on one sender instance: the original
+still runs, and the callback (the shared encoder's) is called as well. It is the
+narrowest hook aiortc offers — no subclass to substitute inside ``RTCPeerConnection``,
+no RTCP parsing of our own; ``tests/mesh/test_fanout.py`` sends a real PLI through it.
+
+:func:`pin_h264_bitrate` and :func:`use_h264_encoder` change aiortc's own per-peer H.264
+path process-wide, for ``appliance.bench.media_cpu``'s comparison runs only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiortc.codecs.h264 as h264
+import aiortc.rtcrtpsender as rtcrtpsender
+from aiortc import RTCRtpSender
+
+from appliance.compat import hook_off
+
+log = logging.getLogger(__name__)
+
+KEYFRAME_HOOK = "_send_keyframe"
+KEYFRAME_OFF = "a receiver that lost a picture waits for the shared encoder's next periodic keyframe"
+H264_BITRATES = ("DEFAULT_BITRATE", "MIN_BITRATE", "MAX_BITRATE")
+
+
+def keyframe_hook_ok() -> bool:
+    """True when aiortc's sender has ``_send_keyframe`` and its RTCP handler calls it."""
+    handler = getattr(RTCRtpSender, "_handle_rtcp_packet", None)
+    return callable(getattr(RTCRtpSender, KEYFRAME_HOOK, None)) and handler is not None and (
+        KEYFRAME_HOOK in handler.__code__.co_names
+    )
+
+
+def on_keyframe_request(sender: Any, callback: Callable[[], None]) -> bool:
+    """Make every PLI/FIR that ``sender`` receives also call ``callback()``.
+
+    Idempotent per sender: attaching twice replaces the callback rather than stacking.
+    Returns False (the hook reported off, once) when aiortc has no such hook.
+    """
+    if not keyframe_hook_ok():
+        hook_off("aiortc", "keyframe requests to the shared encoder", KEYFRAME_OFF)
+        return False
+    original = getattr(type(sender), KEYFRAME_HOOK).__get__(sender)
+    setattr(sender, KEYFRAME_HOOK, KeyframeRequestHook(original, callback))
+    return True
+
+
+def remove_keyframe_request(sender: Any) -> None:
+    """Undo :func:`on_keyframe_request` (harmless when not attached)."""
+    hook = sender.__dict__.get(KEYFRAME_HOOK)
+    if isinstance(hook, KeyframeRequestHook):
+        del sender.__dict__[KEYFRAME_HOOK]
+
+
+class KeyframeRequestHook:
+    """What a hooked sender calls for ``_send_keyframe()``: aiortc's own, then the callback."""
+
+    __slots__ = ("callback", "original")
+
+    def __init__(self, original: Callable[[], None], callback: Callable[[], None]) -> None:
+        self.original = original
+        self.callback = callback
+
+    def __call__(self) -> None:
+        self.original()
+        log.debug("keyframe requested by a receiver (RTCP PLI/FIR)")
+        self.callback()
+
+
+def pin_h264_bitrate(bitrate: int) -> bool:
+    """Hold aiortc's per-peer H.264 encoders at ``bitrate`` (REMB would move it), process-wide."""
+    if not all(hasattr(h264, name) for name in H264_BITRATES):
+        hook_off("aiortc", "pinned H.264 bitrate", "aiortc's encoders follow REMB")
+        return False
+    for name in H264_BITRATES:
+        setattr(h264, name, bitrate)
+    return True
+
+
+class PresetH264Encoder(h264.H264Encoder):
+    """aiortc's H264Encoder whose libx264 context is opened by ``open_context`` (e.g. the
+    shared encoder's :func:`appliance.mesh.fanout.x264_context`) instead of aiortc's settings.
+
+    aiortc opens the context lazily in ``_encode_frame``; opening it first makes aiortc use it.
+    """
+
+    def __init__(self, open_context: Callable[[int, int, int], Any]) -> None:
+        super().__init__()
+        self.open_context = open_context
+
+    def _encode_frame(self, frame: Any, force_keyframe: bool) -> Any:
+        if self.codec is None:
+            self.codec = self.open_context(frame.width, frame.height, self.target_bitrate)
+        return super()._encode_frame(frame, force_keyframe)
+
+
+class EncoderChooser:
+    """Stands in for aiortc's ``get_encoder``: :class:`PresetH264Encoder` for H.264, aiortc's otherwise."""
+
+    def __init__(self, original: Callable[[Any], Any], open_context: Callable[[int, int, int], Any]) -> None:
+        self.original = original
+        self.open_context = open_context
+
+    def __call__(self, codec: Any) -> Any:
+        if codec.mimeType.lower() == "video/h264":
+            return PresetH264Encoder(self.open_context)
+        return self.original(codec)
+
+
+def use_h264_encoder(open_context: Callable[[int, int, int], Any]) -> bool:
+    """Make every new aiortc sender encode H.264 with a context from ``open_context(width,
+    height, bitrate)``, process-wide (the bench's sender process)."""
+    encode = getattr(h264.H264Encoder, "_encode_frame", None)
+    if not callable(getattr(rtcrtpsender, "get_encoder", None)) or encode is None or "codec" not in encode.__code__.co_names:
+        hook_off("aiortc", "matched x264 settings", "aiortc's per-peer encoders keep their own x264 settings")
+        return False
+    current = rtcrtpsender.get_encoder
+    original = current.original if isinstance(current, EncoderChooser) else current
+    rtcrtpsender.get_encoder = EncoderChooser(original, open_context)
+    return True
