@@ -42,7 +42,7 @@ class LivekitProcessor:
         if self.config.echo:
             self._apm.set_stream_delay_ms(self._delay_ms)  # the APM wants it before every capture frame
         self._apm.process_stream(audio)
-        return np.frombuffer(audio._data, dtype=np.int16).copy()
+        return np.array(audio.data, dtype=np.int16)
 
     def set_stream_delay_ms(self, ms: int) -> None:
         self._delay_ms = int(ms)

@@ -28,12 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     proc.add_argument("--out", required=True, metavar="OUT.wav", help="where to write what the unit would send (48 kHz)")
     proc.add_argument("--delay-ms", type=float, default=0.0, help="device delay from play-out to capture not in the files (default 0)")
     proc.add_argument("--binding", choices=("webrtc", "livekit", "off"), default="webrtc", help="audio processing binding (default webrtc)")
-    parser.set_defaults(_audio_parser=parser)
+    parser.set_defaults(audio_parser=parser)
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "audio_command", None) != "process":
-        args._audio_parser.print_help()
+        args.audio_parser.print_help()
         return 2
     import numpy as np
 
