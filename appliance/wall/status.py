@@ -59,6 +59,8 @@ tell; ``loop_lag_ms``, the event loop's worst delay over the last second.
 * ``decode_dropped`` — pictures dropped because decoding fell behind;
   ``decode_inline`` — pictures are decoded on the event loop, not a thread;
   ``decode_ms`` — the smoothed cost of decoding one picture, in ms;
+  ``audio_inline`` — remote Opus goes straight to the mixer on the loop (aiortc's decoder thread skipped);
+  ``remb_dropped`` — aiortc's receive-side bandwidth estimator is off for this link (a unit's shared encoder ignores REMB);
 * ``connected_at``, ``first_frame_at`` — wall-clock times, ``null`` until they happen;
 * ``latency_samples_ms`` — only with ``[status] samples = true``: recent latency samples.
 """
@@ -101,6 +103,8 @@ class PeerStatus(TypedDict):
     decode_dropped: int
     decode_inline: bool
     decode_ms: float
+    audio_inline: bool
+    remb_dropped: bool
     connected_at: float | None
     first_frame_at: float | None
     latency_samples_ms: NotRequired[list[float]]
