@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 #: How often the speaking highlight and the microphone meter take a reading (Hz).
 AUDIO_WATCH_RATE = 20.0
+NOTICE_SECONDS = 2.0  # how long a toast ("Volume 70%") stays on the wall
 
 
 def process_figures() -> ProcessFigures:
@@ -105,6 +106,7 @@ class UnitDaemon:
         self._audio_task: asyncio.Task[None] | None = None
         self.speaker = ActiveSpeaker()  # the one speaking-highlight rule, fed by _watch_audio
         self.mic_meter = LevelMeter()
+        self._notice = ("", 0.0)  # the wall's toast and until when it shows
         self.loop_lag_ms = 0.0  # worst event-loop delay over the last second (overload shows here first)
         self._notify_pending = False
         self._closed = False
@@ -243,13 +245,17 @@ class UnitDaemon:
         await self.join()
 
     async def change_volume(self, delta: int) -> None:
+        """Step the speaker volume; the wall shows it for :data:`NOTICE_SECONDS` (at the ends
+        of the scale too, so a press always answers)."""
         volume = max(0, min(100, self.volume + int(delta)))
+        self._notice = (f"Volume {volume}%", time.monotonic() + NOTICE_SECONDS)
         if volume != self.volume:
             self.volume = volume
+            log.info("%s: volume %d%%", self.name, volume)
             mixer = self.media.mixer
             if mixer is not None and hasattr(mixer, "set_volume"):
                 mixer.set_volume(volume / 100.0)
-            self._changed()
+        self._changed()
 
     def subscribe(self, callback: StatusCallback) -> Unsubscribe:
         return self._listeners.add(callback)
@@ -293,6 +299,7 @@ class UnitDaemon:
             camera=m.camera,
             message=m.message,
             mic_level=0.0 if m.muted else self.mic_meter.value,
+            notice=self._notice[0] if time.monotonic() < self._notice[1] else "",
         )
 
     def watch_audio_once(self, now: float | None = None) -> None:
