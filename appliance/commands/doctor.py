@@ -2,6 +2,11 @@
 
 Exit status 1 when any check fails. The sysfs, /dev and /proc roots are
 options so the checks can be pointed at a copy of another unit's trees.
+
+``wallmesh doctor audio --record DIR`` plays a probe through the unit's speaker,
+records its microphone meanwhile and says how long the room's echo takes, how loud
+it is and how much of it the unit's processing removes; ``DIR`` gets ``far.wav``,
+``mic.wav`` and ``out.wav`` (see :mod:`appliance.fleet.doctor.audio`).
 """
 
 from __future__ import annotations
@@ -9,22 +14,53 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+DEFAULT_CONFIG = Path("/etc/wallmesh/unit.toml")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=Path("/etc/wallmesh/unit.toml"), help="the unit config to check")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="the unit config to check")
     parser.add_argument("--sys-root", type=Path, default=Path("/sys"), help="sysfs root")
     parser.add_argument("--dev-root", type=Path, default=Path("/dev"), help="device node root")
     parser.add_argument("--proc-root", type=Path, default=Path("/proc"), help="procfs root")
     parser.add_argument("--no-network", action="store_true", help="skip discovery and the server checks")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds each network check may take")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="doctor_command", metavar="CHECK")
+    audio = sub.add_parser(
+        "audio",
+        help="play a probe on the speaker, record the microphone: the room's echo delay, level and cancellation",
+        description="Play a probe through the configured speaker while recording the microphone; report the "
+        "room's echo delay, echo level and how much of the echo the unit's processing removes.",
+    )
+    audio.add_argument("--record", type=Path, required=True, metavar="DIR", help="where far.wav, mic.wav and out.wav go")
+    audio.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="the unit config (its [audio] devices)")
+    audio.add_argument("--seconds", type=float, default=6.0, help="length of the probe (default 6, at least 3)")
+    audio.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
 
 
 def run(args: argparse.Namespace) -> int:
     from appliance.fleet.doctor import Context, exit_status, render_json, render_text, run_checks
 
+    if getattr(args, "doctor_command", None) == "audio":
+        return run_audio(args)
     ctx = Context(config_path=args.config, sys_root=args.sys_root, dev_root=args.dev_root, proc_root=args.proc_root,
                   network=not args.no_network, timeout_s=args.timeout)
     findings = run_checks(ctx)
     print(render_json(findings) if args.json else render_text(findings))
+    return exit_status(findings)
+
+
+def run_audio(args: argparse.Namespace) -> int:
+    from appliance.fleet.doctor import Context, Finding, exit_status, load_config, render_json, render_text
+    from appliance.fleet.doctor.audio import check_echo
+
+    ctx = load_config(Context(config_path=args.config))
+    findings = []
+    if ctx.config_problem:
+        findings.append(Finding("config", "fail", ctx.config_problem, f"fix {args.config}, then run this again"))
+    else:
+        findings += check_echo(ctx.config, args.record, max(3.0, args.seconds))
+    print(render_json(findings) if args.json else render_text(findings))
+    if not args.json and (args.record / "mic.wav").exists():
+        print(f"recorded: {args.record / 'far.wav'}, {args.record / 'mic.wav'}, {args.record / 'out.wav'}")
     return exit_status(findings)

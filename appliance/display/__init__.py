@@ -6,7 +6,6 @@
 * :mod:`~appliance.display.compositor` — puts the newest pictures into the scene,
   software or GPU path; :mod:`~appliance.display.screen` — kmsdrm, window, offscreen;
 * :mod:`~appliance.display.runner` — the display thread (``DisplayLoop``);
-* :mod:`~appliance.display.speaker` — active speaker from audio levels;
   :mod:`~appliance.display.messages` — error sentences for the room.
 
 It draws a :class:`~appliance.wall.model.WallModel` (plain data from

@@ -97,6 +97,9 @@ class Compositor:
         self._last_base: Any = None
         self._base_texture: Any = None
         self._overlay_textures: list = []
+        self._live_textures: list = []
+        self._last_live_key: tuple | None = None
+        self._last_live_rects: list = []
         self._bad: set[str] = set()
         self.frames = 0
         self.last_scene: Scene | None = None
@@ -155,11 +158,20 @@ class Compositor:
         """Redraw only what changed: everything after a scene change, else the tiles with new frames.
 
         A tile is redrawn from the base up (panel, picture, then the overlays on it),
-        so alpha overlays never blend twice and pictures never leave traces.
+        so alpha overlays never blend twice and pictures never leave traces. A live
+        overlay (the mic meter) that changed is redrawn the same way, inside its own area.
         """
         target = self.screen.surface
         full = scene.base is not self._last_base
         self._last_base = scene.base
+        live_rects = [surface.get_rect(topleft=pos) for surface, pos in scene.live]
+        dirty = None
+        if not full and scene.live_key != self._last_live_key:
+            changed_rects = live_rects + self._last_live_rects
+            if changed_rects:
+                dirty = changed_rects[0].unionall(changed_rects[1:])
+        self._last_live_key, self._last_live_rects = scene.live_key, live_rects
+        layers = scene.overlays + scene.live
         if full:
             target.blit(scene.base, (0, 0))
         for slot in scene.slots:
@@ -179,14 +191,28 @@ class Compositor:
             target.blit(pic.surface, (box.x, box.y))
             if not full:
                 # overlays are redrawn only inside this tile: outside it they are still there
-                target.set_clip(area)
-                for surface, pos in scene.overlays:
-                    if area.colliderect(surface.get_rect(topleft=pos)):
-                        target.blit(surface, pos)
-                target.set_clip(None)
+                self._layers(target, area, layers)
         if full:
-            for surface, pos in scene.overlays:
+            for surface, pos in layers:
                 target.blit(surface, pos)
+        elif dirty is not None:
+            target.blit(scene.base, dirty, dirty)
+            for slot in scene.slots:
+                pic = self._pictures.get(slot.key)
+                if pic is not None and pic.surface is not None and pic.box is not None and dirty.colliderect(pygame.Rect(pic.box)):
+                    target.set_clip(dirty)
+                    target.blit(pic.surface, (pic.box.x, pic.box.y))
+                    target.set_clip(None)
+            self._layers(target, dirty, layers)
+
+    @staticmethod
+    def _layers(target: pygame.Surface, area: pygame.Rect, layers: list) -> None:
+        """Blit the overlays that touch ``area``, clipped to it."""
+        target.set_clip(area)
+        for surface, pos in layers:
+            if area.colliderect(surface.get_rect(topleft=pos)):
+                target.blit(surface, pos)
+        target.set_clip(None)
 
     def _scaled(self, key: str, frame: Any, box: Rect):
         if hasattr(frame, "reformat"):
@@ -246,5 +272,8 @@ class Compositor:
                 pic.surface, pic.keep = self._unscaled(slot.key, pic.frame)
                 pic.texture.update(pic.surface)
             pic.texture.draw(dstrect=tuple(fit(pic.src_size[0], pic.src_size[1], slot.box)))
-        for texture, pos, size in self._overlay_textures:
+        if scene.live_key != self._last_live_key or not self._live_textures and scene.live:
+            self._live_textures = [(Texture.from_surface(renderer, s), pos, s.get_size()) for s, pos in scene.live]
+            self._last_live_key = scene.live_key
+        for texture, pos, size in self._overlay_textures + self._live_textures:
             texture.draw(dstrect=(pos[0], pos[1], size[0], size[1]))

@@ -49,6 +49,8 @@ class Scene:
     slots: list[Slot] = field(default_factory=list)
     key: tuple = ()
     screen: str = ""
+    live: list = field(default_factory=list)  # overlays that change between scenes (the mic meter)
+    live_key: tuple = ()
 
 
 def screen_name(model: WallModel) -> str:
@@ -77,6 +79,7 @@ class SceneBuilder:
         self.options = options
         self._cached: Scene | None = None
         self._layouts: dict[tuple[int, bool], list] = {}
+        self._meters: dict[tuple[int, bool], tuple] = {}
         self.rebuilds = 0
 
     def build(self, model: WallModel, pictures: set[str]) -> Scene:
@@ -103,10 +106,17 @@ class SceneBuilder:
             for t, rect in zip(model.tiles, self._rects(len(model.tiles), show_self)):
                 if t.camera:
                     slots.append(Slot(t.peer_id, t.frame, t.frame_time, rect))
-        if show_self and model.camera:
+        live: list = []
+        live_key: tuple = ()
+        if show_self:
             rect = tiles.self_view(self.size, self.options.self_view_size)
-            slots.append(Slot(tiles.SELF, model.self_view, model.self_view_time, rect))
-        return Scene(scene.base, scene.overlays, slots, key, name)
+            if model.camera:
+                slots.append(Slot(tiles.SELF, model.self_view, model.self_view_time, rect))
+            live_key = (tiles.meter_step(model.mic_level), bool(model.muted))
+            if live_key not in self._meters:
+                self._meters[live_key] = tiles.mic_meter(rect, *live_key)
+            live = [self._meters[live_key]]
+        return Scene(scene.base, scene.overlays, slots, key, name, live, live_key)
 
     def _rects(self, n: int, show_self: bool) -> list:
         key = (n, show_self)

@@ -4,7 +4,9 @@ Everything that does not change with each video frame is drawn here once per
 change of the model: the opaque *base* under the video (background, bar, tile
 panels, camera-off cards) and small *overlays* above it (names, the muted icon,
 signal bars, the speaker ring, "reconnecting…"). The compositor then only puts
-pictures into the video slots between the two.
+pictures into the video slots between the two. The self-view's microphone meter
+changes many times a second, so it is a *live* overlay (:func:`mic_meter`): a small
+opaque bar redrawn on its own, never a reason to redraw the rest.
 """
 
 from __future__ import annotations
@@ -158,3 +160,40 @@ def self_tile(base: pygame.Surface, fonts: theme.Fonts, model: WallModel, fracti
     out = [(label, (rect.x + pad, rect.bottom - pad - label.get_height()))]
     out.extend(ring(rect, max(2, int(4 * s)), (90, 100, 115)))
     return rect, out
+
+
+#: Steps the microphone meter is drawn in: a new step redraws the meter, nothing else.
+METER_STEPS = 24
+METER_TRACK = (16, 20, 26)  # the empty part of the meter
+METER_MUTED = (92, 98, 110)  # the whole meter while muted: grey, no level
+METER_HOT = (255, 176, 32)  # the top of the scale: close to clipping
+
+
+def meter_step(level: float) -> int:
+    """The meter's fill (0..1) as one of :data:`METER_STEPS` steps."""
+    return max(0, min(METER_STEPS, round(level * METER_STEPS)))
+
+
+def meter_rect(self_rect: Rect) -> Rect:
+    """Where the meter sits: a thin vertical bar at the right edge inside the self-view."""
+    s = self_rect.h / 540
+    w, h = max(6, int(22 * s)), int(self_rect.h * 0.55)
+    pad = max(6, int(26 * s))
+    return Rect(self_rect.right - pad - w, self_rect.bottom - pad - h, w, h)
+
+
+def mic_meter(self_rect: Rect, step: int, muted: bool) -> tuple[pygame.Surface, tuple[int, int]]:
+    """The microphone meter as an opaque surface: ``step`` of :data:`METER_STEPS` filled
+    from the bottom (green, amber in the top sixth), or all grey and empty while muted."""
+    r = meter_rect(self_rect)
+    bar = pygame.Surface((r.w, r.h))
+    bar.fill(METER_MUTED if muted else METER_TRACK)
+    if not muted and step > 0:
+        inner = max(1, r.w // 6)
+        full = r.h - 2 * inner
+        top = r.h - inner - full * step // METER_STEPS
+        hot = r.h - inner - full * 5 // 6
+        pygame.draw.rect(bar, theme.SPEAKER, pygame.Rect(inner, max(top, hot), r.w - 2 * inner, r.h - inner - max(top, hot)))
+        if top < hot:
+            pygame.draw.rect(bar, METER_HOT, pygame.Rect(inner, top, r.w - 2 * inner, hot - top))
+    return bar, (r.x, r.y)

@@ -20,7 +20,7 @@ sums one frame from each into the
 :class:`~appliance.capture.base.AudioSink`. Each mixed frame is also put, with the
 monotonic time at which it will reach the speaker, into :class:`EchoReference` — the
 exact signal the echo canceller must subtract from the microphone. Per-peer levels
-(smoothed RMS, 0..1) feed the display's active-speaker highlight.
+(smoothed RMS, 0..1) feed the wall's speaking highlight (:mod:`appliance.wall.speaker`).
 """
 
 from __future__ import annotations
@@ -406,10 +406,6 @@ class AudioMixer:
     def levels(self) -> dict[str, float]:
         """Smoothed RMS level (0..1) of each peer's audio as it is played."""
         return {peer: remote.level for peer, remote in self._remotes.items()}
-
-    def active_speaker(self, threshold: float = 0.01) -> str | None:
-        loudest = max(self._remotes.items(), key=lambda item: item[1].level, default=None)
-        return loudest[0] if loudest is not None and loudest[1].level >= threshold else None
 
     def on_mix(self, callback: Callable[[np.ndarray, float], None]) -> None:
         """Call ``callback(samples, play_time)`` with every frame sent to the speaker."""

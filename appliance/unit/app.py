@@ -43,6 +43,7 @@ from appliance.wall.controller import (
 )
 from appliance.wall.machine import StateMachine
 from appliance.wall.model import Tile, WallModel, quality_from
+from appliance.wall.speaker import ActiveSpeaker, LevelMeter
 from appliance.wall.states import UnitState
 from appliance.wall.status import DaemonStatus, PeerStatus, ProcessFigures
 
@@ -52,7 +53,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SPEAKING_LEVEL = 0.02  # smoothed RMS (fraction of full scale) above which a tile is marked speaking
+#: How often the speaking highlight and the microphone meter take a reading (Hz).
+AUDIO_WATCH_RATE = 20.0
+NOTICE_SECONDS = 2.0  # how long a toast ("Volume 70%") stays on the wall
 
 
 def process_figures() -> ProcessFigures:
@@ -100,6 +103,10 @@ class UnitDaemon:
         self._jobs: set[asyncio.Task[Any]] = set()
         self._file_task: asyncio.Task[None] | None = None
         self._lag_task: asyncio.Task[None] | None = None
+        self._audio_task: asyncio.Task[None] | None = None
+        self.speaker = ActiveSpeaker()  # the one speaking-highlight rule, fed by _watch_audio
+        self.mic_meter = LevelMeter()
+        self._notice = ("", 0.0)  # the wall's toast and until when it shows
         self.loop_lag_ms = 0.0  # worst event-loop delay over the last second (overload shows here first)
         self._notify_pending = False
         self._closed = False
@@ -132,6 +139,7 @@ class UnitDaemon:
             self.front_panel = FrontPanel(self.conf, self, heartbeat=self.heartbeat)
             await self.front_panel.start()
         self._lag_task = asyncio.create_task(self._watch_loop_lag(), name="loop-lag")
+        self._audio_task = asyncio.create_task(self._watch_audio(), name="audio-watch")
         if self.conf.status.file:
             self._file_task = asyncio.create_task(self._write_status_file(), name="status-file")
 
@@ -141,7 +149,7 @@ class UnitDaemon:
         self._closed = True
         await self.signal.close()
         await self.mesh.close()
-        for task in (self._file_task, self._lag_task):
+        for task in (self._file_task, self._lag_task, self._audio_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -237,13 +245,17 @@ class UnitDaemon:
         await self.join()
 
     async def change_volume(self, delta: int) -> None:
+        """Step the speaker volume; the wall shows it for :data:`NOTICE_SECONDS` (at the ends
+        of the scale too, so a press always answers)."""
         volume = max(0, min(100, self.volume + int(delta)))
+        self._notice = (f"Volume {volume}%", time.monotonic() + NOTICE_SECONDS)
         if volume != self.volume:
             self.volume = volume
+            log.info("%s: volume %d%%", self.name, volume)
             mixer = self.media.mixer
             if mixer is not None and hasattr(mixer, "set_volume"):
                 mixer.set_volume(volume / 100.0)
-            self._changed()
+        self._changed()
 
     def subscribe(self, callback: StatusCallback) -> Unsubscribe:
         return self._listeners.add(callback)
@@ -258,7 +270,7 @@ class UnitDaemon:
     def wall_model(self) -> WallModel:
         m = self.machine
         tiles = []
-        levels = self.media.mixer.levels() if self.media.mixer is not None else {}
+        speaking = self.speaker.current
         for peer in self.mesh.peers.values():
             latest = peer.video.latest if peer.video is not None else None
             fig = peer.stats.figures
@@ -272,7 +284,7 @@ class UnitDaemon:
                     camera=peer.camera,
                     quality=quality_from(fig.loss, fig.rtt),
                     reconnecting=peer.stale or peer.connection_state != "connected",
-                    speaking=levels.get(peer.audio_key, 0.0) >= SPEAKING_LEVEL,
+                    speaking=speaking is not None and peer.audio_key == speaking,
                 )
             )
         self_view = self.media.self_view() if m.camera else None
@@ -286,7 +298,21 @@ class UnitDaemon:
             muted=m.muted,
             camera=m.camera,
             message=m.message,
+            mic_level=0.0 if m.muted else self.mic_meter.value,
+            notice=self._notice[0] if time.monotonic() < self._notice[1] else "",
         )
+
+    def watch_audio_once(self, now: float | None = None) -> None:
+        """One reading for the speaking highlight (each peer's level as the mixer plays it)
+        and the microphone meter (the level of what the unit sends)."""
+        now = time.monotonic() if now is None else now
+        mixer = self.media.mixer
+        self.speaker.update(mixer.levels() if mixer is not None else {}, now)
+        out = self.media.audio_out
+        if out is None or self.machine.muted or out.muted:
+            self.mic_meter.reset()
+        else:
+            self.mic_meter.update(out.level, now)
 
     # -- change notification ---------------------------------------------------------------
 
@@ -312,6 +338,12 @@ class UnitDaemon:
         live = [p for p in self.mesh.peers.values() if not p.stale]
         losses = [p.stats.figures.out_loss for p in live if p.stats.figures.out_loss is not None]
         self.media.apply_quality(len(live) + 1, max(losses) if losses else None)
+
+    async def _watch_audio(self) -> None:
+        """Readings at a steady rate, whoever reads the wall model and however often."""
+        while True:
+            self.watch_audio_once()
+            await asyncio.sleep(1.0 / AUDIO_WATCH_RATE)
 
     async def _watch_loop_lag(self, period: float = 0.1) -> None:
         loop = asyncio.get_running_loop()

@@ -12,7 +12,10 @@ so every part of the unit can depend on it and it depends on none of them:
 * :mod:`~appliance.wall.local` — ``LocalController``, a controller with no media;
 * :mod:`~appliance.wall.model` — ``WallModel`` / ``Tile`` / ``Quality``, what the
   display draws, and ``quality_from(loss, rtt)``;
-* :mod:`~appliance.wall.status` — the ``GET /status`` document as types.
+* :mod:`~appliance.wall.status` — the ``GET /status`` document as types;
+* :mod:`~appliance.wall.speaker` — ``ActiveSpeaker`` (the one speaking-highlight
+  rule: voice above each peer's noise floor, with hysteresis) and ``LevelMeter``
+  (the self-view's microphone meter).
 
 Dependencies point one way: ``display/`` and ``controls/`` import this package
 and never ``unit/`` (nor each other); ``unit/`` assembles them all, with the

@@ -91,7 +91,10 @@ class WallModel:
     frame) or ``None``; the corner is drawn when the display config asks for it
     and there is a picture (or the camera is off, to say so). ``notice`` is a
     short-lived line shown at the bottom, e.g. "Volume 70%" after a volume press;
-    the controller clears it after a couple of seconds.
+    the controller clears it after a couple of seconds. ``mic_level`` is the
+    self-view's microphone meter, 0..1 of its scale (what the unit sends, after
+    processing; :class:`~appliance.wall.speaker.LevelMeter`); while ``muted`` the
+    meter shows muted, whatever the level.
     """
 
     state: UnitState = UnitState.IDLE
@@ -104,4 +107,5 @@ class WallModel:
     camera: bool = True
     message: str = ""
     notice: str = ""
+    mic_level: float = 0.0
     now: float = field(default_factory=time.time)

@@ -68,7 +68,6 @@ async def test_mixer_mixes_peers_reports_levels_and_keeps_an_aligned_reference()
             await asyncio.sleep(0.02)
         levels = mixer.levels()
         assert set(levels) == {"alice", "bob"} and all(level > 0.01 for level in levels.values())
-        assert mixer.active_speaker() in {"alice", "bob"}
         mix = np.concatenate([s for _, s in heard[-40:]])
         spectrum = np.abs(np.fft.rfft(mix.astype(np.float32)))
         freqs = np.fft.rfftfreq(len(mix), 1 / AUDIO_RATE)
@@ -88,14 +87,12 @@ async def test_mixer_mixes_peers_reports_levels_and_keeps_an_aligned_reference()
         # a muted peer goes quiet; a removed one is gone
         shared["bob"].set_muted(True)
         await asyncio.sleep(0.8)
-        alice, bob, speakers = [], [], set()
+        alice, bob = [], []
         for _ in range(34):  # one whole talk-and-pause cycle of the synthetic voices
             alice.append(mixer.levels()["alice"])
             bob.append(mixer.levels()["bob"])
-            speakers.add(mixer.active_speaker())
             await asyncio.sleep(0.05)
         assert max(bob) < 0.001 < max(alice)
-        assert "alice" in speakers and "bob" not in speakers
         mixer.remove("bob")
         assert mixer.peers == ["alice"]
         assert sink.frames_played > 50 and sink.delay <= 0.07

@@ -115,3 +115,27 @@ async def test_a_new_frame_rebuilds_the_wall_at_once_not_at_the_next_display_tic
         assert max(delays) < 0.3, f"model rebuilt {delays} s after the frames (display period 1 s)"
     finally:
         await wall.close()
+
+
+async def test_volume_buttons_show_the_volume_on_the_wall(daemon, monkeypatch):
+    from appliance.unit import app
+
+    monkeypatch.setattr(app, "NOTICE_SECONDS", 0.2)
+    await daemon.change_volume(+5)
+    assert daemon.wall_model().notice == "Volume 75%"
+    await daemon.change_volume(+50)
+    assert daemon.volume == 100 and daemon.wall_model().notice == "Volume 100%"
+    await daemon.change_volume(+5)  # at the top: the press still answers
+    assert daemon.wall_model().notice == "Volume 100%"
+    await asyncio.sleep(0.25)
+    assert daemon.wall_model().notice == ""
+
+
+async def test_muted_microphone_meter_shows_nothing(daemon):
+    daemon.mic_meter.update(0.1)
+    assert daemon.wall_model().mic_level > 0.5
+    daemon.machine.to(UnitState.JOINING, "test")
+    await daemon.set_muted(True)
+    daemon.watch_audio_once()
+    model = daemon.wall_model()
+    assert model.muted and model.mic_level == 0.0
