@@ -1,11 +1,11 @@
 """The unit's speaker output stage: software volume, then a peak limiter, before the DAC.
 
 The mixer sums every remote peer into one 10 ms frame; loud peers, or the volume turned up,
-push that sum past full scale, and clipping it there (``np.clip``) would put distortion into
-the room that the echo canceller's reference does not contain... and, worse, harmonics no
-linear echo filter can model. :class:`OutputLimiter` scales the mix by the volume and then
-lowers the gain smoothly wherever a peak would pass its ceiling (-1 dBFS by default), so the
-unit never clips its own output.
+push that sum past full scale, and clipping it there (``np.clip``) sends flat-topped, harsh
+distortion into the room (the echo reference holds the same clipped samples, so the echo
+canceller copes; the people in the room do not). :class:`OutputLimiter` scales the mix by the
+volume and then lowers the gain smoothly wherever a peak would pass its ceiling (-1 dBFS by
+default), so the unit never clips its own output.
 
 It must run in the speaker path *before* the echo reference is taken: the frame it returns is
 the one written to the sink and put into :class:`~appliance.mesh.audio.EchoReference`. Then

@@ -88,7 +88,7 @@ def measure_room(
     }
     if mos is not None:
         fig["mos_echo"], _ = mos.score(far, st.mic, o_st, "st")  # type: ignore[attr-defined]
-        fig["mos_echo_dt"], fig["mos_other"] = mos.score(far_dt, dt.mic, o_dt, "dt")  # its first 20 s  # type: ignore[attr-defined]
+        fig["mos_echo_dt"], fig["mos_other"] = mos.score(far_dt, dt.mic, o_dt, "dt")  # type: ignore[attr-defined]  # its first 20 s  # type: ignore[attr-defined]
     return fig
 
 
