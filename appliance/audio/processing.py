@@ -47,10 +47,12 @@ class ProcessingConfig:
     echo: bool = True
     noise: bool = True
     noise_level: int = 3  # 0..3: about 6, 12, 18, 21 dB; 3 also takes ~5 dB more off residual echo
-    gain: bool = True
-    # Adaptive gain ceiling. Any gain lifts residual echo as much as the talker: at 3 dB the
-    # median ERLE falls from 42 to 39.5 dB, so by default AGC2 only limits (peaks, clipping).
-    gain_max_db: float = 0.0
+    # AGC2. Any gain lifts residual echo as much as the talker, and pywebrtc-audio's AGC2 applies
+    # gain even with a 0 dB ceiling: up to 15 dB in a call's first seconds, while AEC3 is still
+    # converging (the 0.6 s room then took 1.8 s instead of 0.1 s to converge, and every room lost
+    # 0.3-0.5 dB of ERLE). Off by default: the talker is sent at the level captured.
+    gain: bool = False
+    gain_max_db: float = 0.0  # adaptive gain ceiling when ``gain`` is on
     high_pass: bool = True
 
 

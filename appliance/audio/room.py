@@ -11,10 +11,21 @@ is used two ways, with the same arithmetic:
 * streaming, :class:`RoomMicrophone` is a microphone source: give it each 10 ms frame the
   unit played and it returns the 10 ms the microphone captured meanwhile.
 
-The echo path is: speaker samples → loudspeaker non-linearity (soft ``tanh`` or hard
-clipping) → room impulse response (the direct sound placed exactly ``delay_ms`` after the
-sample was played) → optional clock drift (the capture clock runs ``drift_ppm`` fast) and
-an optional jump of the delay mid-call (an audio buffer under-run on the speaker side).
+The echo path is: what the unit plays (:meth:`RoomModel.play`: the unit's own output stage,
+software volume then the peak limiter of :mod:`appliance.audio.limiter`, so the samples
+never pass -1 dBFS and are also the echo reference) → loudspeaker non-linearity → room
+impulse response (the direct sound placed exactly ``delay_ms`` after the sample was played)
+→ optional clock drift (the capture clock runs ``drift_ppm`` fast) and an optional jump of
+the delay mid-call (an audio buffer under-run on the speaker side).
+
+The loudspeaker is the same in every room: amplifier and driver voiced so that DAC full
+scale is their maximum output, saturating softly towards it, ``y = tanh(x)`` — 0.5 dB of
+compression and 2 % THD for a sine at -6 dBFS, 1.5 dB and 5.5 % at the limiter's -1 dBFS.
+The ``clipping`` room turns the unit's volume 12 dB up: speech at -8 dBFS RMS, peaks held at
+-1 dBFS by the limiter, so the loudspeaker works in its saturating range most of the time.
+``clip="hard"`` (a hard clip at ``clip_level`` after an analog ``drive``, i.e. an amplifier
+whose gain is set past its rails, which the unit's output stage is built to avoid) stays
+available for :func:`variant`.
 """
 
 from __future__ import annotations
@@ -42,7 +53,8 @@ class Room:
     talker: tuple[float, float, float]
     echo_gain: float = 0.5  # direct-path amplitude of the echo at the mic
     talker_gain: float = 0.12  # direct-path amplitude of the near-end talker (about 2 m away)
-    drive: float = 1.0  # loudspeaker drive; > 1 pushes the speech into the non-linearity
+    volume_db: float = 0.0  # the unit's software volume over the nominal level (its output stage, before the limiter)
+    drive: float = 1.0  # analog gain after the DAC; > 1 pushes the speech into the non-linearity
     clip: str = "soft"  # "soft" (tanh) or "hard"
     clip_level: float = 1.0
     drift_ppm: float = 0.0
@@ -60,7 +72,7 @@ ROOMS: dict[str, Room] = {
         Room("large", (10.0, 7.0, 3.2), 0.6, 120.0, speaker=(5.0, 0.2, 1.5), mic=(5.18, 0.2, 1.6), talker=(4.2, 3.5, 1.2)),
         Room(
             "clipping", (5.0, 4.0, 2.8), 0.4, 60.0, speaker=(2.5, 0.15, 1.4), mic=(2.65, 0.15, 1.5), talker=(3.0, 2.6, 1.2),
-            drive=4.0, clip="hard", clip_level=0.35, echo_gain=0.8,
+            volume_db=12.0,
         ),
         Room(
             "jump", (5.0, 4.0, 2.8), 0.4, 50.0, speaker=(2.5, 0.15, 1.4), mic=(2.65, 0.15, 1.5), talker=(2.0, 2.8, 1.2),
@@ -95,6 +107,13 @@ class RoomModel:
         self.room = room
         self.speaker_rir = speaker_rir  # direct sound at index 0
         self.talker_rir = talker_rir
+
+    def play(self, far: np.ndarray) -> np.ndarray:
+        """What the unit plays (and references) for the float signal ``far`` it was sent: its output
+        stage at this room's volume (:func:`appliance.audio.limiter.limit`)."""
+        from appliance.audio.limiter import limit
+
+        return limit(far, volume_db=self.room.volume_db)
 
     def loudspeaker(self, far: np.ndarray) -> np.ndarray:
         """The loudspeaker's (memoryless) non-linearity applied to the played samples."""

@@ -17,7 +17,7 @@ def test_echo_is_cancelled_in_far_end_single_talk(far_talk: np.ndarray, small_ro
     raw = metrics.erle_db(cap.echo, cap.mic)  # ≈ 0: the raw microphone is all echo
     erle = metrics.erle_db(cap.echo, out, skip_s=2.0)
     assert abs(raw) < 1.0
-    assert erle >= 30.0, f"echo only {erle:.1f} dB below the raw microphone"
+    assert erle >= 35.0, f"echo only {erle:.1f} dB below the raw microphone"  # 40 in 6 s; 47 over the bench's 20 s
     assert chain.frames == len(out) // FRAME and chain.cpu_ms_per_frame > 0
 
 
@@ -34,10 +34,19 @@ def test_near_end_talker_survives_double_talk(far_talk: np.ndarray, near_talk: n
     out_both, _ = process_signals(far16, both.mic_int16())
     out_alone, _ = process_signals(np.zeros_like(far16), alone.mic_int16())
     loss = metrics.doubletalk_loss_db(out_both, out_alone, start_s=3.0)
-    assert loss <= 6.0, f"near-end talker {loss:.1f} dB quieter in double talk"
+    assert loss <= 4.0, f"near-end talker {loss:.1f} dB quieter in double talk"  # the bar; 2.4 dB here
     # and the measure can fail: with the talker gone from the microphone it reports a big loss
     echo_only, _ = process_signals(far16, model.simulate(far_talk).mic_int16())
     assert metrics.doubletalk_loss_db(echo_only, out_alone, start_s=3.0) > 15.0
+
+
+def test_echo_of_a_loudspeaker_saturating_at_full_volume_is_cancelled(far_talk: np.ndarray) -> None:
+    model = room.build(room.variant("clipping", noise_level=0.0001))
+    played = model.play(far_talk)  # +12 dB, limited: what the mixer sends and references
+    cap = model.simulate(played)
+    out, _ = process_signals(speech.to_int16(played), cap.mic_int16())
+    erle = metrics.erle_db(cap.echo, out, skip_s=2.0)
+    assert erle >= 30.0, f"saturated echo only {erle:.1f} dB down"
 
 
 def test_same_input_and_delay_give_bit_identical_output(far_talk: np.ndarray, small_room: room.RoomModel) -> None:

@@ -54,3 +54,19 @@ def test_processing_off_passes_the_microphone_through() -> None:
     frame = np.arange(FRAME, dtype=np.int16)
     out = Passthrough().process_capture(frame)
     assert np.array_equal(out, frame) and out is not frame
+
+
+def test_default_tuning_sends_the_talker_at_the_level_captured() -> None:
+    """No adaptive gain by default: AGC2 lifts residual echo with the talker (docs/room-audio.md).
+    With ``gain=True`` this quiet talker comes out about 12 dB louder."""
+    from appliance.audio import speech
+
+    talk = speech.talk("en-us", 3.0)
+    quiet = speech.to_int16(0.01 * talk / np.abs(talk).max())  # peaks at -40 dBFS
+    proc = load_processor("webrtc")
+    out = []
+    for k in range(0, len(quiet) - FRAME + 1, FRAME):
+        proc.process_reverse(np.zeros(FRAME, np.int16))
+        out.append(proc.process_capture(quiet[k : k + FRAME]))
+    assert proc.gain_db is None
+    assert np.abs(np.concatenate(out)).max() <= 1.25 * np.abs(quiet).max()
