@@ -116,7 +116,7 @@ def describe(schema: type, prefix: str = "") -> list[tuple[str, Any, str]]:
         if dataclasses.is_dataclass(hint):
             rows.extend(describe(hint, prefix + f.name + "."))  # type: ignore[arg-type]
         else:
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]  # a schema field has a default or a factory
             rows.append((prefix + f.name, default, f.metadata.get("help", "")))
     return rows
 

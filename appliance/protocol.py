@@ -17,6 +17,7 @@ gets them from ``welcome`` or from the ``protocol.js`` module the server renders
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import UnionType
 from typing import Any, Literal, NotRequired, TypedDict, Union, get_args, get_origin, get_type_hints, is_typeddict
@@ -91,7 +92,7 @@ class Ping:
     id: str | int | None = None
 
 
-ClientMessage = Union[Hello, Join, Signal, State, Leave, Ping]
+ClientMessage = Hello | Join | Signal | State | Leave | Ping
 
 
 def valid_room(name: object) -> bool:
@@ -207,7 +208,7 @@ def _parse_ping(obj: dict[str, Any]) -> Ping:
     return Ping(id=ident)
 
 
-_CLIENT_PARSERS = {
+_CLIENT_PARSERS: dict[str, Callable[[dict[str, Any]], ClientMessage]] = {
     "hello": _parse_hello,
     "join": _parse_join,
     "signal": _parse_signal,
@@ -321,7 +322,7 @@ class ErrorFrame(TypedDict):
     ref: NotRequired[str]
 
 
-ServerMessage = Union[Welcome, Joined, Relayed, PeerJoined, PeerLeft, PeerState, Left, Pong, ErrorFrame]
+ServerMessage = Welcome | Joined | Relayed | PeerJoined | PeerLeft | PeerState | Left | Pong | ErrorFrame
 SERVER_MESSAGES: tuple[type, ...] = (Welcome, Joined, Relayed, PeerJoined, PeerLeft, PeerState, Left, Pong, ErrorFrame)
 
 

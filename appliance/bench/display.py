@@ -105,9 +105,11 @@ def _added(seconds: float) -> list[float]:
         for t in threads:
             t.start()
         time.sleep(0.5)
-        display.compositor.added_ms.clear()
+        compositor = display.compositor
+        assert compositor is not None, "the display thread has built its compositor"
+        compositor.added_ms.clear()
         time.sleep(seconds)
-        return list(display.compositor.added_ms)
+        return list(compositor.added_ms)
     finally:
         stop.set()
         for t in threads:
@@ -139,7 +141,7 @@ def _button_to_led(presses: int) -> list[float]:
                 before = led.state
                 start = time.perf_counter()
                 await asyncio.to_thread(button.drive_low)
-                while led.state == before and time.perf_counter() - start < 1.0:
+                while led.state == before and time.perf_counter() - start < 1.0:  # noqa: ASYNC110 - a pin's level; mock pins have nothing to await
                     await asyncio.sleep(0.0005)
                 out.append((time.perf_counter() - start) * 1000)
                 await asyncio.to_thread(button.drive_high)
@@ -159,7 +161,7 @@ def run(quick: bool = False) -> list[Result]:
     import pygame
 
     from appliance.display.config import DisplayConfig
-    from appliance.display.screen import SurfaceScreen, open_screen
+    from appliance.display.screen import RendererScreen, SurfaceScreen, open_screen
 
     seconds = 1.5 if quick else 5.0
     cores = os.cpu_count()
@@ -170,18 +172,23 @@ def run(quick: bool = False) -> list[Result]:
         screen = open_screen(DisplayConfig(backend="offscreen", renderer="gpu", width=SIZE[0], height=SIZE[1], vsync=False))
         try:
             gpu_fps, _, _ = _fps(screen, seconds / 2)
-            gpu_note = f"; GPU path through SDL's {screen.renderer.driver_name if hasattr(screen.renderer, 'driver_name') else 'renderer'}: {gpu_fps:.0f} fps"
+            assert isinstance(screen, RendererScreen), "renderer='gpu' opens a RendererScreen"
+            driver = screen.renderer.driver_name if hasattr(screen.renderer, "driver_name") else "renderer"
+            gpu_note = f"; GPU path through SDL's {driver}: {gpu_fps:.0f} fps"
         finally:
             screen.close()
             pygame.display.quit()
-    except Exception as exc:  # the GPU figure is a side note; never fail the bench over it
+    except Exception as exc:  # noqa: BLE001 - the GPU figure is a side note; never fail the bench over it
         gpu_note = f"; GPU path not measured: {exc}"
     added = sorted(_added(seconds))
     presses = _button_to_led(10 if quick else 50)
     if added:
         p50 = statistics.median(added)
         p95 = added[min(len(added) - 1, int(len(added) * 0.95))]
-        added_detail = f"frame decoded -> presented, 5 streams at 30 fps, display thread at up to 60 fps; p95 {p95:.1f} ms, {len(added)} frames; bar <= 16.7 ms; {load}"
+        added_detail = (
+            f"frame decoded -> presented, 5 streams at 30 fps, display thread at up to 60 fps; "
+            f"p95 {p95:.1f} ms, {len(added)} frames; bar <= 16.7 ms; {load}"
+        )
     else:
         p50 = None
         added_detail = "no frames were presented"
@@ -190,7 +197,8 @@ def run(quick: bool = False) -> list[Result]:
             "compositor_fps_5x1080p",
             round(fps, 1),
             "fps",
-            f"software path, 5 tiles of 640x480 yuv420p, a new frame in every tile every draw; median draw {draw_ms:.1f} ms; {cpu_fps:.0f} fps per CPU-second of the drawing thread; bar >= 30{gpu_note}; {load}",
+            f"software path, 5 tiles of 640x480 yuv420p, a new frame in every tile every draw; median draw {draw_ms:.1f} ms; "
+            f"{cpu_fps:.0f} fps per CPU-second of the drawing thread; bar >= 30{gpu_note}; {load}",
         ),
         Result("compositor_added_ms", round(p50, 2) if p50 is not None else None, "ms", added_detail),
         Result(

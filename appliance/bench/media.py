@@ -126,7 +126,7 @@ async def mesh6(root: Path, quick: bool) -> list[Result]:
         units = [await site.spawn(i, video) for i in range(1, 7)]
         await wait_for(lambda: _all_delivering(units), 120, "all 30 streams of a 6-unit room")
         streams = _streams(units)
-        joins = [u.status().get("joined_at") for u in units]
+        joins = [(u.status() or {}).get("joined_at") for u in units]
         first_join = min(j for j in joins if j is not None)
         all_at = max(p["first_frame_at"] for p in streams.values())
         await asyncio.sleep(2.0)
@@ -136,10 +136,10 @@ async def mesh6(root: Path, quick: bool) -> list[Result]:
         await asyncio.sleep(measure)
         after = _streams(units)
         dt = time.monotonic() - t0
-        cpu = [(cpu_seconds(u.proc.pid) - c) / dt for u, c in zip(units, cpu_before)]
+        cpu = [(cpu_seconds(u.proc.pid) - c) / dt for u, c in zip(units, cpu_before, strict=True)]
         media = (units[0].status() or {}).get("media") or {}
         rates = {k: (after[k]["frames"] - before.get(k, 0)) / dt for k in after}
-    slowest = min(rates, key=rates.get)
+    slowest = min(rates, key=rates.__getitem__)
     encoder = media.get("encoder") or {}
     detail_fps = (
         f"30 streams at {encoder.get('width')}x{encoder.get('height')} {encoder.get('bitrate', 0) // 1000} kbit/s, "

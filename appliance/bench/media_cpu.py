@@ -122,12 +122,12 @@ async def _stdio_link() -> _Link:
 
 
 async def _sender(link: _Link, case: Case) -> dict[str, Any]:
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.contrib.media import MediaRelay
 
     from appliance.capture.pattern import PatternSource
-    from appliance.mesh.negotiation import prefer_wallmesh_codecs
     from appliance.mesh.fanout import SharedVideo
+    from appliance.mesh.negotiation import prefer_wallmesh_codecs
 
     if case.mode in ("default", "matched"):  # a failure here reaches the detail column
         _pin_aiortc_bitrate()
@@ -138,13 +138,13 @@ async def _sender(link: _Link, case: Case) -> dict[str, Any]:
     if case.mode == "shared":
         video = SharedVideo(source, width=WIDTH, height=HEIGHT, fps=FPS, bitrate=BITRATE, threads=THREADS)
         await video.start()
-        tracks = [video.track() for _ in range(case.peers)]
+        sources: list[MediaStreamTrack] = [video.track() for _ in range(case.peers)]
     else:
         await source.start()
         relay = MediaRelay()
         camera = _source_track(source)
-        tracks = [relay.subscribe(camera, buffered=False) for _ in range(case.peers)]
-    tracks = [_counting(track) for track in tracks]
+        sources = [relay.subscribe(camera, buffered=False) for _ in range(case.peers)]
+    tracks = [_counting(track) for track in sources]
     pcs, senders = [], []
     for track in tracks:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -157,7 +157,7 @@ async def _sender(link: _Link, case: Case) -> dict[str, Any]:
         senders.append(sender)
     await link.send([pc.localDescription.sdp for pc in pcs])
     answers = await link.recv()
-    for pc, sdp in zip(pcs, answers):
+    for pc, sdp in zip(pcs, answers, strict=False):
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
     await asyncio.sleep(case.warmup)
     bytes0 = [await _bytes_sent(s) for s in senders]
@@ -174,7 +174,7 @@ async def _sender(link: _Link, case: Case) -> dict[str, Any]:
     bytes1 = [await _bytes_sent(s) for s in senders]
     await link.send("done")
     result = summarise(slices)
-    result["kbps"] = [round((b1 - b0) * 8 / wall / 1000) for b0, b1 in zip(bytes0, bytes1)]
+    result["kbps"] = [round((b1 - b0) * 8 / wall / 1000) for b0, b1 in zip(bytes0, bytes1, strict=True)]
     for pc in pcs:
         await pc.close()
     if video is not None:
@@ -249,7 +249,7 @@ async def _sender_main(mode: str, peers: int, warmup: float, seconds: float) -> 
     link = await _stdio_link()
     try:
         result = await _sender(link, Case(mode, peers, warmup, seconds))
-    except Exception as exc:  # reported to the parent, which prints it in the detail column
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which prints it in the detail column
         await link.send({"error": f"{type(exc).__name__}: {exc}"})
         return
     await link.send(result)
@@ -288,7 +288,7 @@ async def _receivers(link: _Link) -> tuple[dict[str, Any], float]:
         start = [c[0] for c in counters]
         t0 = time.monotonic()
         await link.recv()  # "done"
-        fps = min((c[0] - s) / (time.monotonic() - t0) for c, s in zip(counters, start))
+        fps = min((c[0] - s) / (time.monotonic() - t0) for c, s in zip(counters, start, strict=True))
         return await link.recv(), fps
     finally:
         for task in tasks:
@@ -311,13 +311,13 @@ async def _measure(case: Case) -> tuple[dict[str, Any], float]:
 
     try:
         return await asyncio.wait_for(_receivers(_Link(proc.stdout, write)), case.warmup + case.seconds + 60)
-    except (ConnectionError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, ConnectionError) as exc:
         return {"error": f"sender process: {exc or type(exc).__name__}"}, 0.0
     finally:
         if proc.returncode is None:
             try:
                 await asyncio.wait_for(proc.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
                 await proc.wait()
 
@@ -360,7 +360,7 @@ def run(quick: bool) -> list[Result]:
         outcome, fps = measure(Case(mode, peers, warmup, seconds))
         name = {"shared": "sender_cpu_{}", "default": "default_sender_cpu_{}", "matched": "matched_sender_cpu_{}"}[mode].format(peers)
         results.append(_result(name, mode, peers, outcome, fps))
-        figures[(mode, peers)] = results[-1].value  # type: ignore[assignment]
+        figures[(mode, peers)] = results[-1].value
     s1, s5 = figures.get(("shared", 1)), figures.get(("shared", 5))
     results.append(Result("sender_cpu_5_over_1", _ratio(s5, s1), "ratio", "shared encoder, 5 peers / 1 peer (bar: <= 1.25)"))
     results.append(Result("default_over_shared_cpu_5", _ratio(figures.get(("default", 5)), s5), "ratio",

@@ -55,7 +55,7 @@ class Report:
         return "\n".join(lines)
 
 
-def _fmt(value: float | int | None) -> str:
+def _fmt(value: float | None) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):

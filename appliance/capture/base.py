@@ -102,7 +102,7 @@ class EncodedVideoSource(abc.ABC):
         """Encode at this size, rate and bitrate (a quality tier); the first packet after a change is an IDR."""
         self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
 
-    def set_active(self, active: bool) -> None:
+    def set_active(self, active: bool) -> None:  # noqa: B027 - a working no-op: an encoder that costs nothing idle keeps it
         """Whether anyone takes the packets now; an encoder that costs CPU encodes nothing while not."""
 
     @abc.abstractmethod

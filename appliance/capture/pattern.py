@@ -47,7 +47,7 @@ class Stamp:
 
     @property
     def capture_ms(self) -> int:
-        return int(round(self.capture_time * 1000))
+        return round(self.capture_time * 1000)
 
 
 def sender_id(name: str) -> int:
@@ -131,10 +131,7 @@ def read_stamp(image: av.VideoFrame | np.ndarray) -> Stamp | None:
     Returns ``None`` when there is no valid stamp (no sync word, or a CRC mismatch).
     """
     if isinstance(image, av.VideoFrame):
-        if image.format.name in ("yuv420p", "yuvj420p", "nv12", "gray"):
-            luma = _plane(image, 0, copy=False)
-        else:
-            luma = image.to_ndarray(format="gray")
+        luma = _plane(image, 0, copy=False) if image.format.name in ("yuv420p", "yuvj420p", "nv12", "gray") else image.to_ndarray(format="gray")
     else:
         luma = np.asarray(image)
         rgb = luma.ndim == 3 and luma.shape[2] in (1, 3, 4)
@@ -170,7 +167,7 @@ def _plane(frame: av.VideoFrame, index: int, copy: bool = True) -> np.ndarray:
     plane = frame.planes[index]
     rows = frame.height if index == 0 else (frame.height + 1) // 2
     cols = frame.width if index == 0 else (frame.width + 1) // 2
-    buf = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+    buf = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)
     view = buf[:rows, :cols]
     return view.copy() if copy else view
 
@@ -178,9 +175,9 @@ def _plane(frame: av.VideoFrame, index: int, copy: bool = True) -> np.ndarray:
 def _from_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> av.VideoFrame:
     height, width = y.shape
     frame = av.VideoFrame(width, height, "yuv420p")
-    for plane, data in zip(frame.planes, (y, u, v)):
+    for plane, data in zip(frame.planes, (y, u, v), strict=True):
         rows, cols = data.shape
-        view = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+        view = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)
         view[:rows, :cols] = data
     return frame
 

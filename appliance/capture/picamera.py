@@ -22,6 +22,7 @@ picamera2's API (the one hardware edge that cannot exist off a Pi).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 def _output_class(base: type, deliver: Any) -> type:
     """A picamera2 ``Output`` subclass whose frames go to ``deliver`` (encoder thread)."""
 
-    class LoopOutput(base):  # type: ignore[misc, valid-type]
+    class LoopOutput(base):
         def outputframe(self, frame: Any, keyframe: bool = True, timestamp: int | None = None, packet: Any = None, audio: bool = False) -> None:
             if audio:
                 return
@@ -82,7 +83,9 @@ class PiCameraSource(EncodedVideoSource):
                 from picamera2.encoders import H264Encoder
                 from picamera2.outputs import Output
             except ImportError as exc:
-                raise DeviceError("picamera", self.key, "picamera2 is not installed (only on Raspberry Pi OS: apt install python3-picamera2)") from exc
+                raise DeviceError(
+                    "picamera", self.key, "picamera2 is not installed (only on Raspberry Pi OS: apt install python3-picamera2)"
+                ) from exc
             camera_class = camera_class or Picamera2
             encoder_class = encoder_class or H264Encoder
             output_class = output_class or Output
@@ -137,10 +140,8 @@ class PiCameraSource(EncodedVideoSource):
         loop = self._loop
         if loop is None:
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
             loop.call_soon_threadsafe(self._put, data, keyframe, timestamp)
-        except RuntimeError:  # loop closed during shutdown
-            pass
 
     def _put(self, data: bytes, keyframe: bool, timestamp: int | None) -> None:
         """On the loop: one access unit to the port's consumer."""

@@ -11,6 +11,7 @@ Frames get fresh pts on the 90 kHz clock from the time they were captured.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -39,7 +40,7 @@ class AvVideoSource(VideoSource):
         self.width, self.height, self.fps = width, height, fps
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._latest: asyncio.Queue[av.VideoFrame] | None = None
+        self._latest: asyncio.Queue[av.VideoFrame | None] | None = None
         self._start = 0.0
         self._error: BaseException | None = None
 
@@ -76,7 +77,7 @@ class AvVideoSource(VideoSource):
         self._thread.start()
         log.info("%s source %s open", self.kind, self.device)
 
-    def _work(self, loop: asyncio.AbstractEventLoop, container: Any, latest: asyncio.Queue[av.VideoFrame], stop: threading.Event) -> None:
+    def _work(self, loop: asyncio.AbstractEventLoop, container: Any, latest: asyncio.Queue[av.VideoFrame | None], stop: threading.Event) -> None:
         try:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
@@ -103,12 +104,10 @@ class AvVideoSource(VideoSource):
                         raise EOFError("the camera stopped sending frames")
                     return
                 container.seek(0)
-        except Exception as exc:  # the device vanished mid-stream: surface it to read()
+        except Exception as exc:  # noqa: BLE001 - the device vanished mid-stream: surface it to read()
             self._error = exc
-            try:
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._offer, latest, None)
-            except RuntimeError:
-                pass
         finally:
             container.close()
 

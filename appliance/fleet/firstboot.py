@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import ConfigError, WallmeshError
-from appliance.fleet import bootfile, identity
 from appliance.files import remove_durable, write_atomic
+from appliance.fleet import bootfile, identity
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +134,12 @@ class Provisioner:
         while True:
             try:
                 await self.run_once()
-                return
             except ProvisioningError as exc:
                 self.explain(str(exc))
                 if not retry:
                     raise
+            else:
+                return
             log.warning("firstboot: trying again in %.0f s", delay)
             await asyncio.sleep(delay)
             delay = min(max_delay_s, delay * 2)
@@ -157,7 +158,9 @@ class Provisioner:
         try:
             boot = bootfile.read(self.paths.boot, self.paths.fleet_defaults)
         except ConfigError as exc:
-            raise ProvisioningError(f"the boot partition's {bootfile.FILENAME} is wrong: {exc}. Fix the file on the card and restart the unit.") from exc
+            raise ProvisioningError(
+                f"the boot partition's {bootfile.FILENAME} is wrong: {exc}. Fix the file on the card and restart the unit."
+            ) from exc
         for step in STEPS:
             if step in journal.done:
                 continue
@@ -297,8 +300,8 @@ class Provisioner:
         import aiohttp
 
         from appliance.errors import AuthError
-        from appliance.unit import credentials
         from appliance.netaddr import parse_fingerprint
+        from appliance.unit import credentials
 
         ssl: Any = None
         if url.startswith("https://"):
@@ -325,7 +328,7 @@ class Provisioner:
                 f"the server at {url} presented a certificate whose fingerprint is not the pinned one: "
                 f"this may not be your server. Check fingerprint in {bootfile.FILENAME} against `wallmesh device token`."
             ) from exc
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise ProvisioningError(
                 f"cannot reach the signaling server at {url} ({exc.__class__.__name__}). Check the network cable or "
                 f"Wi-Fi, that the server is running, and the server address in {bootfile.FILENAME}."

@@ -67,7 +67,7 @@ def read_serial(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc")) 
         cpuinfo = (proc_root / "cpuinfo").read_text(errors="replace")
     except OSError:
         return None
-    match = re.search(r"^Serial\s*:\s*([0-9a-fA-F]+)\s*$", cpuinfo, re.M)
+    match = re.search(r"^Serial\s*:\s*([0-9a-fA-F]+)\s*$", cpuinfo, re.MULTILINE)
     if match and set(match.group(1)) != {"0"}:
         return match.group(1).lower()
     return None

@@ -61,7 +61,7 @@ def install() -> bool:
     Idempotent, and self-healing: if something replaced ``aioice.ice.get_host_addresses``
     after the hook went in, the hook goes back on top of the replacement.
     """
-    global _original
+    global _original  # noqa: PLW0603 - aioice's lookup is one per process, and so is what it replaced
     if not lookup_hook_ok():
         hook_off("aioice", "host address choice", OFF)
         return False
@@ -105,7 +105,7 @@ def host_addresses(addresses: tuple[str, ...] | None) -> Iterator[None]:
 def process_host_addresses(addresses: tuple[str, ...] | None) -> Iterator[None]:
     """For the whole process while the block runs, code outside any :func:`host_addresses`
     block gathers on ``addresses``; restored on exit, so nothing leaks to later code."""
-    global _default
+    global _default  # noqa: PLW0603 - process-wide on purpose (see the docstring), restored on exit
     install()
     previous, _default = _default, (addresses or None)
     try:

@@ -41,7 +41,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from appliance.capture.base import EncodedVideoSource, VideoSource, stop_task
-from appliance.capture.x264 import SoftwareH264, X264Encoder, x264_context  # noqa: F401 - the encoder's old home; still imported from here
+from appliance.capture.x264 import SoftwareH264, X264Encoder, x264_context  # the encoder's old home; still imported from here
 from appliance.mesh.keyframes import attach_keyframe_requests, check_aiortc
 
 log = logging.getLogger(__name__)

@@ -340,8 +340,7 @@ class Peer:
                 log.info("peer %s: end-of-candidates refused: %s", self.label, exc)
             return
         line = line.strip()
-        if line.startswith("candidate:"):
-            line = line[len("candidate:") :]
+        line = line.removeprefix("candidate:")
         if not self.policy.accepts_candidate("candidate:" + line):
             log.debug("peer %s: ignoring an mDNS candidate (not resolved in this mode)", self.label)
             return

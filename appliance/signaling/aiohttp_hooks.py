@@ -16,7 +16,7 @@ swap at run time, the hook is reported off once and every frame is written on it
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 from aiohttp import web
@@ -87,7 +87,7 @@ class GatheredWrites:
         self.writer: Any = None
         self.gather: GatheringTransport | None = None
 
-    def __enter__(self) -> GatheredWrites:
+    def __enter__(self) -> Self:
         writer = getattr(self.ws, "_writer", None)  # aiohttp's WebSocketWriter (set by prepare())
         if writer is None:
             return self

@@ -52,15 +52,15 @@ async def api_errors(request: web.Request, handler: Callable[[web.Request], Awai
     """Every failure under /api is a JSON body {error: {code, message}}."""
     try:
         response = await handler(request)
-        if response.status >= 400 and request.path.startswith("/api/") and response.content_type != "application/json":
-            return json_error(response.status, _STATUS_CODES.get(response.status, "error"), response.reason or "error")
-        return response
     except StoreUnavailable:
         return json_error(503, "store_unavailable", "the store is unreachable; try again shortly")
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.status < 400:
             raise
         return json_error(exc.status, _STATUS_CODES.get(exc.status, "error"), exc.reason)
+    if response.status >= 400 and request.path.startswith("/api/") and response.content_type != "application/json":
+        return json_error(response.status, _STATUS_CODES.get(response.status, "error"), response.reason or "error")
+    return response
 
 
 async def _body(request: web.Request, *keys: str) -> dict[str, str]:
@@ -245,7 +245,7 @@ def create_app(
     """Build the app around the given backends; background jobs live and die with it."""
     app = web.Application(middlewares=[api_errors], client_max_size=protocol.MAX_FRAME_BYTES)
     m = Metrics()
-    store.on_calllog_dropped = lambda n: m.calllog_dropped.inc(n)
+    store.on_calllog_dropped = m.calllog_dropped.inc
 
     def on_call(event: str, room: str, who: Participant) -> None:
         store.log_call(event, room, who.peer_id, who.claims.sub, who.kind, who.name)

@@ -189,7 +189,7 @@ class TokenService:
             header = jwt.get_unverified_header(token)
             kid = header.get("kid")
             key = self.keys.public_key(kid) if isinstance(kid, str) else None
-            if key is None or header.get("alg") != ALGORITHM:
+            if key is None or not isinstance(kid, str) or header.get("alg") != ALGORITHM:
                 raise AuthError("unauthorized", "token not signed by this site")
             payload = jwt.decode(
                 token, key, algorithms=[ALGORITHM], audience=self.audience, issuer=self.issuer,

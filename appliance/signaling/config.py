@@ -23,7 +23,9 @@ class RateLimits:
 @dataclass(frozen=True)
 class Heartbeat:
     idle_s: float = setting(5.5, help="send a WebSocket ping to a connection silent this long (units ping every 5 s themselves), seconds", min=0.5)
-    timeout_s: float = setting(8.5, help="evict a connection silent this long (any frame proves it alive); peer-left follows at once, seconds", min=1, max=60)
+    timeout_s: float = setting(
+        8.5, help="evict a connection silent this long (any frame proves it alive); peer-left follows at once, seconds", min=1, max=60
+    )
     hello_timeout_s: float = setting(5.0, help="close with 4401 when no hello arrives within this many seconds", min=0.5)
 
 

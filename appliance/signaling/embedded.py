@@ -145,9 +145,10 @@ class EmbeddedStore:
         ]
         (self.dir / "data").mkdir(exist_ok=True, mode=0o700)
         await asyncio.to_thread(_reap_orphan, self.dir / "nx-27017.pid", self.dir / "data")
-        self._proc = subprocess.Popen(
+        # On the loop's thread, not a worker's: PR_SET_PDEATHSIG fires when the thread that forked the child ends.
+        self._proc = subprocess.Popen(  # noqa: ASYNC220 - see above; a fork and exec, no wait
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - PR_SET_PDEATHSIG has no Popen parameter
         )
         log.info("embedded store: starting nx-27017 pid %d on 127.0.0.1:%d", self._proc.pid, self.port)
         loop = asyncio.get_running_loop()

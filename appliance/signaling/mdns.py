@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import logging
 import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +27,8 @@ class Advert:
         self.port = port
         self.addresses = addresses
         self.properties = properties
-        self._zc = None
-        self._info = None
+        self._zc: AsyncZeroconf | None = None
+        self._info: AsyncServiceInfo | None = None
 
     async def start(self) -> None:
         from zeroconf import InterfaceChoice, IPVersion, get_all_addresses

@@ -9,6 +9,7 @@ the CLI starts the embedded store itself for the length of the command.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -65,7 +66,7 @@ async def open_admin(config: SignalConfig, state_dir: Path | None = None) -> Asy
     embedded = None
     uri = config.mongodb_uri or running_uri(state)
     if not uri:
-        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await asyncio.to_thread(state.mkdir, parents=True, exist_ok=True, mode=0o700)
         embedded = EmbeddedStore(state, publish=False)
         await embedded.start()
         uri = embedded.uri

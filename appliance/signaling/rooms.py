@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class Participant:
     """One authenticated client; ``send`` queues a serialized frame for its connection."""
 
-    __slots__ = ("peer_id", "name", "kind", "claims", "room", "muted", "camera", "send", "close")
+    __slots__ = ("camera", "claims", "close", "kind", "muted", "name", "peer_id", "room", "send")
 
     def __init__(self, claims: Claims, name: str, send: Callable[[bytes], None], close: Callable[[int, str], None]) -> None:
         self.peer_id = secrets.token_hex(8)

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -90,7 +90,7 @@ class SignalServer:
         assert self.app is not None, "start() first"
         return self.app[SERVICES]
 
-    async def __aenter__(self) -> SignalServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -57,7 +57,7 @@ class Store:
 
         try:
             result = await coro
-        except (ConnectionFailure, asyncio.TimeoutError) as exc:  # AutoReconnect, ServerSelectionTimeout, NetworkTimeout
+        except (TimeoutError, ConnectionFailure) as exc:  # AutoReconnect, ServerSelectionTimeout, NetworkTimeout
             self._set_available(False)
             raise StoreUnavailable(f"store unreachable: {type(exc).__name__}") from exc
         except OperationFailure:

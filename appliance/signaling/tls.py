@@ -7,11 +7,11 @@ Files live in ``<state_dir>/tls`` (keys mode 0600) unless the config names a cer
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import logging
 import socket
 import ssl
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from appliance.files import write_atomic
@@ -60,7 +60,7 @@ def ensure_site_cert(state_dir: Path, host: str) -> tuple[Path, Path]:
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path
     tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.now(UTC)
     pem = serialization.Encoding.PEM
     plain = serialization.NoEncryption()
     pkcs8 = serialization.PrivateFormat.PKCS8
@@ -71,7 +71,7 @@ def ensure_site_cert(state_dir: Path, host: str) -> tuple[Path, Path]:
         x509.CertificateBuilder()
         .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=3650))
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .sign(ca_key, hashes.SHA256())
@@ -84,7 +84,7 @@ def ensure_site_cert(state_dir: Path, host: str) -> tuple[Path, Path]:
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, socket.gethostname())]))
         .issuer_name(ca_name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=825))
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=825))
         .add_extension(x509.SubjectAlternativeName(san), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

@@ -9,6 +9,7 @@ page imports, so the Python module stays their only source. Limits that belong t
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -52,11 +53,17 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     root: Path = request.app[STATIC]
     rel = request.match_info.get("path", "") or "index.html"
     if rel.startswith("api/"):
-        raise web.HTTPNotFound()
+        raise web.HTTPNotFound
+    path = await asyncio.to_thread(_file_under, root, rel)
+    if path is None:
+        raise web.HTTPNotFound
+    return web.FileResponse(path)
+
+
+def _file_under(root: Path, rel: str) -> Path | None:
+    """``root / rel`` with links resolved, if that is a file inside ``root``; else None."""
     try:
         path = (root / rel).resolve()
     except (OSError, ValueError):
-        raise web.HTTPNotFound() from None
-    if not path.is_relative_to(root.resolve()) or not path.is_file():
-        raise web.HTTPNotFound()
-    return web.FileResponse(path)
+        return None
+    return path if path.is_relative_to(root.resolve()) and path.is_file() else None

@@ -35,7 +35,7 @@ CLOSE_WAIT_S = 5.0
 class Bucket:
     """Token bucket: ``rate`` per second, up to ``burst`` at once."""
 
-    __slots__ = ("rate", "burst", "level", "stamp")
+    __slots__ = ("burst", "level", "rate", "stamp")
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate, self.burst, self.level, self.stamp = rate, burst, burst, now
@@ -43,8 +43,7 @@ class Bucket:
     def take(self, now: float) -> bool:
         level = self.level + (now - self.stamp) * self.rate
         self.stamp = now
-        if level > self.burst:
-            level = self.burst
+        level = min(level, self.burst)
         if level < 1.0:
             self.level = level
             return False
@@ -160,7 +159,7 @@ class Connection:
                 return False
             try:
                 msg = await self.ws.receive(timeout=remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if msg.type == WSMsgType.PING:
                 await self.ws.pong(msg.data)

@@ -38,7 +38,7 @@ def _txt(props: dict[bytes, bytes | None], key: str) -> str:
 
 async def discover(interfaces: Sequence[str] = (), timeout: float = 10.0) -> Found:
     """Browse for the first ``_wallmesh._tcp`` service and return its base URL."""
-    from zeroconf import IPVersion, ServiceStateChange
+    from zeroconf import IPVersion, ServiceStateChange, Zeroconf
     from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
     kwargs: dict[str, Any] = {"interfaces": list(interfaces)} if interfaces else {}
@@ -47,7 +47,7 @@ async def discover(interfaces: Sequence[str] = (), timeout: float = 10.0) -> Fou
     azc = AsyncZeroconf(**kwargs)
     names: asyncio.Queue[str] = asyncio.Queue()
 
-    def on_change(zeroconf, service_type, name, state_change):  # noqa: ANN001 - zeroconf's callback shape
+    def on_change(zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:  # zeroconf passes these by keyword
         if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
             names.put_nowait(name)
 

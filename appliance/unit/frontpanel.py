@@ -11,6 +11,7 @@ Optional snapshots (``snapshot_dir``) write PNGs of what the display shows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -59,7 +60,7 @@ class FrontPanel:
         self._unsubscribe_frames = self.controller.subscribe_frames(self._frame.set)
         self._tasks.append(asyncio.create_task(self._feed(display), name="wall-model"))
         if self.conf.snapshot_dir:
-            Path(self.conf.snapshot_dir).mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(Path(self.conf.snapshot_dir).mkdir, parents=True, exist_ok=True)
             self._tasks.append(asyncio.create_task(self._snapshots(display), name="wall-snapshots"))
         self._start_controls()
 
@@ -85,10 +86,8 @@ class FrontPanel:
             self._frame.clear()
             self.model = self.controller.wall_model()
             display.wake()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._frame.wait(), period)
-            except TimeoutError:
-                pass
 
     async def _snapshots(self, display: DisplayLoop) -> None:
         directory = Path(self.conf.snapshot_dir)

@@ -10,6 +10,7 @@ seconds of video at 640x480 in a 4-unit mesh on a loaded 2-core machine, measure
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from typing import Any
@@ -57,10 +58,8 @@ async def serve(conf: UnitConfig, *, seconds: float | None = None) -> int:
         if watchdog is not None:
             watchdog.watch_loop(loop)
             watchdog.start()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
-        except TimeoutError:
-            pass
         notifier.stopping()
         return 0
     finally:

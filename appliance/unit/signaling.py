@@ -16,11 +16,12 @@ the mDNS advert is stored in the state directory and pinned from then on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from appliance import protocol
 from appliance.errors import AuthError, ProtocolError, WallmeshError
@@ -88,10 +89,8 @@ class SignalClient:
     async def close(self) -> None:
         self._closing = True
         if self._ws is not None and not self._ws.closed:
-            try:
+            with contextlib.suppress(Exception):  # best effort on the way out
                 await asyncio.wait_for(self._send(protocol.Leave()), 1)
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
             await self._ws.close()
         if self._task is not None:
             self._task.cancel()
@@ -124,10 +123,10 @@ class SignalClient:
             return False
         try:
             await ws.send_str(protocol.encode_client(msg).decode())
-            return True
         except (ConnectionError, RuntimeError) as exc:
             log.debug("signal %s: send %s failed: %s", self.device_id, type(msg).__name__, exc)
             return False
+        return True
 
     # -- the connection loop ---------------------------------------------------------------
 
@@ -146,7 +145,7 @@ class SignalClient:
             except (OSError, WallmeshError, ValueError) as exc:
                 self.last_error = f"{exc.__class__.__name__}: {exc}"
                 log.info("signal %s: no session (%s)", self.device_id, self.last_error)
-            except Exception as exc:  # noqa: BLE001 - the supervisor of this task: log and retry
+            except Exception as exc:  # the supervisor of this task: log and retry
                 self.last_error = f"{exc.__class__.__name__}: {exc}"
                 log.exception("signal %s: unexpected failure", self.device_id)
             finally:
@@ -205,7 +204,7 @@ class SignalClient:
         if not token_file:
             raise AuthError("unauthorized", f"no device secret in {self.state_dir} and no server.enrollment_token_file")
         try:
-            token = Path(token_file).expanduser().read_text().strip()
+            token = (await asyncio.to_thread(lambda: Path(token_file).expanduser().read_text())).strip()
         except OSError as exc:
             raise AuthError("unauthorized", f"cannot read server.enrollment_token_file {token_file}: {exc.strerror}") from exc
         ident = await credentials.enroll(self._session, base, ssl, token, self.device_id, self.name)
@@ -272,7 +271,7 @@ class SignalClient:
 
     def _decode(self, text: str) -> dict[str, Any] | None:
         try:
-            return protocol.parse_server(text)
+            return cast(dict[str, Any], protocol.parse_server(text))  # a TypedDict: a plain dict at run time
         except ProtocolError as exc:
             log.warning("signal %s: ignoring a bad server frame (%s: %s)", self.device_id, exc.code, exc.message)
             return None

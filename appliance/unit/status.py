@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Self
 
 from aiohttp import web
 
@@ -119,9 +119,9 @@ class StatusServer:
         if runner is not None:
             await runner.cleanup()
 
-    async def __aenter__(self) -> StatusServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()

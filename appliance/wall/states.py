@@ -12,7 +12,7 @@ import enum
 __all__ = ["TRANSITIONS", "UnitState"]
 
 
-class UnitState(str, enum.Enum):
+class UnitState(enum.StrEnum):
     """The unit's life; the values are the ``state`` strings of ``GET /status``."""
 
     IDLE = "idle"

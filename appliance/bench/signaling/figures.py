@@ -72,7 +72,7 @@ class Phase:
     def slow_frames(self, over_ms: float) -> tuple[int, float]:
         """Frames slower than ``over_ms``, and over how many milliseconds of receive time
         they spread (a single stall shows as many slow frames within a short span)."""
-        slow = sorted(at for at, lat in zip(self.received_at_ms, self.latencies_ms) if lat > over_ms)
+        slow = sorted(at for at, lat in zip(self.received_at_ms, self.latencies_ms, strict=False) if lat > over_ms)
         return len(slow), (slow[-1] - slow[0]) if slow else 0.0
 
     @property
@@ -164,7 +164,10 @@ def results(plan: Plan, found: dict[str, Figures]) -> list[Result]:
     if p is not None:
         out += _storm_results("peerjs", plan, p)
     if w is not None and p is not None and w.frames_per_s and p.frames_per_s:
-        out.append(Result("signal_vs_peerjs_ratio", round(w.frames_per_s / p.frames_per_s, 3), "x", "signal_frames_per_s / peerjs_frames_per_s, medians of storms alternating between the two servers in one run (bar: >= 1.0)"))
+        out.append(Result(
+            "signal_vs_peerjs_ratio", round(w.frames_per_s / p.frames_per_s, 3), "x",
+            "signal_frames_per_s / peerjs_frames_per_s, medians of storms alternating between the two servers in one run (bar: >= 1.0)",
+        ))
     return out
 
 

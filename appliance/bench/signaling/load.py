@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import resource
 import secrets
@@ -58,7 +59,7 @@ def cpu_seconds() -> float:
 class Member:
     """One client: a WebSocket, its room, and the id the server knows it by."""
 
-    __slots__ = ("index", "room", "ws", "peer_id", "seed", "first")
+    __slots__ = ("first", "index", "peer_id", "room", "seed", "ws")
 
     def __init__(self, index: int, room: Room) -> None:
         self.index = index
@@ -72,7 +73,7 @@ class Member:
 class Room:
     """A room of members and the exchange in progress in it, if any."""
 
-    __slots__ = ("index", "name", "members", "pending", "done", "left", "busy")
+    __slots__ = ("busy", "done", "index", "left", "members", "name", "pending")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -172,7 +173,7 @@ class Load:
             async with gate:
                 try:
                     await self._open(member)
-                except (ConnectionError, asyncio.TimeoutError, OSError, ValueError, KeyError) as exc:
+                except (TimeoutError, ConnectionError, OSError, ValueError, KeyError) as exc:
                     self.connect_errors[type(exc).__name__] += 1
                     if member.ws is not None:
                         member.ws.abort()
@@ -279,7 +280,8 @@ class Load:
             out += [{"type": "signal", "to": to, "data": {"candidate": c}} for c in cands]
         else:
             conn = f"mc_{min(member.peer_id, to)}_{max(member.peer_id, to)}"
-            out = [{"type": "OFFER" if kind == "offer" else "ANSWER", "dst": to, "payload": {"sdp": {"type": kind, "sdp": text}, "type": "media", "connectionId": conn}}]
+            payload = {"sdp": {"type": kind, "sdp": text}, "type": "media", "connectionId": conn}
+            out = [{"type": "OFFER" if kind == "offer" else "ANSWER", "dst": to, "payload": payload}]
             out += [{"type": "CANDIDATE", "dst": to, "payload": {"candidate": c, "type": "media", "connectionId": conn}} for c in cands]
         return out
 
@@ -417,7 +419,7 @@ class Load:
             await self._end(room)
         deadline = time.monotonic() + 15
         live = {r.index: sum(1 for m in r.members if m.ws is not None and not m.ws.closed) for r in rooms}
-        while time.monotonic() < deadline and any(r.left < live[r.index] for r in rooms):
+        while time.monotonic() < deadline and any(r.left < live[r.index] for r in rooms):  # noqa: ASYNC110 - counters of many rooms, one deadline
             await asyncio.sleep(0.05)
         return {"left": sum(r.left for r in rooms)}
 
@@ -449,10 +451,8 @@ class Load:
 
     async def _cycle(self, room: Room) -> None:
         await self._begin(room, STEADY_ARRIVAL_S)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(room.done.wait(), timeout=10)
-        except asyncio.TimeoutError:
-            pass
         room.pending = 0
         await asyncio.sleep(0.5)
         await self._end(room)
@@ -482,7 +482,7 @@ async def _wait_rooms(rooms: list[Room], deadline: float) -> None:
             return
         try:
             await asyncio.wait_for(room.done.wait(), timeout=remaining)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
 
 

@@ -84,7 +84,7 @@ class LoadProcess:
                 raise BenchError(f"load process {self.index} did not finish {op!r} in {wait_s:.0f} s")
             try:
                 line = await asyncio.wait_for(self.proc.stdout.readline(), timeout=remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if not line:
                 raise BenchError(f"load process {self.index} exited during {op!r} (status {await self.proc.wait()})")
@@ -134,7 +134,8 @@ class Target:
         first = 0
         for index, n in enumerate(per):
             if n:
-                self.loads.append(await LoadProcess.spawn(self.name, self.server.url, first * traffic.ROOM_SIZE, n * traffic.ROOM_SIZE, index, secret))
+                load = await LoadProcess.spawn(self.name, self.server.url, first * traffic.ROOM_SIZE, n * traffic.ROOM_SIZE, index, secret)
+                self.loads.append(load)
             first += n
         replies = await asyncio.gather(*(w.call("connect", wait_s=300) for w in self.loads))
         self.figures.clients = sum(r["connected"] for r in replies)
@@ -194,12 +195,11 @@ class Target:
 async def _login(url: str, username: str, password: str) -> str:
     import aiohttp
 
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url + "/api/auth/login", json={"username": username, "password": password}) as resp:
-            body = await resp.json(content_type=None)
-            if resp.status != 200:
-                raise BenchError(f"login to {url} failed: HTTP {resp.status} {body.get('error', {}).get('code')}")
-            return body["token"]
+    async with aiohttp.ClientSession() as session, session.post(url + "/api/auth/login", json={"username": username, "password": password}) as resp:
+        body = await resp.json(content_type=None)
+        if resp.status != 200:
+            raise BenchError(f"login to {url} failed: HTTP {resp.status} {body.get('error', {}).get('code')}")
+        return body["token"]
 
 
 def raise_fd_limit(clients: int) -> None:

@@ -63,10 +63,8 @@ def die_with_parent() -> None:
     if the benchmark itself is killed, so no server or load process outlives a crashed run."""
     import ctypes
 
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 class ServerProcess:
@@ -75,10 +73,10 @@ class ServerProcess:
     def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None, stdin_text: str = "") -> None:
         self.name = name
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "wb")  # noqa: SIM115 - the child writes to it until stop() closes it
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE if stdin_text else subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True, preexec_fn=die_with_parent,
+            env=env, start_new_session=True, preexec_fn=die_with_parent,  # noqa: PLW1509 - PR_SET_PDEATHSIG has no Popen parameter
         )
         if stdin_text:
             assert self.proc.stdin is not None
@@ -135,10 +133,8 @@ class ServerProcess:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -183,11 +179,11 @@ def start_wallmesh(workdir: Path, username: str, password: str) -> ServerProcess
     """Create the benchmark's account with ``wallmesh user add`` (password on stdin), then
     start ``wallmesh signal`` on an ephemeral loopback port with its own state directory."""
     state_dir, config = wallmesh_paths(workdir)
-    argv = wallmesh_cli() + ["user", "add", username, "--state-dir", str(state_dir), "--config", str(config)]
-    done = subprocess.run(argv, input=password + "\n", capture_output=True, text=True, timeout=120, env=child_env())
+    argv = [*wallmesh_cli(), "user", "add", username, "--state-dir", str(state_dir), "--config", str(config)]
+    done = subprocess.run(argv, input=password + "\n", capture_output=True, text=True, timeout=120, env=child_env(), check=False)
     if done.returncode != 0:
         raise BenchError(f"wallmesh user add failed: {done.stderr.strip()[-300:]}")
-    argv = wallmesh_cli() + ["signal", "--config", str(config), "--state-dir", str(state_dir), "--host", "127.0.0.1", "--port", "0"]
+    argv = [*wallmesh_cli(), "signal", "--config", str(config), "--state-dir", str(state_dir), "--host", "127.0.0.1", "--port", "0"]
     server = ServerProcess("wallmesh signal", argv, workdir / "signal.log", env=child_env())
     try:
         found = server.wait_for(r"listening on (\S+)", timeout=90)
@@ -216,7 +212,7 @@ def peerjs_entry() -> Path:
             print(f"# installing PeerJS server peer@{PEERJS_VERSION} into {home}", file=sys.stderr, flush=True)
             done = subprocess.run(
                 [npm, "install", "--no-audit", "--no-fund", "--omit=dev", "--save-exact", f"peer@{PEERJS_VERSION}"],
-                cwd=home, capture_output=True, text=True, timeout=600,
+                cwd=home, capture_output=True, text=True, timeout=600, check=False,
             )
             if done.returncode != 0 or _installed_version(home) != PEERJS_VERSION:
                 raise BenchError(f"npm install peer@{PEERJS_VERSION} failed: {done.stderr.strip()[-300:]}")

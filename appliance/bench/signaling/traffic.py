@@ -124,7 +124,8 @@ def candidate(index: int, seed: int) -> dict[str, object]:
     """One trickled host candidate, as ``RTCIceCandidate.toJSON()`` gives it."""
     port = 40000 + (seed * 16 + index) % 20000
     return {
-        "candidate": f"candidate:{index} 1 udp {2122260223 - index} 10.{seed % 250}.{index}.{seed % 200 + 1} {port} typ host generation 0 ufrag {seed:08x} network-id {index + 1}",
+        "candidate": f"candidate:{index} 1 udp {2122260223 - index} 10.{seed % 250}.{index}.{seed % 200 + 1} {port} typ host"
+        f" generation 0 ufrag {seed:08x} network-id {index + 1}",
         "sdpMid": str(index % 2),
         "sdpMLineIndex": index % 2,
         "usernameFragment": f"{seed:08x}",

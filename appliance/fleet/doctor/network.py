@@ -111,7 +111,7 @@ async def _pinning(url: str, pin: str, timeout: float) -> Finding:
     ctx.verify_mode = ssl_mod.CERT_NONE  # we compare the fingerprint ourselves
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port or 443, ssl=ctx), timeout)
-    except (OSError, asyncio.TimeoutError, ssl_mod.SSLError) as exc:
+    except (TimeoutError, OSError, ssl_mod.SSLError) as exc:
         return Finding("server", "fail", f"cannot reach {url} ({exc.__class__.__name__})",
                        "check the network cable/Wi-Fi, that the server is running, and server.url")
     try:
@@ -124,7 +124,8 @@ async def _pinning(url: str, pin: str, timeout: float) -> Finding:
                        "set server.fingerprint to the value `wallmesh device token` prints on the server")
     if seen != pin:
         return Finding("pinning", "fail", f"the server's certificate ({_colons(seen)}) is not the pinned one ({_colons(pin)})",
-                       "if the server's certificate was replaced on purpose, put the new fingerprint in server.fingerprint; otherwise something is impersonating the server")
+                       "if the server's certificate was replaced on purpose, put the new fingerprint in server.fingerprint; "
+                       "otherwise something is impersonating the server")
     return Finding("pinning", "ok", "the server's certificate matches the pinned fingerprint")
 
 
@@ -140,13 +141,14 @@ async def _health_and_auth(ctx: Context, url: str, pin: str, state: Path) -> lis
         try:
             async with session.get(f"{url}/api/health", ssl=ssl) as resp:
                 status = resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return [Finding("server", "fail", f"cannot reach {url} ({exc.__class__.__name__})",
                             "check the network cable/Wi-Fi, that `wallmesh signal` is running, and server.url")]
         if status == 200:
             out.append(Finding("server", "ok", f"{url} answers and its store is healthy"))
         elif status == 503:
-            out.append(Finding("server", "fail", f"{url} runs but cannot reach its store (MongoDB)", "on the server: check mongodb_uri, or that the state dir is writable"))
+            out.append(Finding("server", "fail", f"{url} runs but cannot reach its store (MongoDB)",
+                               "on the server: check mongodb_uri, or that the state dir is writable"))
         else:
             out.append(Finding("server", "fail", f"{url}/api/health answered HTTP {status}: is this a wallmesh server?", "check server.url"))
             return out
@@ -159,8 +161,9 @@ async def _health_and_auth(ctx: Context, url: str, pin: str, state: Path) -> lis
         try:
             async with session.post(f"{url}/api/auth/device", json=body, ssl=ssl) as resp:
                 status = resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            out.append(Finding("enrollment", "fail", f"the server dropped the sign-in ({exc.__class__.__name__})", "try again; check the server's log"))
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            out.append(Finding("enrollment", "fail", f"the server dropped the sign-in ({exc.__class__.__name__})",
+                               "try again; check the server's log"))
             return out
     if status == 200:
         out.append(Finding("enrollment", "ok", f"the server accepts device {body['device_id']}"))

@@ -9,7 +9,14 @@ from dataclasses import asdict
 
 from appliance.fleet.doctor.findings import Check, Context, Finding, load_config
 from appliance.fleet.doctor.hardware import (
-    check_camera, check_display, check_gpio, check_microphone, check_sdl, check_speaker, check_temperature, check_throttling,
+    check_camera,
+    check_display,
+    check_gpio,
+    check_microphone,
+    check_sdl,
+    check_speaker,
+    check_temperature,
+    check_throttling,
 )
 from appliance.fleet.doctor.network import check_config, check_provisioning, check_server
 
@@ -41,7 +48,7 @@ def run_checks(ctx: Context, checks: Iterable[Check] | None = None) -> list[Find
         name = check.__name__.removeprefix("check_")
         try:
             findings.extend(check(ctx))
-        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
+        except Exception as exc:  # one broken check must not hide the others
             log.debug("doctor: check %s raised", name, exc_info=True)
             findings.append(Finding(name, "fail", f"the check itself failed: {exc.__class__.__name__}: {exc}",
                                     "report this with the output of `wallmesh -vv doctor`"))

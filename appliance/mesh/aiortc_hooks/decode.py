@@ -56,7 +56,7 @@ class PacketPathLog:
             log.warning(message, *args, exc_info=exc_info)
 
 
-class DecodeBacklog(queue.Queue, PacketPathLog):  # type: ignore[type-arg]
+class DecodeBacklog(queue.Queue, PacketPathLog):
     """aiortc's queue of encoded frames for one receiver's decoder thread, kept short.
 
     aiortc decodes on a thread fed by an unbounded queue; when the machine cannot
@@ -150,7 +150,7 @@ class DecodeRoute(DecodeBacklog):
         self.budget.start()
         try:
             frames = self._decoder.decode(encoded)
-        except Exception as exc:  # lost picture data: keep the decoder, ask for a keyframe
+        except Exception as exc:  # noqa: BLE001 - lost picture data: keep the decoder, ask for a keyframe
             if not isinstance(exc, av.FFmpegError):
                 self.log_failure_once("video decoder failed on a picture: %r", exc)
             self.errors += 1
@@ -164,7 +164,7 @@ class DecodeRoute(DecodeBacklog):
             if self._deliver is not None:
                 try:
                     self._deliver(frame)
-                except Exception:  # the receiver's problem; the next picture is tried again
+                except Exception:  # noqa: BLE001 - the receiver's problem; the next picture is tried again
                     self.errors += 1
                     self.log_failure_once("a decoded picture could not be delivered", exc_info=True)
         if too_slow:

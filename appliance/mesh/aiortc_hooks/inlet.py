@@ -18,7 +18,7 @@ from aiortc import MediaStreamTrack
 from appliance.mesh.aiortc_hooks.decode import PacketPathLog
 
 
-class AudioInlet(queue.Queue, PacketPathLog):  # type: ignore[type-arg]
+class AudioInlet(queue.Queue, PacketPathLog):
     """An aiortc audio receiver's decoder queue that hands Opus payloads straight to the mixer.
 
     aiortc decodes remote audio on a thread per receiver and hops every decoded 20 ms
@@ -46,9 +46,9 @@ class AudioInlet(queue.Queue, PacketPathLog):  # type: ignore[type-arg]
         self.frames += 1
         self.last_frame_at = time.monotonic()
         if self._deliver is not None:
-            try:  # inside aiortc's RTP handler: an exception would end the peer's transport
+            try:
                 self._deliver(item[1].data)
-            except Exception:
+            except Exception:  # noqa: BLE001 - inside aiortc's RTP handler an exception would end the peer's transport
                 self.errors += 1
                 self.log_failure_once("a remote audio packet could not be played", exc_info=True)
         return None

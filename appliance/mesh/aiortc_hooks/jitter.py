@@ -61,10 +61,12 @@ class GapSkippingJitterBuffer(JitterBuffer):
         return pli, frame
 
     def _slot(self, count: int) -> Any:
+        assert self._origin is not None  # add() set it before it looks for gaps
         return self._packets[(self._origin + count) % self._capacity]
 
     def _gap_before(self, newest: int) -> int | None:
         """Offset from the origin of the first missing packet older than ``newest``."""
+        assert self._origin is not None  # add() set it before it looks for gaps
         span = (newest - self._origin) & 0xFFFF
         if span >= self._capacity:
             return None

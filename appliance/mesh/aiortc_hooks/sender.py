@@ -19,9 +19,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import aiortc.codecs.h264 as h264
-import aiortc.rtcrtpsender as rtcrtpsender
-from aiortc import RTCRtpSender
+from aiortc import RTCRtpSender, rtcrtpsender
+from aiortc.codecs import h264
 
 from appliance.compat import hook_off
 
