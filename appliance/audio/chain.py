@@ -2,10 +2,11 @@
 
 For every 10 ms microphone frame captured at ``capture_time`` (``time.monotonic()`` of its
 first sample), :class:`CaptureChain` reads from the speaker reference the 10 ms that
-played ``delay_ms`` earlier, less a 20 ms lead (:data:`LEAD_MS`) so the reference never trails its echo (an :class:`~appliance.mesh.audio.EchoReference` stamps every
-mixed frame with its play-out time; ``delay_ms`` is the device's output + input latency not
-in those stamps), hands it to the processor as the reverse stream, then processes the
-capture frame: echo cancellation → noise suppression → gain, in the binding's one call.
+played ``delay_ms`` earlier, less a 20 ms lead (:data:`LEAD_MS`) so the reference never
+trails its echo (an :class:`~appliance.mesh.audio.EchoReference` stamps every mixed frame
+with its play-out time; ``delay_ms`` is the device's output + input latency not in those
+stamps), hands it to the processor as the reverse stream, then processes the capture
+frame: echo cancellation → noise suppression → gain, in the binding's one call.
 Frames are 48 kHz mono int16 in and out, the rate of the Opus encoder; the bindings
 work at 48 kHz themselves, so nothing is resampled here.
 
@@ -139,12 +140,12 @@ class ThreadedChain:
             return False
         try:
             self._queue.put_nowait((np.array(frame, dtype=np.int16, copy=True), capture_time))
-            return True
         except queue.Full:
             self.dropped += 1
             if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
                 log.warning("%s: audio processing is behind, %d frames dropped", self._name, self.dropped)
             return False
+        return True
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop the worker after the frames already queued; idempotent."""

@@ -49,7 +49,7 @@ def converge_s(echo: np.ndarray, out: np.ndarray, *, onset_s: float = 0.0, targe
     ce, co = np.concatenate([[0.0], np.cumsum(e[:n] ** 2)]), np.concatenate([[0.0], np.cumsum(o[:n] ** 2)])
     ee, oo = ce[starts + width] - ce[starts], co[starts + width] - co[starts]
     good = 10 * np.log10(np.maximum(ee, 1e-20) / np.maximum(oo, 1e-20)) >= target_db
-    hold = int(round(hold_s * 10))
+    hold = round(hold_s * 10)
     for i in range(len(starts) - hold):
         if good[i : i + hold + 1].all():
             return float(starts[i] / RATE + 0.1 - onset_s)

@@ -127,7 +127,7 @@ def load_processor(name: str = DEFAULT_BINDING, config: ProcessingConfig | None 
         return Passthrough(config)
     try:
         adapter = importlib.import_module(path)
-        return adapter.create(config)  # type: ignore[no-any-return]
+        return adapter.create(config)
     except ProcessingUnavailable:
         raise
     except ImportError as exc:

@@ -213,7 +213,7 @@ def variant(room: str, **changes: object) -> Room:
 
 
 @functools.lru_cache(maxsize=16)
-def _rirs(dims, rt60, speaker, mic, talker, echo_gain, talker_gain) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+def _rirs(dims, rt60, speaker, mic, talker, echo_gain, talker_gain) -> tuple[np.ndarray, np.ndarray]:
     import pyroomacoustics as pra
 
     absorption, order = pra.inverse_sabine(rt60, dims)
@@ -261,7 +261,8 @@ def _fan(level: float, seed: int) -> np.ndarray:
 
     count = 30 * RATE  # 30 s, repeated for longer calls
     rng = np.random.default_rng(seed)
-    pinkish = lfilter([0.049922035, -0.095993537, 0.050612699, -0.004408786], [1, -2.494956002, 2.017265875, -0.522189400], rng.standard_normal(count))
+    b, a = [0.049922035, -0.095993537, 0.050612699, -0.004408786], [1, -2.494956002, 2.017265875, -0.522189400]  # a 1/f (pink) noise filter
+    pinkish = lfilter(b, a, rng.standard_normal(count))
     t = np.arange(count) / RATE
     blades = sum(np.sin(2 * np.pi * f * t + k) / (k + 1) for k, f in enumerate((100.0, 200.0, 300.0)))  # blade-pass hum
     x = pinkish / np.std(pinkish) + 0.3 * blades / np.std(blades)

@@ -68,7 +68,7 @@ def speak(text: str, voice: str = "en-us", *, speed: int = 160, cache: Path | No
         with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp:
             pass
         try:
-            proc = subprocess.run([exe, "-v", voice, "-s", str(speed), "-w", tmp.name, text], capture_output=True, timeout=30)
+            proc = subprocess.run([exe, "-v", voice, "-s", str(speed), "-w", tmp.name, text], capture_output=True, timeout=30, check=False)
             if proc.returncode != 0:
                 raise SpeechUnavailable(f"espeak-ng could not speak with voice {voice!r}: {proc.stderr.decode(errors='replace').strip()}")
             os.replace(tmp.name, path)  # atomic: a parallel run never reads half a file
@@ -145,6 +145,6 @@ _VERSIONS: dict[str, str] = {}
 
 def _version(exe: str) -> str:
     if exe not in _VERSIONS:
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
         _VERSIONS[exe] = out.split("Data at")[0].strip()
     return _VERSIONS[exe]

@@ -44,10 +44,7 @@ class WebrtcProcessor:
 
     def process_capture(self, frame: np.ndarray) -> np.ndarray:
         near = check_frame(frame)
-        if self.config.echo:
-            out = self._apm.process(near, self._reverse)
-        else:
-            out = self._apm.process(near)
+        out = self._apm.process(near, self._reverse) if self.config.echo else self._apm.process(near)
         self._reverse = np.zeros(FRAME, np.int16)  # a reference is used once
         return out
 

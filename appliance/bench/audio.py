@@ -136,7 +136,8 @@ def figures(
                f"{_rooms(per_room, 'talker_to_echo_db')}"),
         Result(f"aec_converge_s{s}", _median([f["converge"] for f in undistorted.values()]), "s",
                f"{binding}: far-end onset to residual 20 dB below the echo (held 1 s); {_rooms(per_room, 'converge')}"
-               + "".join(f"; {n} re-converges {_show(f['reconverge'])} s after its 30 ms delay jump" for n, f in per_room.items() if f.get("reconverge") is not None or n == "jump")),
+               + "".join(f"; {n} re-converges {_show(f['reconverge'])} s after its 30 ms delay jump"
+                         for n, f in per_room.items() if f.get("reconverge") is not None or n == "jump")),
         Result(f"aec_cpu_ms_per_10ms{s}", _median([f["cpu"] for f in per_room.values()]), "ms",
                f"{binding}: process CPU per 10 ms frame, whole chain at 48 kHz; {_rooms(per_room, 'cpu')}"),
     ]
@@ -145,7 +146,8 @@ def figures(
     else:
         results += [
             Result(f"aecmos_echo{s}", _median([f["mos_echo"] for f in per_room.values()]), "MOS",
-                   f"{binding}: AECMOS 48 kHz, far-end single talk, median of {_rooms(per_room, 'mos_echo')}; double talk: {_rooms(per_room, 'mos_echo_dt')}"),
+                   f"{binding}: AECMOS 48 kHz, far-end single talk, median of {_rooms(per_room, 'mos_echo')}; "
+                   f"double talk: {_rooms(per_room, 'mos_echo_dt')}"),
             Result(f"aecmos_other{s}", _median([f["mos_other"] for f in per_room.values()]), "MOS",
                    f"{binding}: AECMOS 48 kHz other degradations in double talk; {_rooms(per_room, 'mos_other')}"),
         ]

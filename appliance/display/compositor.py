@@ -25,7 +25,7 @@ import collections
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pygame
 
@@ -36,6 +36,9 @@ from appliance.display.screens import Scene, SceneBuilder, Slot
 from appliance.display.theme import Fonts
 from appliance.display.tiles import SELF
 from appliance.wall.model import WallModel
+
+if TYPE_CHECKING:
+    from pygame._sdl2.video import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +93,8 @@ class Compositor:
     def __init__(self, screen: Screen, options: DisplayConfig | None = None, fonts: Fonts | None = None) -> None:
         self.screen = screen
         self.options = options or DisplayConfig()
-        self.size = tuple(screen.size)
+        width, height = screen.size
+        self.size = (width, height)
         self.builder = SceneBuilder(self.size, fonts or Fonts(self.options.font), self.options)
         self._pictures: dict[str, Picture] = {}
         self._reformatters: dict[str, Any] = {}
@@ -119,9 +123,9 @@ class Compositor:
         scene = self.builder.build(model, pictures)
         fresh: list[float] = []
         if self.screen.gpu:
-            self._draw_gpu(scene, fresh)
+            self._draw_gpu(self.screen.renderer, scene, fresh)
         else:
-            self._draw_software(scene, fresh)
+            self._draw_software(self.screen.surface, scene, fresh)
         self.screen.present()
         presented = time.monotonic()
         self.added_ms.extend((presented - t) * 1000 for t in fresh)
@@ -154,14 +158,13 @@ class Compositor:
                 fresh.append(slot.frame_time)
         return pic
 
-    def _draw_software(self, scene: Scene, fresh: list[float]) -> None:
+    def _draw_software(self, target: pygame.Surface, scene: Scene, fresh: list[float]) -> None:
         """Redraw only what changed: everything after a scene change, else the tiles with new frames.
 
         A tile is redrawn from the base up (panel, picture, then the overlays on it),
         so alpha overlays never blend twice and pictures never leave traces. A live
         overlay (the mic meter) that changed is redrawn the same way, inside its own area.
         """
-        target = self.screen.surface
         full = scene.base is not self._last_base
         self._last_base = scene.base
         live_rects = [surface.get_rect(topleft=pos) for surface, pos in scene.live]
@@ -251,10 +254,9 @@ class Compositor:
         arr = _rgb_array(frame)
         return pygame.image.frombuffer(arr, (arr.shape[1], arr.shape[0]), "RGB"), arr
 
-    def _draw_gpu(self, scene: Scene, fresh: list[float]) -> None:
+    def _draw_gpu(self, renderer: Renderer, scene: Scene, fresh: list[float]) -> None:
         from pygame._sdl2.video import Texture
 
-        renderer = self.screen.renderer
         if self._base_texture is None or scene.base is not self._last_base:
             self._base_texture = Texture.from_surface(renderer, scene.base)
             self._overlay_textures = [(Texture.from_surface(renderer, s), pos, s.get_size()) for s, pos in scene.overlays]
@@ -272,7 +274,7 @@ class Compositor:
                 pic.surface, pic.keep = self._unscaled(slot.key, pic.frame)
                 pic.texture.update(pic.surface)
             pic.texture.draw(dstrect=tuple(fit(pic.src_size[0], pic.src_size[1], slot.box)))
-        if scene.live_key != self._last_live_key or not self._live_textures and scene.live:
+        if scene.live_key != self._last_live_key or (not self._live_textures and scene.live):
             self._live_textures = [(Texture.from_surface(renderer, s), pos, s.get_size()) for s, pos in scene.live]
             self._last_live_key = scene.live_key
         for texture, pos, size in self._overlay_textures + self._live_textures:

@@ -19,8 +19,8 @@ def wrap(fonts: Fonts, s: str, px: float, max_width: int, bold: bool = False) ->
     """Break ``s`` into lines no wider than ``max_width`` (words longer than a line are cut)."""
     font = fonts.get(int(px), bold)
     lines: list[str] = []
-    for paragraph in s.splitlines() or [""]:
-        paragraph = printable(paragraph)
+    for raw in s.splitlines() or [""]:
+        paragraph = printable(raw)
         line = ""
         for word in paragraph.split():
             candidate = f"{line} {word}".strip()

@@ -74,6 +74,7 @@ def grid_shape(n: int, area: Rect, gap: int, aspect: float = TILE_ASPECT) -> tup
         key = (round(w, 1), -empty, cols)
         if best is None or key > best[:3]:
             best = (key[0], key[1], cols, rows)
+    assert best is not None  # n >= 1, so the loop ran
     return best[2], best[3]
 
 
@@ -92,8 +93,7 @@ def grid(n: int, area: Rect, gap: int, aspect: float = TILE_ASPECT) -> list[Rect
         count = min(cols, n - row * cols)
         row_w = count * tw + (count - 1) * gap
         x0 = area.x + (area.w - row_w) // 2
-        for col in range(count):
-            rects.append(Rect(x0 + col * (tw + gap), y0 + row * (th + gap), tw, th))
+        rects.extend(Rect(x0 + col * (tw + gap), y0 + row * (th + gap), tw, th) for col in range(count))
     return rects
 
 

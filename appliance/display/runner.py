@@ -16,10 +16,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from appliance.display.config import DisplayConfig
 from appliance.errors import DeviceError
 from appliance.wall.model import WallModel
+
+if TYPE_CHECKING:
+    from appliance.display.compositor import Compositor
+    from appliance.display.screen import Screen
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,7 @@ class DisplayLoop:
         source: Callable[[], WallModel],
         *,
         heartbeat: Callable[[str], None] | None = None,
-        open_screen: Callable[[DisplayConfig], object] | None = None,
+        open_screen: Callable[[DisplayConfig], Screen] | None = None,
         on_closed: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
@@ -43,7 +48,7 @@ class DisplayLoop:
         self.heartbeat = heartbeat
         self.on_closed = on_closed
         self._open_screen = open_screen
-        self.compositor = None
+        self.compositor: Compositor | None = None  # built on the display thread once the screen is open
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._opened = threading.Event()
@@ -88,10 +93,10 @@ class DisplayLoop:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _draw_once(self) -> bool:
+    def _draw_once(self, compositor: Compositor) -> bool:
         """Draw one frame; a failure is logged (once per kind) and the next frame tries again."""
         try:
-            self.compositor.draw(self.source())
+            compositor.draw(self.source())
         except Exception as exc:  # bad model or drawing bug: keep the thread alive, keep trying
             kind = f"{type(exc).__name__}: {exc}"
             if kind != self._last_failure:
@@ -108,12 +113,12 @@ class DisplayLoop:
 
         try:
             screen = (self._open_screen or open_screen)(self.config)
-            self.compositor = Compositor(screen, self.config)
+            compositor = self.compositor = Compositor(screen, self.config)
         except DeviceError as exc:
             self._error = exc
             self._opened.set()
             return
-        except Exception as exc:  # SDL/pygame failures of every kind end up here
+        except Exception as exc:  # noqa: BLE001 - SDL/pygame failures of every kind become the DeviceError start() raises
             self._error = DeviceError("display", "display.backend", str(exc))
             self._error.__cause__ = exc
             self._opened.set()
@@ -131,12 +136,12 @@ class DisplayLoop:
                     time.sleep(wait)
                 self._wake.clear()
                 last = time.monotonic()
-                if not self._draw_once():
+                if not self._draw_once(compositor):
                     continue  # no heartbeat: a display that keeps failing lets the watchdog act
                 if self._snapshot is not None:
                     path, done = self._snapshot
                     self._snapshot = None
-                    self.compositor.save_snapshot(path)
+                    compositor.save_snapshot(path)
                     done.set()
                 if self.heartbeat is not None:
                     self.heartbeat("display")

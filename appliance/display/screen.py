@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from appliance.display.config import DisplayConfig
 from appliance.errors import DeviceError
+
+if TYPE_CHECKING:
+    import pygame
+    from pygame._sdl2.video import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -27,35 +31,55 @@ DRIVERS = {"kmsdrm": "kmsdrm", "window": None, "offscreen": "dummy"}
 OFFSCREEN_SIZE = (1280, 720)
 
 
-class Screen(Protocol):
+class _Output(Protocol):
+    """What every screen does, whichever way it composes."""
+
     size: tuple[int, int]
-    gpu: bool
 
     def present(self) -> None: ...
 
-    def snapshot(self): ...
+    def snapshot(self) -> pygame.Surface: ...
 
     def pump(self) -> bool: ...
 
     def close(self) -> None: ...
 
 
+class SoftwareScreen(_Output, Protocol):
+    """Composed in software onto ``surface`` (:class:`SurfaceScreen`, :class:`WindowScreen`)."""
+
+    gpu: Literal[False]
+    surface: pygame.Surface
+
+
+class GpuScreen(_Output, Protocol):
+    """Composed by SDL's ``renderer`` (:class:`RendererScreen`)."""
+
+    gpu: Literal[True]
+    renderer: Renderer
+
+
+# ``gpu`` tells the two apart: the compositor takes the software or the GPU path by it.
+Screen = SoftwareScreen | GpuScreen
+
+
 class SurfaceScreen:
     """Software composition into an in-memory surface; nothing is shown."""
 
-    gpu = False
+    gpu: Literal[False] = False
 
     def __init__(self, size: tuple[int, int] = OFFSCREEN_SIZE) -> None:
         import pygame
 
-        self.size = tuple(size)
+        width, height = size
+        self.size = (width, height)
         self.surface = pygame.Surface(self.size)
         self.presented = 0
 
     def present(self) -> None:
         self.presented += 1
 
-    def snapshot(self):
+    def snapshot(self) -> pygame.Surface:
         return self.surface.copy()
 
     def pump(self) -> bool:
@@ -68,7 +92,7 @@ class SurfaceScreen:
 class WindowScreen:
     """Software composition onto pygame's display surface (a window, or full screen on KMS)."""
 
-    gpu = False
+    gpu: Literal[False] = False
 
     def __init__(self, size: tuple[int, int], fullscreen: bool, vsync: bool) -> None:
         import pygame
@@ -86,7 +110,7 @@ class WindowScreen:
         pygame.display.flip()
         self.presented += 1
 
-    def snapshot(self):
+    def snapshot(self) -> pygame.Surface:
         return self.surface.copy()
 
     def pump(self) -> bool:
@@ -101,7 +125,7 @@ class WindowScreen:
 class RendererScreen:
     """GPU composition with SDL's renderer; ``renderer`` is a ``pygame._sdl2.video.Renderer``."""
 
-    gpu = True
+    gpu: Literal[True] = True
 
     def __init__(self, size: tuple[int, int], fullscreen: bool, vsync: bool) -> None:
         import pygame
@@ -118,7 +142,7 @@ class RendererScreen:
         self.renderer.present()
         self.presented += 1
 
-    def snapshot(self):
+    def snapshot(self) -> pygame.Surface:
         return self.renderer.to_surface()
 
     def pump(self) -> bool:

@@ -103,7 +103,7 @@ class SceneBuilder:
             self.rebuilds += 1
         slots = []
         if name == "call":
-            for t, rect in zip(model.tiles, self._rects(len(model.tiles), show_self)):
+            for t, rect in zip(model.tiles, self._rects(len(model.tiles), show_self), strict=False):
                 if t.camera:
                     slots.append(Slot(t.peer_id, t.frame, t.frame_time, rect))
         live: list = []
@@ -131,7 +131,7 @@ class SceneBuilder:
         if name == "call":
             tiles.top_bar(base, self.fonts, model, self.options.clock_24h, len(model.tiles))
             radius = metrics(self.size).radius
-            for t, rect in zip(model.tiles, self._rects(len(model.tiles), show_self)):
+            for t, rect in zip(model.tiles, self._rects(len(model.tiles), show_self), strict=False):
                 overlays.extend(tiles.tile(base, self.fonts, rect, t, t.peer_id in pictures, radius))
         else:
             getattr(self, f"_{name}")(base, model)
@@ -160,7 +160,7 @@ class SceneBuilder:
         if top_icon is not None:
             base.blit(top_icon, top_icon.get_rect(midtop=(cx, y)))
             y += top_icon.get_height() + 40 * s
-        for (line, px, colour, bold), h in zip(lines, heights):
+        for (line, px, colour, bold), h in zip(lines, heights, strict=True):
             text(base, self.fonts, line, px * s, colour, (cx, y), "midtop", bold)
             y += h + gap * s
 
@@ -171,7 +171,11 @@ class SceneBuilder:
         room = self.fonts.fit(model.room or "This room", int(64 * s), int(self.size[0] * 0.85), True)
         self._centre_block(
             base,
-            [(room, 64, theme.TEXT_DIM, True), (tiles.clock(model.now, self.options.clock_24h), 220, theme.TEXT, True), (date, 44, theme.TEXT_DIM, False)],
+            [
+                (room, 64, theme.TEXT_DIM, True),
+                (tiles.clock(model.now, self.options.clock_24h), 220, theme.TEXT, True),
+                (date, 44, theme.TEXT_DIM, False),
+            ],
             gap=18,
         )
         icon = icons.call(int(72 * s), theme.CALL)
@@ -206,7 +210,10 @@ class SceneBuilder:
         icon.blit(person, (0, 0))
         self._centre_block(
             base,
-            [("Waiting for others to join", 64, theme.TEXT, True), (f"You are in {model.room or 'the room'}. Others appear here as they join.", 38, theme.TEXT_DIM, False)],
+            [
+                ("Waiting for others to join", 64, theme.TEXT, True),
+                (f"You are in {model.room or 'the room'}. Others appear here as they join.", 38, theme.TEXT_DIM, False),
+            ],
             icon,
         )
 

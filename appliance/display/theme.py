@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import unicodedata
-from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pygame.font
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +91,16 @@ class Fonts:
         self._regular, self._bold = _font_files(path)
         if self._regular is None:
             log.warning("DejaVu Sans not found; using pygame's built-in font (install fonts-dejavu-core)")
+        self._fonts: dict[tuple[int, bool], pygame.font.Font] = {}  # per instance, freed with it
 
-    @lru_cache(maxsize=64)
-    def get(self, px: int, bold: bool = False):
+    def get(self, px: int, bold: bool = False) -> pygame.font.Font:
+        key = (px, bold)
+        font = self._fonts.get(key)
+        if font is None:
+            font = self._fonts[key] = self._open(px, bold)
+        return font
+
+    def _open(self, px: int, bold: bool) -> pygame.font.Font:
         import pygame.font
 
         px = max(8, int(px))

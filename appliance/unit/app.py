@@ -118,7 +118,7 @@ class UnitDaemon:
     async def start(self) -> None:
         """Signaling starts, then the devices open meanwhile (a missing one raises DeviceError);
         then status and the wall. The room is joined once the devices are open."""
-        Path(self.conf.state_dir).expanduser().mkdir(parents=True, exist_ok=True, mode=0o700)
+        await asyncio.to_thread(lambda: Path(self.conf.state_dir).expanduser().mkdir(parents=True, exist_ok=True, mode=0o700))
         self.mesh.start()
         if self.conf.autojoin:
             self.machine.to(UnitState.JOINING, "autojoin at start")

@@ -30,11 +30,14 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from appliance.fleet.doctor.findings import Finding
+
+if TYPE_CHECKING:
+    import av
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +111,7 @@ class EchoAnalysis:
 
 def gcc_phat(far: np.ndarray, mic: np.ndarray, max_lag: int, band: tuple[float, float] = (150.0, 7000.0)) -> tuple[float, float]:
     """(lag in samples, peak over background) of ``mic`` behind ``far`` by GCC-PHAT, 0..max_lag."""
-    n = 1 << int(math.ceil(math.log2(len(far) + len(mic))))
+    n = 1 << math.ceil(math.log2(len(far) + len(mic)))
     cross = np.conj(np.fft.rfft(far, n)) * np.fft.rfft(mic, n)
     freqs = np.fft.rfftfreq(n, 1 / RATE)
     mag = np.abs(cross)
@@ -155,7 +158,7 @@ def analyse(far: np.ndarray, mic: np.ndarray, out: np.ndarray | None = None, *, 
     if not found:
         return EchoAnalysis(False, None, None, None, noise_dbfs, None, clipped, ratio, "none",
                             "no echo found: the microphone did not hear the speaker's probe", "")
-    shift = int(round(lag))
+    shift = round(lag)
     fa, ma = f[onset:end], m[onset + shift : end + shift]
     k = min(len(fa), len(ma))
     echo_p, far_p = coherent_power(fa[:k], ma[:k])
@@ -217,7 +220,7 @@ async def record(settings: Any, far: np.ndarray, *, sender: int = 0, prefill: in
     mic: list[np.ndarray] = []
     channels = getattr(sink, "channels", 1)
 
-    def frame_of(samples: np.ndarray, pts: int):  # type: ignore[no-untyped-def]
+    def frame_of(samples: np.ndarray, pts: int) -> av.AudioFrame:
         return audio_frame(np.repeat(samples[:, None], channels, axis=1) if channels > 1 else samples, pts)
 
     await sink.start()
@@ -278,5 +281,7 @@ def check_echo(conf: Any, record_dir: Path, seconds: float = 6.0) -> list[Findin
                         "if the probe was audible in the room, the microphone does not hear the room: check its cable and "
                         "[audio] input_device; if it was not, turn the speaker on and its volume up")]
     status = {"good": "ok", "fair": "warn", "poor": "fail"}[a.verdict]
-    summary = a.summary if binding != "off" else f"{a.summary} (processing {getattr(settings, 'processing', 'off')!r}: the unit cancels nothing itself)"
+    summary = a.summary
+    if binding == "off":
+        summary = f"{a.summary} (processing {getattr(settings, 'processing', 'off')!r}: the unit cancels nothing itself)"
     return [Finding("echo", status, summary, a.fix)]
