@@ -185,6 +185,7 @@ class AlsaSpeaker(AudioSink):
         self._pcm: Any = None
         self.frames_played = 0
         self.frames_dropped = 0
+        self.underruns = 0  # times the buffer ran dry while playing (the mixer re-anchors its stamps)
         self._device_queued = PERIOD  # seconds inside the sound card, measured after each write
 
     async def start(self) -> None:
@@ -213,6 +214,7 @@ class AlsaSpeaker(AudioSink):
     def _work(self, pcm: Any, stop: threading.Event) -> None:
         pacer = _Pacer()
         silence = bytes(AUDIO_SAMPLES * 2 * self.channels)
+        playing = False
         try:
             device_frames = int(pcm.info()["buffer_size"])
         except Exception:  # older pyalsaaudio: no info(); keep the one-period estimate
@@ -221,7 +223,10 @@ class AlsaSpeaker(AudioSink):
             try:
                 data = self._buffer.popleft()
             except IndexError:
+                if playing:
+                    self.underruns += 1
                 data = silence  # underrun: keep the device fed, never stall it
+            playing = data is not silence
             try:
                 pcm.write(data)
             except Exception as exc:

@@ -1,9 +1,9 @@
 """A simulated room at the hardware edge: a loudspeaker and a microphone that hear each other.
 
 :class:`SimulatedRoom` stands in for the sound card and the air: its speaker side consumes
-one 10 ms frame every 10 ms from a small bounded buffer (like :class:`NullAudioSink`, and
-like ALSA it starts playing once two frames are queued and pauses again on an underrun),
-and every frame it plays goes into the room. Its microphone side is a
+one 10 ms frame every 10 ms from a small bounded buffer (like :class:`NullAudioSink`: a frame
+written late plays a slot later, an underrun that it counts), and every frame it plays
+goes into the room; its ``delay`` is exact, so the mixer's play-out stamps are the truth. Its microphone side is a
 :class:`~appliance.audio.room.RoomMicrophone` of the named room
 (:data:`~appliance.audio.room.ROOMS`: ``small``, ``large``, ``clipping``, ``jump``,
 ``drift``): it hears what the speaker played at the time it played, through the room's
@@ -39,7 +39,6 @@ from appliance.capture.base import AudioSink, AudioSource
 log = logging.getLogger(__name__)
 
 PERIOD = AUDIO_FRAME_MS / 1000
-START_FRAMES = 2  # frames queued before the speaker starts (ALSA's start threshold)
 
 #: ``listen(slot, capture_time, played, mic, near)``: every slot, on the room thread (truth for tests).
 Listener = Callable[[int, float, np.ndarray, np.ndarray, np.ndarray], None]
@@ -61,6 +60,7 @@ class SimulatedRoom:
         self.frames_played = 0
         self.frames_dropped = 0
         self.underruns = 0
+        self.glitches: list[int] = []  # slots where the speaker underran or dropped a frame (the first 100)
         self._buffer: collections.deque[np.ndarray] = collections.deque(maxlen=max(1, buffer_ms // AUDIO_FRAME_MS))
         self._playing = False
         self._slot = 0  # next speaker slot to decide
@@ -130,6 +130,7 @@ class SimulatedRoom:
             self._decide(time.monotonic())
             if len(self._buffer) == self._buffer.maxlen:
                 self.frames_dropped += 1
+                self._glitch(self._slot)
             self._buffer.append(np.ascontiguousarray(samples, dtype=np.int16))
 
     @property
@@ -140,7 +141,8 @@ class SimulatedRoom:
             self._decide(now)
             if self.t0 is None:
                 return len(self._buffer) * PERIOD
-            return max(0.0, self.t0 + (self._slot + len(self._buffer)) * PERIOD - now)
+            ahead = min(len(self._buffer), (self._buffer.maxlen or 1) - 1)  # a full buffer drops its oldest
+            return max(0.0, self.t0 + (self._slot + ahead) * PERIOD - now)
 
     def _decide(self, now: float) -> None:
         """Play every slot that has begun by ``now`` (under the lock)."""
@@ -148,18 +150,22 @@ class SimulatedRoom:
             return
         due = int((now - self.t0) / PERIOD)
         while self._slot <= due:
-            if not self._playing and len(self._buffer) >= START_FRAMES:
-                self._playing = True
-            if self._playing and self._buffer:
+            if self._buffer:
                 frame = self._buffer.popleft()
                 self.frames_played += 1
+                self._playing = True
             else:
-                if self._playing:
+                if self._playing:  # the writer was late: a gap, and its frames play a slot later
                     self.underruns += 1
+                    self._glitch(self._slot)
                 self._playing = False
                 frame = np.zeros(AUDIO_SAMPLES, np.int16)
             self._played.append((self._slot, frame))
             self._slot += 1
+
+    def _glitch(self, slot: int) -> None:
+        if len(self.glitches) < 100:
+            self.glitches.append(slot)
 
     # -- the microphone side (room thread) -------------------------------------------------
 
@@ -227,6 +233,10 @@ class RoomSpeaker(AudioSink):
     @property
     def frames_played(self) -> int:
         return self.room.frames_played
+
+    @property
+    def underruns(self) -> int:
+        return self.room.underruns
 
     async def close(self) -> None:
         if self._open:

@@ -416,6 +416,7 @@ class AudioMixer:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._last_play = float("-inf")
+        self._glitches = 0  # the sink's underruns + drops: each shifts what plays when
         self.frames_mixed = 0
         self.volume = 1.0
 
@@ -497,9 +498,11 @@ class AudioMixer:
     def _play_time(self, measured: float) -> float:
         """When this frame reaches the speaker: right after the previous one while the sink
         keeps playing (an exact, gap-free timeline), re-anchored to the measurement after an
-        underrun or a stall."""
+        underrun (the sink counts them: a one-frame slip is within the tolerance) or a stall."""
         expected = self._last_play + PERIOD
-        self._last_play = expected if abs(measured - expected) < 0.015 else measured
+        glitches = getattr(self.sink, "underruns", 0) + getattr(self.sink, "frames_dropped", 0)
+        slipped, self._glitches = glitches != self._glitches, glitches
+        self._last_play = expected if abs(measured - expected) < 0.015 and not slipped else measured
         return self._last_play
 
     async def _run(self) -> None:

@@ -36,7 +36,7 @@ from appliance.mesh.budget import LoopBudget
 log = logging.getLogger(__name__)
 
 #: Smoothed CPU per frame above which the chain leaves the event loop (see the module docstring).
-INLINE_BUDGET_MS = 0.3
+INLINE_BUDGET_MS = 0.5
 
 Tap = Callable[[np.ndarray, float, np.ndarray], None]
 
@@ -44,9 +44,9 @@ Tap = Callable[[np.ndarray, float, np.ndarray], None]
 class MicrophoneChain:
     """One unit's live capture chain: :meth:`process` each mono 10 ms frame, in capture order."""
 
-    def __init__(self, chain: CaptureChain, *, budget_ms: float = INLINE_BUDGET_MS, depth: int = 4, name: str = "unit") -> None:
+    def __init__(self, chain: CaptureChain, *, budget_ms: float | None = None, depth: int = 4, name: str = "unit") -> None:
         self.chain = chain
-        self.budget = LoopBudget(budget_ms)
+        self.budget = LoopBudget(INLINE_BUDGET_MS if budget_ms is None else budget_ms)
         self.inline = True
         self.resets = 0
         self._name = name
