@@ -9,7 +9,8 @@ from dataclasses import asdict
 
 from appliance.fleet.doctor.findings import Check, Context, Finding, load_config
 from appliance.fleet.doctor.hardware import (
-    check_camera, check_display, check_gpio, check_microphone, check_sdl, check_speaker, check_temperature, check_throttling,
+    check_audio_processing, check_camera, check_display, check_gpio, check_microphone, check_sdl, check_speaker, check_temperature,
+    check_throttling,
 )
 from appliance.fleet.doctor.network import check_config, check_provisioning, check_server
 
@@ -24,6 +25,7 @@ def all_checks() -> list[Check]:
         check_camera,
         check_microphone,
         check_speaker,
+        check_audio_processing,
         check_display,
         check_sdl,
         check_gpio,
