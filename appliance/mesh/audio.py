@@ -174,6 +174,7 @@ class SharedAudio:
         self._name = name
         self._tracks: set[SharedAudioTrack] = set()
         self._task: asyncio.Task[None] | None = None
+        self._feeder: asyncio.Task[None] | None = None  # reads the microphone while processing is threaded
         self._source_open: bool | None = None  # unknown: the caller may have opened it already
         self._pts = 0
         self._next = 0.0
@@ -221,6 +222,7 @@ class SharedAudio:
             return
         self._closed = True
         await stop_task(self._task)
+        await stop_task(self._feeder)
         if self.processing is not None:
             await asyncio.to_thread(self.processing.close)
         for track in list(self._tracks):
@@ -241,6 +243,9 @@ class SharedAudio:
     async def _next_frame(self) -> av.AudioFrame | None:
         """The next frame to send: silence while muted or after a failure, else the
         microphone's frame through the capture chain; None when there is none this time."""
+        if self._muted or self.error is not None:
+            feeder, self._feeder = self._feeder, None
+            await stop_task(feeder)
         if self._muted:
             if self._source_open is not False:
                 await self.source.close()  # the microphone is released while muted
@@ -251,8 +256,26 @@ class SharedAudio:
         if self.error is not None:
             return await self._silence()  # a failed microphone: peers still get steady (silent) audio
         chain = self.processing
-        if chain is not None and chain.ready():
-            return self._processed(await chain.take(0))
+        if chain is not None and not chain.inline:
+            # processing runs on its thread: a feeder reads the microphone at its own pace,
+            # and what comes back is sent as soon as it does
+            if self._feeder is None or self._feeder.done():
+                self._feeder = asyncio.create_task(self._feed(chain), name=f"{self._name}-microphone")
+            return self._processed(await chain.take(0.1))
+        captured = await self._capture()
+        if captured is None:
+            return None
+        frame, when = captured
+        if chain is None:
+            self.level = rms(frame_samples(frame))
+            return frame
+        out = chain.process(frame_samples(frame)[:, 0], when)
+        if out is None:  # it has just moved to its thread: this frame comes back from there
+            out = await chain.take(PERIOD)
+        return self._processed(out)
+
+    async def _capture(self) -> tuple[av.AudioFrame, float] | None:
+        """A microphone frame and its capture time; None when it failed or we were muted meanwhile."""
         try:
             if not self._source_open:
                 await self.source.start()
@@ -264,16 +287,18 @@ class SharedAudio:
             return None
         if self._muted:  # muted while we waited: this audio must not leave
             return None
-        if chain is None:
-            self.level = rms(frame_samples(frame))
-            return frame
         when = getattr(self.source, "capture_time", None)
         if when is None:  # a source that does not stamp: its first sample was captured a frame ago
             when = time.monotonic() - PERIOD
-        out = chain.process(frame_samples(frame)[:, 0], when)
-        if out is None:  # on the worker thread: back within a fraction of a frame
-            out = await chain.take(PERIOD)
-        return self._processed(out)
+        return frame, when
+
+    async def _feed(self, chain: MicrophoneChain) -> None:
+        """Microphone → the processing thread, while live (stopped by mute, failure or close)."""
+        while not self._muted and self.error is None:
+            captured = await self._capture()
+            if captured is not None:
+                frame, when = captured
+                chain.process(frame_samples(frame)[:, 0], when)
 
     def _processed(self, samples: np.ndarray | None) -> av.AudioFrame | None:
         if samples is None or self._muted:

@@ -138,7 +138,6 @@ class MicrophoneChain:
             self._pending[capture_time] = mic.copy()
         if not self._thread.put(mic, capture_time):
             self._pending.pop(capture_time, None)
-        return None
 
     def _from_worker(self, out: np.ndarray, capture_time: float) -> None:
         loop = self._loop

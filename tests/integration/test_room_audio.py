@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -306,10 +305,11 @@ async def test_the_live_chain_and_wallmesh_audio_process_agree_bit_for_bit(ice, 
     assert all(np.array_equal(truth[when], m) for m, when, _ in span)  # the chain got the microphone as captured
     speech.write_wav(tmp_path / "far.wav", far)
     speech.write_wav(tmp_path / "mic.wav", mic)
-    proc = subprocess.run(
+    proc = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "appliance.cli", "audio", "process", "--far", str(tmp_path / "far.wav"),
          "--mic", str(tmp_path / "mic.wav"), "--out", str(tmp_path / "out.wav"), "--delay-ms", "60"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
     offline, _ = speech.read_wav(tmp_path / "out.wav")
