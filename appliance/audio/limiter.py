@@ -28,6 +28,7 @@ import numpy as np
 
 RATE = 48_000
 BLOCK = RATE // 1000  # 1 ms sub-blocks: the look-ahead and the gain's resolution
+_RAMP = np.arange(BLOCK) / BLOCK
 
 
 class OutputLimiter:
@@ -61,23 +62,30 @@ class OutputLimiter:
         return min(1.0, self.ceiling / peak) if peak > 0 else 1.0
 
     def process(self, frame: np.ndarray) -> np.ndarray:
-        x = np.asarray(frame).reshape(-1).astype(np.float64) * 10 ** (self.volume_db / 20)
+        x = np.asarray(frame).reshape(-1).astype(np.float64)
+        if self.volume_db:
+            x *= 10 ** (self.volume_db / 20)
         if x.size % BLOCK:
             raise ValueError(f"the limiter takes whole milliseconds ({BLOCK} samples), not {x.size} samples")
-        out = np.empty(x.size)
-        ramp = np.arange(BLOCK) / BLOCK
-        lowest = 1.0
-        for b in range(x.size // BLOCK):
-            block = x[b * BLOCK : (b + 1) * BLOCK]
-            need = self._need(block)
-            released = 1.0 - (1.0 - self._knot) * self._release
-            end = min(self._held_need, need, released)  # the knot between the held block and this one: low enough for both
-            out[b * BLOCK : (b + 1) * BLOCK] = self._held * (self._knot + (end - self._knot) * ramp)
-            lowest = min(lowest, self._knot, end)
-            self._held, self._held_need, self._knot = block, need, end
-        self.gain_db = 20 * math.log10(lowest)
+        blocks = x.reshape(-1, BLOCK)
+        peaks = np.max(np.abs(blocks), axis=1)
+        needs = np.minimum(1.0, self.ceiling / np.maximum(peaks, 1e-12))  # silence needs no reduction
+        # The gain knots are a short scalar recursion (one per 1 ms); the samples are done in numpy.
+        count = len(blocks)
+        starts = np.empty(count)
+        ends = np.empty(count)
+        knot, held_need = self._knot, self._held_need
+        for b, need in enumerate(needs.tolist()):
+            released = 1.0 - (1.0 - knot) * self._release
+            end = min(held_need, need, released)  # the knot between the held block and this one: low enough for both
+            starts[b], ends[b] = knot, end
+            knot, held_need = end, need
+        held = np.concatenate([self._held[None, :], blocks[:-1]])  # each output block is the one before it
+        out = held * (starts[:, None] + (ends - starts)[:, None] * _RAMP[None, :])
+        self._held, self._held_need, self._knot = blocks[-1].copy(), held_need, knot
+        self.gain_db = 20 * math.log10(min(1.0, float(starts.min()), float(ends.min())))
         # a last guard against float rounding; the gains above already keep every peak under the ceiling
-        return np.clip(np.round(out), -32768, 32767).astype(np.int16)
+        return np.clip(np.round(out.reshape(-1)), -32768, 32767).astype(np.int16)
 
 
 def limit(signal: np.ndarray, *, volume_db: float = 0.0, ceiling_dbfs: float = -1.0) -> np.ndarray:

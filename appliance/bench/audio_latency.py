@@ -10,6 +10,10 @@ again in the mix, at the time the mixer says it reaches the speaker. The differe
 the delay a listener hears, acoustic paths aside: the microphone period, packetization,
 the codec, the network hop, the jitter buffer and the speaker buffer.
 
+``audio_mouth_to_ear_20ms_p50_ms`` runs it as two units: the link goes both ways and the
+sender's microphone goes through the unit's real capture chain (echo cancellation
+against its own speaker's mix, noise suppression, gain) before the encoder.
+
 ``aiortc_path`` runs the same with aiortc's own receive path (a decoder thread, and a
 jitter buffer that holds four packets) for comparison.
 """
@@ -48,6 +52,10 @@ class _OnsetTap(AudioSource):
         self.onsets: list[float] = []
         self._quiet = True
 
+    @property
+    def capture_time(self) -> float | None:
+        return getattr(self.inner, "capture_time", None)
+
     async def start(self) -> None:
         await self.inner.start()
 
@@ -65,8 +73,13 @@ class _OnsetTap(AudioSource):
         await self.inner.close()
 
 
-async def measure(packet_ms: int, seconds: float, *, inline: bool = True) -> list[float]:
-    """Delays (ms) of the talk-spurts heard within ``seconds``."""
+async def measure(packet_ms: int, seconds: float, *, inline: bool = True, processing: bool = False) -> list[float]:
+    """Delays (ms) of the talk-spurts heard within ``seconds``.
+
+    With ``processing`` the sending side is a whole unit's audio: its microphone goes through
+    the unit's capture chain (:class:`~appliance.mesh.microphone.MicrophoneChain`, the real
+    ``webrtc`` binding) against the echo reference of its own mixer, which plays what the
+    other side sends back over the same (now two-way) link."""
     from aiortc import RTCConfiguration, RTCPeerConnection
 
     from appliance.capture.synthetic import NullAudioSink, SyntheticAudioSource
@@ -77,7 +90,16 @@ async def measure(packet_ms: int, seconds: float, *, inline: bool = True) -> lis
     from appliance.mesh.receive import AudioReceiver
 
     mic = _OnsetTap(SyntheticAudioSource(sender=1, amplitude=0.3))
-    shared = SharedAudio(mic, packet_ms=packet_ms)
+    chain = tx_mixer = back = None
+    if processing:
+        from appliance.audio.chain import CaptureChain
+        from appliance.audio.processing import load_processor
+        from appliance.mesh.microphone import MicrophoneChain
+
+        tx_mixer = AudioMixer(NullAudioSink(buffer_ms=60), name="bench-tx")
+        chain = MicrophoneChain(CaptureChain(load_processor("webrtc"), tx_mixer.reference), name="bench-tx")
+        back = SharedAudio(SyntheticAudioSource(sender=2, amplitude=0.3), packet_ms=packet_ms, name="bench-rx")
+    shared = SharedAudio(mic, packet_ms=packet_ms, processing=chain)
     mixer = AudioMixer(NullAudioSink(buffer_ms=60))
     heard: list[float] = []
     quiet = [True]
@@ -90,11 +112,12 @@ async def measure(packet_ms: int, seconds: float, *, inline: bool = True) -> lis
 
     mixer.on_mix(listen)
     receivers: list[AudioReceiver] = []
+    cpu_ms: list[float] = []
     with process_default(IcePolicy(addresses=("127.0.0.1",))):
         tx, rx = RTCPeerConnection(RTCConfiguration(iceServers=[])), RTCPeerConnection(RTCConfiguration(iceServers=[]))
         try:
-            prefer_opus(tx.addTransceiver(shared.track(), direction="sendonly"))
-            transceiver = rx.addTransceiver("audio", direction="recvonly")
+            two_way = back is not None
+            transceiver = rx.addTransceiver(back.track() if two_way else "audio", direction="sendrecv" if two_way else "recvonly")
             prefer_opus(transceiver)
             inlet = install_inline_audio(transceiver.receiver) if inline else None
 
@@ -103,21 +126,46 @@ async def measure(packet_ms: int, seconds: float, *, inline: bool = True) -> lis
                 receivers.append(AudioReceiver(track, label="bench", inlet=inlet))
                 mixer.add("far", receivers[-1].track)
 
+            @tx.on("track")
+            def on_back(track: Any) -> None:
+                if tx_mixer is not None:
+                    tx_mixer.add("back", track)
+
             await mixer.start()
             await shared.start()
+            for part in (tx_mixer, back):
+                if part is not None:
+                    await part.start()
             await rx.setLocalDescription(await rx.createOffer())
             await tx.setRemoteDescription(rx.localDescription)
+            sender = tx.getTransceivers()[0]
+            sender.sender.replaceTrack(shared.track())
+            sender.direction = "sendrecv" if two_way else "sendonly"
             await tx.setLocalDescription(await tx.createAnswer())
             await rx.setRemoteDescription(tx.localDescription)
             await asyncio.sleep(seconds)
+            if chain is not None:
+                cpu_ms.append(chain.cpu_ms_per_frame)
         finally:
             for receiver in receivers:
                 await receiver.close()
             await mixer.close()
             await shared.close()
+            for part in (tx_mixer, back):
+                if part is not None:
+                    await part.close()
             await tx.close()
             await rx.close()
     delays = []
+    if processing:
+        # noise suppression may dip a steady tone mid-spurt, which reads as another onset:
+        # pair each spurt spoken with the first onset heard after it (before the next spurt)
+        for k, spoken_at in enumerate(mic.onsets):
+            until = mic.onsets[k + 1] if k + 1 < len(mic.onsets) else float("inf")
+            after = [t for t in heard if spoken_at <= t < until]
+            if after:
+                delays.append((after[0] - spoken_at) * 1000)
+        return delays
     for played in heard:
         spoken = [t for t in mic.onsets if t <= played]
         if spoken:
@@ -145,4 +193,15 @@ def run(quick: bool) -> list[Result]:
                 f"talk-spurt onsets {[round(d) for d in delays]}",
             )
         )
+    delays = asyncio.run(measure(20, seconds, processing=True))
+    results.append(
+        Result(
+            "audio_mouth_to_ear_20ms_p50_ms",
+            round(statistics.median(delays), 1) if delays else None,
+            "ms",
+            "two units' audio over a two-way link, 20 ms Opus packets, the sender's microphone through its capture "
+            "chain (webrtc binding: echo cancellation against its own speaker's mix, noise suppression, gain): "
+            f"microphone sample -> speaker, median of {len(delays)} talk-spurt onsets {[round(d) for d in delays]}; bar 70 ms",
+        )
+    )
     return results

@@ -8,6 +8,11 @@ overflow — stale audio is worse than a gap). The device name comes from config
 (``audio.input_device`` / ``audio.output_device``); a missing device raises
 :class:`~appliance.errors.DeviceError` naming that key.
 
+Each microphone frame is stamped with the ``time.monotonic()`` of its first sample
+(``capture_time``): the time the read returned, less the frames read and those the card
+still holds (``avail()``, its input delay), so the echo canceller can find what the speaker
+played meanwhile on the same clock as the mixer's play-out stamps.
+
 Virtual devices (ALSA's ``null``, or ``file:FILE=...``) return at once instead of at the
 sound card's pace, so both threads also keep to a 10 ms schedule of their own; on real
 hardware the device's own blocking sets the pace and that schedule never waits.
@@ -49,6 +54,14 @@ def _open(kind: str, device: str, key: str, channels: int) -> Any:
         raise DeviceError(device, key, f"cannot open ALSA {kind} device: {str(exc).splitlines()[0]}") from exc
 
 
+def _input_queued(pcm: Any) -> int:
+    """Frames the capture device holds beyond what was just read (its input delay), 0 if unknown."""
+    try:
+        return max(0, int(pcm.avail()))
+    except Exception:  # older pyalsaaudio, or a state where avail() fails
+        return 0
+
+
 class _Pacer:
     def __init__(self) -> None:
         self.next = time.monotonic()
@@ -68,7 +81,8 @@ class AlsaMicrophone(AudioSource):
     def __init__(self, device: str = "default", *, key: str = "audio.input_device", channels: int = 1, queue_frames: int = 10) -> None:
         self.device, self.key, self.channels = device, key, channels
         self._queue_frames = queue_frames
-        self._queue: asyncio.Queue[np.ndarray | None] | None = None
+        self._queue: asyncio.Queue[tuple[np.ndarray, float] | None] | None = None
+        self.capture_time: float | None = None  # time.monotonic() of the last frame's first sample
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pcm: Any = None
@@ -92,13 +106,16 @@ class AlsaMicrophone(AudioSource):
         self._thread.start()
         log.info("microphone %s open", self.device)
 
-    def _work(self, loop: asyncio.AbstractEventLoop, pcm: Any, queue: asyncio.Queue[np.ndarray | None], stop: threading.Event) -> None:
+    def _work(self, loop: asyncio.AbstractEventLoop, pcm: Any, queue: asyncio.Queue[tuple[np.ndarray, float] | None], stop: threading.Event) -> None:
         pacer = _Pacer()
         pending = b""
-        need = AUDIO_SAMPLES * 2 * self.channels
+        pending_time = 0.0  # capture time of pending's first sample
+        width = 2 * self.channels
+        need = AUDIO_SAMPLES * width
         while not stop.is_set():
             try:
                 length, data = pcm.read()
+                returned = time.monotonic()
             except Exception as exc:  # the device went away: end the stream, and tell read()
                 log.warning("microphone %s: read failed: %s", self.device, exc)
                 self._error = str(exc) or type(exc).__name__
@@ -110,17 +127,22 @@ class AlsaMicrophone(AudioSource):
             if length < 0:
                 self.overruns += 1
                 continue
+            if not pending:
+                # the read's first sample was captured before everything read and still queued
+                pending_time = returned - (len(data) // width + _input_queued(pcm)) / AUDIO_RATE
             pending += data
             while len(pending) >= need:
                 chunk, pending = pending[:need], pending[need:]
                 samples = np.frombuffer(chunk, dtype="<i2").reshape(-1, self.channels).copy()
+                stamped = (samples, pending_time)
+                pending_time += AUDIO_SAMPLES / AUDIO_RATE
                 try:
-                    loop.call_soon_threadsafe(self._put, queue, samples)
+                    loop.call_soon_threadsafe(self._put, queue, stamped)
                 except RuntimeError:  # loop closed
                     return
             pacer.wait(stop)
 
-    def _put(self, queue: asyncio.Queue[np.ndarray | None], samples: np.ndarray | None) -> None:
+    def _put(self, queue: asyncio.Queue[tuple[np.ndarray, float] | None], samples: tuple[np.ndarray, float] | None) -> None:
         """On the loop: queue a frame (or ``None``: the device failed), dropping the oldest when full."""
         if queue.full():
             queue.get_nowait()
@@ -131,10 +153,11 @@ class AlsaMicrophone(AudioSource):
         if self._queue is None:
             await self.start()
         assert self._queue is not None
-        samples = await self._queue.get()
-        if samples is None:  # the capture thread lost the device; later reads fail the same way
+        item = await self._queue.get()
+        if item is None:  # the capture thread lost the device; later reads fail the same way
             self._queue.put_nowait(None)
             raise DeviceError(self.device, self.key, f"microphone stopped: {self._error}")
+        samples, self.capture_time = item
         frame = audio_frame(samples if self.channels > 1 else samples[:, 0], self._pts)
         self._pts += AUDIO_SAMPLES
         return frame
@@ -162,6 +185,7 @@ class AlsaSpeaker(AudioSink):
         self._pcm: Any = None
         self.frames_played = 0
         self.frames_dropped = 0
+        self.underruns = 0  # times the buffer ran dry while playing (the mixer re-anchors its stamps)
         self._device_queued = PERIOD  # seconds inside the sound card, measured after each write
 
     async def start(self) -> None:
@@ -190,6 +214,7 @@ class AlsaSpeaker(AudioSink):
     def _work(self, pcm: Any, stop: threading.Event) -> None:
         pacer = _Pacer()
         silence = bytes(AUDIO_SAMPLES * 2 * self.channels)
+        playing = False
         try:
             device_frames = int(pcm.info()["buffer_size"])
         except Exception:  # older pyalsaaudio: no info(); keep the one-period estimate
@@ -198,7 +223,10 @@ class AlsaSpeaker(AudioSink):
             try:
                 data = self._buffer.popleft()
             except IndexError:
+                if playing:
+                    self.underruns += 1
                 data = silence  # underrun: keep the device fed, never stall it
+            playing = data is not silence
             try:
                 pcm.write(data)
             except Exception as exc:

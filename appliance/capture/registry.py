@@ -35,6 +35,13 @@ class Request:
     settings: Any
     sender: int
     prefix: str  # the config section's name, for the keys errors name
+    room: Any = None  # the unit's SimulatedRoom, shared by a ``room`` source and sink
+
+    def shared_room(self) -> Any:
+        """The room the composition root made, or a new one from the settings (a lone adapter)."""
+        if self.room is not None:
+            return self.room
+        return resolve("appliance.capture.roomsim:SimulatedRoom")(self.get("room", "small"), talker=self.get("talker", True))
 
     def get(self, name: str, default: Any) -> Any:
         return getattr(self.settings, name, default) if self.settings is not None else default
@@ -93,6 +100,7 @@ AUDIO_SOURCES: Mapping[str, Adapter] = MappingProxyType({
         "appliance.capture.alsa:AlsaMicrophone",
         lambda r: {"device": r.get("input_device", "default"), "key": f"{r.prefix}.input_device"},
     ),
+    "room": Adapter("appliance.capture.roomsim:RoomSource", lambda r: {"room": r.shared_room()}),
 })
 
 #: ``[audio] sink``: the speaker; ``null`` discards at the real rate.
@@ -105,6 +113,7 @@ AUDIO_SINKS: Mapping[str, Adapter] = MappingProxyType({
             "buffer_ms": r.get("buffer_ms", 60),
         },
     ),
+    "room": Adapter("appliance.capture.roomsim:RoomSpeaker", lambda r: {"room": r.shared_room()}),
 })
 
 
@@ -121,11 +130,13 @@ def open_video_source(settings: Any, *, sender: int = 0, prefix: str = "video") 
     return _open(VIDEO_SOURCES, "type", "pattern", "video source", Request(settings, sender, prefix))
 
 
-def open_audio_source(settings: Any, *, sender: int = 0, prefix: str = "audio") -> AudioSource:
-    """Build the microphone named by ``settings.source`` (default ``synthetic``), not started."""
-    return _open(AUDIO_SOURCES, "source", "synthetic", "audio source", Request(settings, sender, prefix))
+def open_audio_source(settings: Any, *, sender: int = 0, prefix: str = "audio", room: Any = None) -> AudioSource:
+    """Build the microphone named by ``settings.source`` (default ``synthetic``), not started.
+    ``room`` is the simulated room a ``room`` source listens in (share it with the sink)."""
+    return _open(AUDIO_SOURCES, "source", "synthetic", "audio source", Request(settings, sender, prefix, room))
 
 
-def open_audio_sink(settings: Any, *, prefix: str = "audio") -> AudioSink:
-    """Build the speaker named by ``settings.sink`` (default ``null``), not started."""
-    return _open(AUDIO_SINKS, "sink", "null", "audio sink", Request(settings, 0, prefix))
+def open_audio_sink(settings: Any, *, prefix: str = "audio", room: Any = None) -> AudioSink:
+    """Build the speaker named by ``settings.sink`` (default ``null``), not started.
+    ``room`` is the simulated room a ``room`` sink plays into (share it with the source)."""
+    return _open(AUDIO_SINKS, "sink", "null", "audio sink", Request(settings, 0, prefix, room))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from appliance.audio.processing import BINDINGS, DEFAULT_BINDING
+from appliance.audio.room import ROOMS
 from appliance.capture.registry import AUDIO_SINKS, AUDIO_SOURCES, VIDEO_SOURCES
 from appliance.config import setting
 
@@ -32,9 +34,13 @@ class VideoSettings:
 
 @dataclass(frozen=True)
 class AudioSettings:
-    source: str = setting("synthetic", help="microphone: 'synthetic' (a test tone) or 'alsa'", choices=tuple(AUDIO_SOURCES))
+    source: str = setting(
+        "synthetic", help="microphone: 'synthetic' (a test tone), 'alsa', or 'room' (the room simulator)", choices=tuple(AUDIO_SOURCES)
+    )
     input_device: str = setting("default", help="ALSA capture device, e.g. 'default' or 'hw:1,0'")
-    sink: str = setting("null", help="speaker: 'null' (discard) or 'alsa'", choices=tuple(AUDIO_SINKS))
+    sink: str = setting(
+        "null", help="speaker: 'null' (discard), 'alsa', or 'room' (plays into the room simulator)", choices=tuple(AUDIO_SINKS)
+    )
     output_device: str = setting("default", help="ALSA playback device, e.g. 'default' or 'hw:0,0'")
     buffer_ms: int = setting(60, help="speaker buffer; older audio is dropped beyond it", min=20, max=500)
     packet_ms: int = setting(
@@ -45,3 +51,29 @@ class AudioSettings:
         ),
         choices=(0, 10, 20, 40, 60),
     )
+    processing: str = setting(
+        "webrtc",
+        help=(
+            "microphone processing: 'webrtc' (echo cancellation, noise suppression, gain in the unit), 'off', or"
+            " 'device' (a USB speakerphone that cancels echo itself: the unit does not process at all)"
+        ),
+        choices=("webrtc", "off", "device"),
+    )
+    binding: str = setting(
+        DEFAULT_BINDING,
+        help="which WebRTC audio-processing library: 'webrtc' (pywebrtc-audio) or 'livekit'",
+        choices=tuple(b for b in BINDINGS if b != "off"),
+    )
+    device_delay_ms: int = setting(
+        0,
+        help=(
+            "speaker-to-microphone latency of the devices not in the sink's reported delay, ms; the reference is"
+            " read this much (less 20 ms) earlier. 0: let the canceller's delay estimator find it (docs/room-audio.md)"
+        ),
+        min=0,
+        max=500,
+    )
+    room: str = setting(
+        "small", help="simulated room of a 'room' source/sink (docs/room-audio.md)", choices=tuple(ROOMS)
+    )
+    talker: bool = setting(True, help="a 'room' microphone also hears a near-end talker (speech with pauses)")

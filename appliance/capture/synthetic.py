@@ -5,6 +5,8 @@ talk-spurts (on ~1.2 s, off ~0.4 s) so that level meters and active-speaker high
 have something to follow. :class:`NullAudioSink` consumes frames at the real 48 kHz
 rate from a bounded buffer, like a sound card would, and keeps what it "played" for
 inspection. Both are paced by the event loop's clock; simulated units and tests use them.
+Like every microphone, the source stamps each frame: ``capture_time`` is the
+``time.monotonic()`` of the last frame's first sample, the clock the echo reference uses.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class SyntheticAudioSource(AudioSource):
         self.amplitude = amplitude
         self.started = False
         self.frames_read = 0
+        self.capture_time: float | None = None  # time.monotonic() of the last frame's first sample
         self._sample = 0
         self._next = 0.0
         self._cycle: np.ndarray | None = None
@@ -56,6 +59,7 @@ class SyntheticAudioSource(AudioSource):
             await asyncio.sleep(self._next - now)
         elif now - self._next > 0.1:
             self._next = now  # the loop stalled: resume, do not burst
+        self.capture_time = self._next - AUDIO_FRAME_MS / 1000  # handed over now, complete: begun a frame ago
         self._next += AUDIO_FRAME_MS / 1000
         if self._cycle is None:
             self._cycle = self._talk_cycle()

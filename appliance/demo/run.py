@@ -2,7 +2,9 @@
 
 An embedded signaling server (plain HTTP on 127.0.0.1, in a temporary state
 directory) and ``units`` simulated wall units, each a real ``wallmesh run``
-process with a test-pattern camera, synthetic audio and loopback ICE. Unit 1
+process with a test-pattern camera, loopback ICE, and its audio in a simulated
+room (:func:`room_audio`: each unit's microphone hears its own loudspeaker through
+the room, a talker and a fan, and the unit cancels the echo before sending). Unit 1
 has a display: a window when there is a desktop (``DISPLAY`` or
 ``WAYLAND_DISPLAY``), otherwise an offscreen one; ``--snapshot DIR`` writes
 PNGs of it. Every second a line per unit shows its state, peers, received fps
@@ -27,6 +29,26 @@ def has_screen() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+#: The simulated rooms the demo's units stand in, in turn (docs/room-audio.md).
+DEMO_ROOMS = ("small", "large", "drift", "jump", "clipping")
+
+
+def room_audio(index: int) -> dict[str, Any]:
+    """A unit's ``[audio]``: the room simulator's speaker and microphone (its loudspeaker's echo,
+    a talker with pauses, a fan) and the unit's own echo cancellation, as on a wall unit."""
+    return {"source": "room", "sink": "room", "room": DEMO_ROOMS[(index - 1) % len(DEMO_ROOMS)], "talker": True,
+            "processing": "webrtc"}
+
+
+def audio_text(st: dict[str, Any]) -> str:
+    proc = (st.get("media") or {}).get("audio_processing") or {}
+    if not proc:
+        return ""
+    if not proc.get("active"):
+        return f"  aec {proc.get('mode')}" + (" (binding missing)" if proc.get("error") else "")
+    return f"  aec {proc.get('cpu_ms_per_frame') or 0:.2f} ms/frame"
+
+
 def unit_line(unit: UnitProcess, expected: int) -> str:
     st = unit.status()
     if not unit.alive:
@@ -39,7 +61,7 @@ def unit_line(unit: UnitProcess, expected: int) -> str:
     lat = [p["latency_ms"] for p in live if p.get("latency_ms") is not None]
     fps_text = f"{min(fps):4.1f}-{max(fps):4.1f}" if fps else "   -     "
     lat_text = f"{sum(lat) / len(lat):5.0f} ms" if lat else "    - ms"
-    return f"{unit.name:<8} {st['state']:<12} peers {len(live)}/{expected}  fps {fps_text}  latency {lat_text}"
+    return f"{unit.name:<8} {st['state']:<12} peers {len(live)}/{expected}  fps {fps_text}  latency {lat_text}{audio_text(st)}"
 
 
 def all_streams(units: list[UnitProcess]) -> bool:
@@ -77,7 +99,7 @@ async def demo(
             snapshot.mkdir(parents=True, exist_ok=True)
             display.update({"snapshot_dir": str(snapshot.resolve()), "snapshot_every_s": 1.0})
         for index in range(1, units + 1):
-            await site.spawn(index, display if index == 1 else {"video": video})
+            await site.spawn(index, {**(display if index == 1 else {"video": video}), "audio": room_audio(index)})
         where = "a window" if has_screen() else "offscreen"
         print(f"{units} units in room 'demo'; unit-1's wall is drawn {where}"
               + (f", snapshots in {snapshot}" if snapshot else "") + "; Ctrl-C stops", file=out, flush=True)

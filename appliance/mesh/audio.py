@@ -7,6 +7,9 @@ packets — the audio half of "encode once, send N-1 times" (aiortc would otherw
 Opus encoder per peer, about as costly per peer as sending the video). With
 ``encode_once=False`` the tracks carry raw 10 ms frames and aiortc encodes per peer; that
 path also sends RFC 6464 audio levels, which aiortc only computes from raw frames.
+Between the microphone and the encoder sits the capture chain, when the unit has one
+(:class:`~appliance.mesh.microphone.MicrophoneChain`: echo cancellation against the
+mixer's :class:`EchoReference`, noise suppression, gain), fed each frame's capture time.
 Muting closes the microphone itself and sends generated silence instead, so no captured
 sound can leave the unit while muted (the device is released, not just a sender flag).
 Shared Opus packets are only valid on an Opus-negotiated sender:
@@ -19,8 +22,9 @@ bounded jitter buffer per peer (stretched to the peer's packet length), and ever
 sums one frame from each into the
 :class:`~appliance.capture.base.AudioSink`. Each mixed frame is also put, with the
 monotonic time at which it will reach the speaker, into :class:`EchoReference` — the
-exact signal the echo canceller must subtract from the microphone. Per-peer levels
-(smoothed RMS, 0..1) feed the wall's speaking highlight (:mod:`appliance.wall.speaker`).
+exact signal the echo canceller must subtract from the microphone (after the software
+volume, :meth:`AudioMixer.set_volume`). Per-peer levels (smoothed RMS, 0..1) feed the
+wall's speaking highlight (:mod:`appliance.wall.speaker`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import collections
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
@@ -38,7 +42,11 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from appliance.capture.audioformat import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AUDIO_TIME_BASE, audio_frame, frame_samples
+from appliance.audio.limiter import OutputLimiter
 from appliance.capture.base import AudioSink, AudioSource, stop_task
+
+if TYPE_CHECKING:
+    from appliance.mesh.microphone import MicrophoneChain
 
 log = logging.getLogger(__name__)
 
@@ -151,14 +159,23 @@ class SharedAudio:
     """Reads the microphone once for all peers; :meth:`set_muted` cuts it off at the source."""
 
     def __init__(
-        self, source: AudioSource, *, muted: bool = False, encode_once: bool = True, packet_ms: int = 20, name: str = "unit"
+        self,
+        source: AudioSource,
+        *,
+        muted: bool = False,
+        encode_once: bool = True,
+        packet_ms: int = 20,
+        name: str = "unit",
+        processing: MicrophoneChain | None = None,
     ) -> None:
         self.source = source
+        self.processing = processing  # the capture chain (echo cancellation ...), None: sent as captured
         self._opus = OpusPacketizer(packet_ms=packet_ms) if encode_once else None
         self._muted = muted
         self._name = name
         self._tracks: set[SharedAudioTrack] = set()
         self._task: asyncio.Task[None] | None = None
+        self._feeder: asyncio.Task[None] | None = None  # reads the microphone while processing is threaded
         self._source_open: bool | None = None  # unknown: the caller may have opened it already
         self._pts = 0
         self._next = 0.0
@@ -186,6 +203,8 @@ class SharedAudio:
         """Mute/unmute; takes effect within one 10 ms frame."""
         if muted != self._muted:
             log.info("%s: microphone %s", self._name, "muted" if muted else "live")
+            if not muted and self.processing is not None:
+                self.processing.reset()  # the room may have changed: learn it afresh, not from stale state
         self._muted = muted
 
     async def start(self) -> None:
@@ -204,6 +223,9 @@ class SharedAudio:
             return
         self._closed = True
         await stop_task(self._task)
+        await stop_task(self._feeder)
+        if self.processing is not None:
+            await asyncio.to_thread(self.processing.close)
         for track in list(self._tracks):
             track.stop()
         if self._source_open is not False:
@@ -219,31 +241,78 @@ class SharedAudio:
         self._next += PERIOD
         return audio_frame(np.zeros((AUDIO_SAMPLES, self.source.channels) if self.source.channels > 1 else AUDIO_SAMPLES, np.int16))
 
+    async def _next_frame(self) -> av.AudioFrame | None:
+        """The next frame to send: silence while muted or after a failure, else the
+        microphone's frame through the capture chain; None when there is none this time."""
+        if self._muted or self.error is not None:
+            feeder, self._feeder = self._feeder, None
+            await stop_task(feeder)
+        if self._muted:
+            if self._source_open is not False:
+                await self.source.close()  # the microphone is released while muted
+                self._source_open = False
+                self._next = time.monotonic()
+            self.level = 0.0
+            return await self._silence()
+        if self.error is not None:
+            return await self._silence()  # a failed microphone: peers still get steady (silent) audio
+        chain = self.processing
+        if chain is not None and not chain.inline:
+            # processing runs on its thread: a feeder reads the microphone at its own pace,
+            # and what comes back is sent as soon as it does
+            if self._feeder is None or self._feeder.done():
+                self._feeder = asyncio.create_task(self._feed(chain), name=f"{self._name}-microphone")
+            return self._processed(await chain.take(0.1))
+        captured = await self._capture()
+        if captured is None:
+            return None
+        frame, when = captured
+        if chain is None:
+            self.level = rms(frame_samples(frame))
+            return frame
+        out = chain.process(frame_samples(frame)[:, 0], when)
+        if out is None:  # it has just moved to its thread: this frame comes back from there
+            out = await chain.take(PERIOD)
+        return self._processed(out)
+
+    async def _capture(self) -> tuple[av.AudioFrame, float] | None:
+        """A microphone frame and its capture time; None when it failed or we were muted meanwhile."""
+        try:
+            if not self._source_open:
+                await self.source.start()
+                self._source_open = True
+            frame = await self.source.read()
+        except (OSError, MediaStreamError) as exc:  # DeviceError is an OSError
+            self.error = str(exc) or type(exc).__name__
+            log.error("%s: microphone failed, sending silence: %s", self._name, self.error)
+            return None
+        if self._muted:  # muted while we waited: this audio must not leave
+            return None
+        when = getattr(self.source, "capture_time", None)
+        if when is None:  # a source that does not stamp: its first sample was captured a frame ago
+            when = time.monotonic() - PERIOD
+        return frame, when
+
+    async def _feed(self, chain: MicrophoneChain) -> None:
+        """Microphone → the processing thread, while live (stopped by mute, failure or close)."""
+        while not self._muted and self.error is None:
+            captured = await self._capture()
+            if captured is not None:
+                frame, when = captured
+                chain.process(frame_samples(frame)[:, 0], when)
+
+    def _processed(self, samples: np.ndarray | None) -> av.AudioFrame | None:
+        if samples is None or self._muted:
+            return None
+        self.level = rms(samples)
+        return audio_frame(samples)
+
     async def _run(self) -> None:
         try:
             while True:
-                if self._muted:
-                    if self._source_open is not False:
-                        await self.source.close()  # the microphone is released while muted
-                        self._source_open = False
-                        self._next = time.monotonic()
-                    frame = await self._silence()
-                    self.level = 0.0
-                elif self.error is not None:
-                    frame = await self._silence()  # a failed microphone: peers still get steady (silent) audio
-                else:
-                    try:
-                        if not self._source_open:
-                            await self.source.start()
-                            self._source_open = True
-                        frame = await self.source.read()
-                    except (OSError, MediaStreamError) as exc:  # DeviceError is an OSError
-                        self.error = str(exc) or type(exc).__name__
-                        log.error("%s: microphone failed, sending silence: %s", self._name, self.error)
-                        continue
-                    if self._muted:  # muted while we waited: this audio must not leave
-                        continue
-                    self.level = rms(frame_samples(frame))
+                frame = await self._next_frame()
+                if frame is None:
+                    continue
                 frame.pts = self._pts
                 self._pts += frame.samples
                 self.frames_sent += 1
@@ -373,7 +442,10 @@ class AudioMixer:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._last_play = float("-inf")
+        self._glitches = 0  # the sink's underruns + drops: each shifts what plays when
         self.frames_mixed = 0
+        self.volume = 1.0
+        self.limiter = OutputLimiter()  # peaks held under -1 dBFS: the unit never clips its own output
 
     async def start(self) -> None:
         if self._task is None:
@@ -407,6 +479,11 @@ class AudioMixer:
         """Smoothed RMS level (0..1) of each peer's audio as it is played."""
         return {peer: remote.level for peer, remote in self._remotes.items()}
 
+    def set_volume(self, fraction: float) -> None:
+        """Software volume (0..1), applied to the mix before the speaker and before the echo
+        reference: the canceller must subtract what the loudspeaker really plays."""
+        self.volume = min(1.0, max(0.0, float(fraction)))
+
     def on_mix(self, callback: Callable[[np.ndarray, float], None]) -> None:
         """Call ``callback(samples, play_time)`` with every frame sent to the speaker."""
         self._listeners.append(callback)
@@ -437,14 +514,20 @@ class AudioMixer:
             chunk = remote.take()
             remote.level = 0.7 * remote.level + 0.3 * rms(chunk)
             total += chunk
-        return np.clip(total, -32768, 32767).astype(np.int16)
+        if self.volume < 1.0:
+            total = np.round(total * self.volume).astype(np.int32)
+        # a smooth peak limiter instead of clipping at full scale (1 ms look-ahead); what it
+        # returns is both what the speaker plays and the echo reference
+        return self.limiter.process(total)
 
     def _play_time(self, measured: float) -> float:
         """When this frame reaches the speaker: right after the previous one while the sink
         keeps playing (an exact, gap-free timeline), re-anchored to the measurement after an
-        underrun or a stall."""
+        underrun (the sink counts them: a one-frame slip is within the tolerance) or a stall."""
         expected = self._last_play + PERIOD
-        self._last_play = expected if abs(measured - expected) < 0.015 else measured
+        glitches = getattr(self.sink, "underruns", 0) + getattr(self.sink, "frames_dropped", 0)
+        slipped, self._glitches = glitches != self._glitches, glitches
+        self._last_play = expected if abs(measured - expected) < 0.015 and not slipped else measured
         return self._last_play
 
     async def _run(self) -> None:

@@ -124,6 +124,8 @@ class UnitDaemon:
             self.machine.to(UnitState.JOINING, "autojoin at start")
         await self.signal.start()  # its task locates and authenticates while the devices open
         await self.media.start()
+        if self.media.mixer is not None:  # the speaker plays at the volume the wall shows
+            self.media.mixer.set_volume(self.volume / 100.0)
         self._devices_open.set()
         from appliance.unit.status import StatusServer
 
@@ -252,9 +254,8 @@ class UnitDaemon:
         if volume != self.volume:
             self.volume = volume
             log.info("%s: volume %d%%", self.name, volume)
-            mixer = self.media.mixer
-            if mixer is not None and hasattr(mixer, "set_volume"):
-                mixer.set_volume(volume / 100.0)
+            if self.media.mixer is not None:
+                self.media.mixer.set_volume(volume / 100.0)
         self._changed()
 
     def subscribe(self, callback: StatusCallback) -> Unsubscribe:

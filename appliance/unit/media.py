@@ -4,7 +4,10 @@
 unit: it opens the configured camera behind one shared encoder, the microphone
 and the speaker, hands every peer connection its own tracks, feeds remote audio
 to the mixer, applies the quality policy to the shared encoder and implements
-mute (no microphone content leaves) and camera privacy (no video leaves).
+mute (no microphone content leaves) and camera privacy (no video leaves). The microphone goes through the capture chain
+(``[audio] processing``: echo cancellation against the mixer's reference, noise
+suppression, gain) unless processing is off or left to the device; a ``room`` source
+and sink share one :class:`~appliance.capture.roomsim.SimulatedRoom`.
 Devices are opened in :meth:`start`; an absent one raises
 :class:`~appliance.errors.DeviceError` naming the config key.
 """
@@ -15,11 +18,12 @@ import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from appliance.capture import base, registry
 from appliance.unit.config import UnitConfig
-from appliance.wall.status import MediaStatus
+from appliance.wall.status import AudioProcessingStatus, MediaStatus
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +31,14 @@ log = logging.getLogger(__name__)
 class UnitMedia:
     """Implements :class:`appliance.mesh.peer.LocalMedia` for a unit daemon."""
 
-    def __init__(self, conf: UnitConfig, *, sender: int, name: str) -> None:
+    def __init__(
+        self, conf: UnitConfig, *, sender: int, name: str, load_processor: Callable[..., Any] | None = None, room: Any = None
+    ) -> None:
         self.conf = conf
+        self._load_processor = load_processor  # the processing binding's loader (default: appliance.audio.processing)
+        self.room: Any = room  # the simulated room a 'room' source and sink share (made from [audio] when None)
+        self.processing: Any = None  # the microphone's capture chain (MicrophoneChain), None when not processing
+        self.processing_error: str | None = None
         self.sender = sender
         self.name = name
         self.video: Any = None
@@ -55,19 +65,69 @@ class UnitMedia:
         from appliance.mesh.audio import AudioMixer, SharedAudio
 
         a = self.conf.audio
-        self.mic = registry.open_audio_source(a, sender=self.sender, prefix="audio")
-        self.sink = registry.open_audio_sink(a, prefix="audio")
+        if self.room is None and "room" in (a.source, a.sink):
+            from appliance.capture.roomsim import SimulatedRoom
+
+            self.room = SimulatedRoom(a.room, talker=a.talker, buffer_ms=a.buffer_ms, name=self.name)
+        self.mic = registry.open_audio_source(a, sender=self.sender, prefix="audio", room=self.room)
+        self.sink = registry.open_audio_sink(a, prefix="audio", room=self.room)
         # open the devices now, so an absent one stops start-up with its config key
         await self.mic.start()
-        self.audio_out = SharedAudio(self.mic, muted=self.muted, packet_ms=a.packet_ms or 20, name=self.name)
-        await self.audio_out.start()
         self.mixer = AudioMixer(self.sink, name=self.name)
+        self.processing = self._capture_chain(self.mixer.reference)
+        self.audio_out = SharedAudio(
+            self.mic, muted=self.muted, packet_ms=a.packet_ms or 20, name=self.name, processing=self.processing
+        )
+        await self.audio_out.start()
         await self.mixer.start()
         if self.conf.quality.adaptive:
             from appliance.mesh.quality import QualityPolicy, tier_named
 
             q = self.conf.quality
             self.policy = QualityPolicy(upload_budget=q.upload_kbps * 1000, max_tier=tier_named(q.max_tier))
+
+    def _capture_chain(self, reference: Any) -> Any:
+        """The microphone's processing, or None: ``processing`` off, done by the device, or a
+        binding that cannot load (said once in the log and in ``/status``; the call goes on)."""
+        a = self.conf.audio
+        if a.processing != "webrtc":
+            log.info("%s: microphone processing %s", self.name,
+                     "off" if a.processing == "off" else "left to the device (it cancels its own echo)")
+            return None
+        from appliance.audio.chain import CaptureChain
+        from appliance.audio.processing import ProcessingUnavailable
+        from appliance.mesh.microphone import MicrophoneChain
+
+        if self._load_processor is None:
+            from appliance.audio.processing import load_processor as loader
+        else:
+            loader = self._load_processor
+        try:
+            processor = loader(a.binding)
+        except ProcessingUnavailable as exc:
+            self.processing_error = str(exc)
+            log.warning("%s: %s; the microphone is sent without echo cancellation (audio.binding = %r)",
+                        self.name, exc, a.binding)
+            return None
+        log.info("%s: microphone processing %s (echo cancellation, noise suppression, gain), device delay %d ms",
+                 self.name, a.binding, a.device_delay_ms)
+        return MicrophoneChain(CaptureChain(processor, reference, delay_ms=a.device_delay_ms), name=self.name)
+
+    def processing_status(self) -> AudioProcessingStatus:
+        """``media.audio_processing`` in ``GET /status``."""
+        a = self.conf.audio
+        chain = self.processing
+        return {
+            "mode": a.processing,
+            "binding": a.binding if a.processing == "webrtc" else None,
+            "active": chain is not None,
+            "error": self.processing_error,
+            "cpu_ms_per_frame": round(chain.cpu_ms_per_frame, 3) if chain is not None else None,
+            "dropped": chain.dropped if chain is not None else 0,
+            "inline": chain.inline if chain is not None else None,
+            "resets": chain.resets if chain is not None else 0,
+            "device_delay_ms": a.device_delay_ms,
+        }
 
     # -- LocalMedia ------------------------------------------------------------------------
 
@@ -146,6 +206,7 @@ class UnitMedia:
                 "keyframes": stats.keyframes,
             },
             "audio_packet_ms": getattr(self.audio_out, "packet_ms", None),
+            "audio_processing": self.processing_status(),
         }
 
     async def close(self) -> None:

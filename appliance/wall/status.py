@@ -34,7 +34,15 @@ failed, ``null`` after a good session).
 
 :class:`MediaStatus`: ``encoder`` (:class:`EncoderStatus` of the shared video
 encoder, ``null`` before the camera opens), ``audio_packet_ms`` (the Opus packet length sent now, ``null`` before the
-microphone opens).
+microphone opens), ``audio_processing`` (:class:`AudioProcessingStatus`).
+
+:class:`AudioProcessingStatus`: ``mode`` (``[audio] processing``: ``webrtc``, ``off`` or
+``device``), ``binding`` (the library asked for, ``null`` unless ``mode`` is ``webrtc``),
+``active`` (the unit processes its microphone now), ``error`` (why the binding could not
+load, ``null`` otherwise: the call then goes on unprocessed), ``cpu_ms_per_frame`` (CPU
+per 10 ms frame), ``dropped`` (frames lost because processing fell behind), ``inline``
+(processing runs on the event loop, not a thread), ``resets`` (canceller restarts, one per
+unmute), ``device_delay_ms`` (``[audio] device_delay_ms``).
 
 :class:`EncoderStatus`: ``width``, ``height`` and ``bitrate`` (bit/s) the encoder
 runs at now (the quality tier), ``frames`` and ``keyframes`` encoded since start.
@@ -70,6 +78,7 @@ tell; ``loop_lag_ms``, the event loop's worst delay over the last second.
 from typing import NotRequired, TypedDict
 
 __all__ = [
+    "AudioProcessingStatus",
     "DaemonStatus",
     "EncoderStatus",
     "MediaStatus",
@@ -142,11 +151,26 @@ class EncoderStatus(TypedDict):
     keyframes: int
 
 
+class AudioProcessingStatus(TypedDict):
+    """The microphone's processing, under ``media.audio_processing``."""
+
+    mode: str
+    binding: str | None
+    active: bool
+    error: str | None
+    cpu_ms_per_frame: float | None
+    dropped: int
+    inline: bool | None
+    resets: int
+    device_delay_ms: int
+
+
 class MediaStatus(TypedDict):
     """The unit's own media, under ``media``."""
 
     encoder: EncoderStatus | None
     audio_packet_ms: int | None
+    audio_processing: NotRequired[AudioProcessingStatus]
 
 
 class ProcessFigures(TypedDict):

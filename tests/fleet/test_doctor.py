@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -12,6 +13,7 @@ import pytest
 
 from appliance.fleet.doctor import hardware
 from appliance.fleet.doctor import Context, Finding, exit_status, render_text, run_checks
+from appliance.fleet.doctor.findings import load_config
 from appliance.fleet.firstboot import Provisioner
 
 from .conftest import boot_text
@@ -234,3 +236,20 @@ async def test_discovery_on_loopback(tmp_path: Path) -> None:
         assert statuses(findings, "server") == {"ok"}
     finally:
         await srv.stop()
+
+
+def test_audio_processing_binding_is_loaded_and_a_broken_one_is_named(tmp_path: Path) -> None:
+    config = unit_toml(tmp_path, "http://127.0.0.1:9")
+    ctx = load_config(Context(config_path=config, network=False))
+    [good] = run_checks(ctx, [hardware.check_audio_processing])
+    assert good.status == "ok" and "'webrtc'" in good.summary
+    # a binding whose library is broken: a real import failure, in the doctor's own process
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "pywebrtc_audio.py").write_text("raise ImportError('libwebrtc_audio_processing.so.1: cannot open shared object file')\n")
+    env = {**os.environ, "PYTHONPATH": f"{shadow}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-m", "appliance.cli", "doctor", "--config", str(config), "--no-network"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    line = next(line for line in done.stdout.splitlines() if "audio processing:" in line)
+    assert "[FAIL]" in line and "not available" in line and "without echo cancellation" in line
+    assert "pip install pywebrtc-audio" in done.stdout and "Traceback" not in done.stderr

@@ -409,3 +409,95 @@ async def test_the_unit_picks_audio_packets_by_mesh_size_unless_configured():
                 assert media.status()["audio_packet_ms"] == ms, (setting, participants)
         finally:
             await media.close()
+
+
+async def test_volume_scales_what_the_speaker_plays_and_the_echo_reference_alike():
+    source = SyntheticAudioSource(sender=2, amplitude=0.4)
+    shared = SharedAudio(source, encode_once=False)
+    sink = NullAudioSink(buffer_ms=60, keep=2000)
+    mixer = AudioMixer(sink)
+    mixes: list[np.ndarray] = []
+    mixer.on_mix(lambda samples, t: mixes.append(samples.copy()))
+    await mixer.start()
+    await shared.start()
+    mixer.add("far", shared.track())
+    try:
+        await asyncio.sleep(1.0)
+        mixer.set_volume(0.25)
+        start = len(mixes)
+        await asyncio.sleep(1.0)
+        quiet = [m for m in mixes[start:] if m.any()]
+        loud = [m for m in mixes[:start] if m.any()]
+        assert quiet and loud
+        ratio = max(np.abs(m).max() for m in quiet) / max(np.abs(m).max() for m in loud)
+        assert 0.2 < ratio < 0.3
+        latest = mixer.reference.latest()
+        assert latest is not None and np.array_equal(latest[1], mixes[-1])  # the reference is the scaled mix
+        played = list(sink.played)
+        assert any(np.array_equal(p[:, 0], quiet[-3]) for p in played[-10:])  # ... and so is what the speaker played
+    finally:
+        await mixer.close()
+        await shared.close()
+
+
+async def test_a_room_speaker_and_microphone_share_one_room_and_the_microphone_hears_the_echo():
+    from appliance.audio.room import ROOMS
+    from appliance.capture import registry
+    from appliance.capture.audioformat import audio_frame
+    from appliance.capture.roomsim import RoomSource, RoomSpeaker, SimulatedRoom
+    from appliance.unit import config as unit_config
+
+    audio = unit_config.load(None, {"audio": {"source": "room", "sink": "room", "room": "small", "talker": False}}).audio
+    room = SimulatedRoom("small", talker=False, noise=False)
+    mic = registry.open_audio_source(audio, room=room)
+    speaker = registry.open_audio_sink(audio, room=room)
+    assert isinstance(mic, RoomSource) and isinstance(speaker, RoomSpeaker) and mic.room is speaker.room is room
+    truth = []
+    room.listen(lambda slot, when, played, heard, near: truth.append((slot, when, played.copy(), heard.copy())))
+    await speaker.start()
+    await mic.start()
+    try:
+        click = np.zeros(AUDIO_SAMPLES, np.int16)
+        click[0] = 20000
+        await asyncio.sleep(0.05)
+        play_at = time.monotonic() + speaker.delay  # when a frame written now starts to play
+        speaker.write(audio_frame(click))
+        frames = []
+        for _ in range(20):
+            frame = await asyncio.wait_for(mic.read(), 1)
+            frames.append((mic.capture_time, frame_samples(frame)[:, 0]))
+        loudest = max(frames, key=lambda f: np.abs(f[1]).max())
+        echo_at = loudest[0] + int(np.argmax(np.abs(loudest[1]))) / AUDIO_RATE
+        assert abs((echo_at - play_at) - ROOMS['small'].delay_ms / 1000) < 0.002  # the room's 40 ms, on one clock
+        assert any(np.array_equal(p, click) for _, _, p, _ in truth)
+    finally:
+        await mic.close()
+        await speaker.close()
+    assert room._thread is None  # the last user closed the room
+
+
+async def test_the_microphone_chain_moves_to_a_thread_keeps_order_and_resets_there():
+    from appliance.audio.chain import CaptureChain
+    from appliance.audio.processing import Passthrough
+    from appliance.mesh.microphone import MicrophoneChain
+
+    class Counting(Passthrough):
+        resets = 0
+
+        def reset(self) -> None:
+            self.resets += 1
+
+    processor = Counting()
+    chain = MicrophoneChain(CaptureChain(processor, EchoReference()), budget_ms=0.0)  # "too slow": off the loop
+    outs = []
+    for k in range(40):
+        frame = np.full(AUDIO_SAMPLES, k, np.int16)
+        out = chain.process(frame, k * 0.01)
+        if out is None:
+            out = await chain.take(1.0)
+        outs.append(int(out[0]))
+        if k == 20:
+            chain.reset()
+    assert not chain.inline and outs == list(range(40)) and chain.dropped == 0
+    assert processor.resets == 1 and chain.resets == 1
+    chain.close()

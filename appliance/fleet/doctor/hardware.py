@@ -5,7 +5,8 @@ the Pi camera additionally needs libcamera's picamera2 from Raspberry Pi OS.
 Audio: ALSA cards and PCM streams from ``/proc/asound``. Display: DRM
 connectors in ``/sys/class/drm`` and their ``status``/``modes``. GPIO:
 ``/dev/gpiochip*`` and the configured pins. Temperature: thermal zones.
-Throttling: the firmware's ``get_throttled`` bits (sysfs, else vcgencmd).
+Throttling: the firmware's ``get_throttled`` bits (sysfs, else vcgencmd). Audio processing:
+the configured echo-cancellation binding is loaded, as the unit would load it.
 """
 
 from __future__ import annotations
@@ -117,6 +118,31 @@ def check_speaker(ctx: Context) -> Iterator[Finding]:
         yield Finding("speaker", "warn", f"sound is discarded: audio.sink = {audio.sink!r}", 'set audio.sink = "alsa"')
         return
     yield from _check_pcm(ctx, "speaker", audio.output_device, "p")
+
+
+def check_audio_processing(ctx: Context) -> Iterator[Finding]:
+    """Load the configured echo-cancellation binding the way the unit does, and make one processor."""
+    audio = ctx.config.audio
+    mode = getattr(audio, "processing", "webrtc")
+    if mode == "device":
+        yield Finding("audio processing", "ok", "left to the audio device (audio.processing = 'device': a speakerphone that cancels its own echo)")
+        return
+    if mode == "off":
+        yield Finding("audio processing", "warn", "audio.processing = 'off': remote participants hear themselves through this unit's speaker",
+                      'set audio.processing = "webrtc" (or "device" for a USB speakerphone with its own echo cancellation)')
+        return
+    from appliance.audio.processing import ProcessingUnavailable, load_processor
+
+    binding = getattr(audio, "binding", "webrtc")
+    try:
+        processor = load_processor(binding)
+    except ProcessingUnavailable as exc:
+        other = "livekit" if binding == "webrtc" else "webrtc"
+        package = "pywebrtc-audio" if binding == "webrtc" else "livekit"
+        yield Finding("audio processing", "fail", f"{exc}; the unit runs its calls without echo cancellation",
+                      f"install {package} in /opt/wallmesh (pip install {package}), or set audio.binding = {other!r}")
+        return
+    yield Finding("audio processing", "ok", f"echo cancellation, noise suppression and gain by binding {processor.name!r}")
 
 
 def check_display(ctx: Context) -> Iterator[Finding]:

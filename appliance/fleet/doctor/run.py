@@ -9,6 +9,7 @@ from dataclasses import asdict
 
 from appliance.fleet.doctor.findings import Check, Context, Finding, load_config
 from appliance.fleet.doctor.hardware import (
+    check_audio_processing,
     check_camera,
     check_display,
     check_gpio,
@@ -31,6 +32,7 @@ def all_checks() -> list[Check]:
         check_camera,
         check_microphone,
         check_speaker,
+        check_audio_processing,
         check_display,
         check_sdl,
         check_gpio,
