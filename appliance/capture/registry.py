@@ -130,6 +130,18 @@ def open_video_source(settings: Any, *, sender: int = 0, prefix: str = "video") 
     return _open(VIDEO_SOURCES, "type", "pattern", "video source", Request(settings, sender, prefix))
 
 
+def simulated_room(settings: Any, *, name: str = "unit") -> Any:
+    """The one room a ``room`` microphone and speaker share, when ``settings`` names either
+    (None otherwise): the composition root makes it and passes it to both openers."""
+    if "room" not in (getattr(settings, "source", None), getattr(settings, "sink", None)):
+        return None
+    room_class = resolve("appliance.capture.roomsim:SimulatedRoom")
+    return room_class(
+        getattr(settings, "room", "small"), talker=getattr(settings, "talker", True),
+        buffer_ms=getattr(settings, "buffer_ms", 60), name=name,
+    )
+
+
 def open_audio_source(settings: Any, *, sender: int = 0, prefix: str = "audio", room: Any = None) -> AudioSource:
     """Build the microphone named by ``settings.source`` (default ``synthetic``), not started.
     ``room`` is the simulated room a ``room`` source listens in (share it with the sink)."""

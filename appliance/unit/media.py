@@ -65,10 +65,8 @@ class UnitMedia:
         from appliance.mesh.audio import AudioMixer, SharedAudio
 
         a = self.conf.audio
-        if self.room is None and "room" in (a.source, a.sink):
-            from appliance.capture.roomsim import SimulatedRoom
-
-            self.room = SimulatedRoom(a.room, talker=a.talker, buffer_ms=a.buffer_ms, name=self.name)
+        if self.room is None:
+            self.room = registry.simulated_room(a, name=self.name)
         self.mic = registry.open_audio_source(a, sender=self.sender, prefix="audio", room=self.room)
         self.sink = registry.open_audio_sink(a, prefix="audio", room=self.room)
         # open the devices now, so an absent one stops start-up with its config key

@@ -426,7 +426,7 @@ async def test_volume_scales_what_the_speaker_plays_and_the_echo_reference_alike
         mixer.set_volume(0.25)
         start = len(mixes)
         await asyncio.sleep(1.0)
-        quiet = [m for m in mixes[start:] if m.any()]
+        quiet = [m for m in mixes[start + 1 :] if m.any()]  # the limiter's 1 ms look-ahead still holds loud audio in the first
         loud = [m for m in mixes[:start] if m.any()]
         assert quiet and loud
         ratio = max(np.abs(m).max() for m in quiet) / max(np.abs(m).max() for m in loud)

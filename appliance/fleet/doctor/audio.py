@@ -214,8 +214,9 @@ async def record(settings: Any, far: np.ndarray, *, sender: int = 0, prefill: in
     from appliance.capture import registry
     from appliance.capture.audioformat import audio_frame, frame_samples
 
-    sink = registry.open_audio_sink(settings, prefix="audio")
-    source = registry.open_audio_source(settings, sender=sender, prefix="audio")
+    room = registry.simulated_room(settings, name="doctor")  # a simulated room's speaker and microphone are one room
+    sink = registry.open_audio_sink(settings, prefix="audio", room=room)
+    source = registry.open_audio_source(settings, sender=sender, prefix="audio", room=room)
     frames = len(far) // FRAME
     mic: list[np.ndarray] = []
     channels = getattr(sink, "channels", 1)
