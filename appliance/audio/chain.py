@@ -47,6 +47,12 @@ class Reference(Protocol):
     def read(self, start: float, count: int) -> np.ndarray: ...
 
 
+class FrameChain(Protocol):
+    """What :class:`ThreadedChain` runs: :meth:`CaptureChain.process`'s contract."""
+
+    def process(self, frame: np.ndarray, capture_time: float) -> np.ndarray: ...
+
+
 class CaptureChain:
     """One microphone's processing; :meth:`process` once per 10 ms frame, in capture order."""
 
@@ -116,7 +122,7 @@ def process_signals(
 
 
 class ThreadedChain:
-    """A :class:`CaptureChain` on its own thread, for the live path.
+    """A :class:`CaptureChain` (or any :class:`FrameChain`) on its own thread, for the live path.
 
     :meth:`put` never blocks: it queues the frame (at most ``depth`` wait) or drops it and
     counts the drop. Each processed frame is given to ``on_frame(frame, capture_time)`` on the
@@ -124,7 +130,7 @@ class ThreadedChain:
     The bindings release the GIL while they compute, so the loop keeps running meanwhile.
     """
 
-    def __init__(self, chain: CaptureChain, on_frame: Callable[[np.ndarray, float], None], *, depth: int = 4, name: str = "unit") -> None:
+    def __init__(self, chain: FrameChain, on_frame: Callable[[np.ndarray, float], None], *, depth: int = 4, name: str = "unit") -> None:
         self.chain = chain
         self.dropped = 0
         self._on_frame = on_frame

@@ -83,10 +83,10 @@ async def measure(packet_ms: int, seconds: float, *, inline: bool = True, proces
     from aiortc import RTCConfiguration, RTCPeerConnection
 
     from appliance.capture.synthetic import NullAudioSink, SyntheticAudioSource
+    from appliance.mesh.aiortc_hooks import install_inline_audio
     from appliance.mesh.audio import AudioMixer, SharedAudio
     from appliance.mesh.ice import IcePolicy, process_default
     from appliance.mesh.negotiation import prefer_opus
-    from appliance.mesh.aiortc_hooks import install_inline_audio
     from appliance.mesh.receive import AudioReceiver
 
     mic = _OnsetTap(SyntheticAudioSource(sender=1, amplitude=0.3))
@@ -117,7 +117,7 @@ async def measure(packet_ms: int, seconds: float, *, inline: bool = True, proces
         tx, rx = RTCPeerConnection(RTCConfiguration(iceServers=[])), RTCPeerConnection(RTCConfiguration(iceServers=[]))
         try:
             two_way = back is not None
-            transceiver = rx.addTransceiver(back.track() if two_way else "audio", direction="sendrecv" if two_way else "recvonly")
+            transceiver = rx.addTransceiver(back.track() if back is not None else "audio", direction="sendrecv" if two_way else "recvonly")
             prefer_opus(transceiver)
             inlet = install_inline_audio(transceiver.receiver) if inline else None
 

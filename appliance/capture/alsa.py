@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -58,7 +59,7 @@ def _input_queued(pcm: Any) -> int:
     """Frames the capture device holds beyond what was just read (its input delay), 0 if unknown."""
     try:
         return max(0, int(pcm.avail()))
-    except Exception:  # older pyalsaaudio, or a state where avail() fails
+    except Exception:  # noqa: BLE001 - called on the capture thread: a failing avail() (old pyalsaaudio, odd state) must cost a figure, not the thread
         return 0
 
 
@@ -116,13 +117,11 @@ class AlsaMicrophone(AudioSource):
             try:
                 length, data = pcm.read()
                 returned = time.monotonic()
-            except Exception as exc:  # the device went away: end the stream, and tell read()
+            except Exception as exc:  # noqa: BLE001 - whatever the read raises, the thread ends the stream and tells read()
                 log.warning("microphone %s: read failed: %s", self.device, exc)
                 self._error = str(exc) or type(exc).__name__
-                try:
+                with contextlib.suppress(RuntimeError):  # loop closed
                     loop.call_soon_threadsafe(self._put, queue, None)
-                except RuntimeError:  # loop closed
-                    pass
                 return
             if length < 0:
                 self.overruns += 1
@@ -217,7 +216,7 @@ class AlsaSpeaker(AudioSink):
         playing = False
         try:
             device_frames = int(pcm.info()["buffer_size"])
-        except Exception:  # older pyalsaaudio: no info(); keep the one-period estimate
+        except Exception:  # noqa: BLE001 - on the speaker thread: older pyalsaaudio has no info(); keep the one-period estimate
             device_frames = 0
         while not stop.is_set():
             try:
@@ -229,16 +228,14 @@ class AlsaSpeaker(AudioSink):
             playing = data is not silence
             try:
                 pcm.write(data)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever the write raises, the speaker thread logs it and stops cleanly
                 log.warning("speaker %s: write failed: %s", self.device, exc)
                 break
             if data is not silence:
                 self.frames_played += 1
             if device_frames:
-                try:
+                with contextlib.suppress(Exception):  # avail() fails in some device states; keep the last figure
                     self._device_queued = max(0, device_frames - pcm.avail()) / AUDIO_RATE
-                except Exception:  # avail() fails in some device states; keep the last figure
-                    pass
             pacer.wait(stop)
 
     async def close(self) -> None:

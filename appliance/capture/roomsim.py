@@ -25,16 +25,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 
 from appliance.capture.audioformat import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, audio_frame, frame_samples
 from appliance.capture.base import AudioSink, AudioSource
+
+if TYPE_CHECKING:
+    from appliance.audio.room import RoomMicrophone, RoomModel
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +76,8 @@ class SimulatedRoom:
         self._stop = threading.Event()
         self._mic_out: Callable[[np.ndarray, float], None] | None = None
         self._listeners: list[Listener] = []
-        self._model = None
-        self._mic = None
+        self._model: RoomModel | None = None
+        self._mic: RoomMicrophone | None = None
         self._near: np.ndarray | None = None
         self._near_tail = np.zeros(0)
         self._prepared = False
@@ -265,10 +270,8 @@ class RoomSource(AudioSource):
         self._queue = queue
 
         def deliver(samples: np.ndarray, when: float) -> None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is closed
                 loop.call_soon_threadsafe(self._put, queue, samples, when)
-            except RuntimeError:  # the loop is closed
-                pass
 
         self.room.connect_microphone(deliver)
         self.started = True

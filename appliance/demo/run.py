@@ -96,8 +96,8 @@ async def demo(
             "video": video,
         }
         if snapshot is not None:
-            snapshot.mkdir(parents=True, exist_ok=True)
-            display.update({"snapshot_dir": str(snapshot.resolve()), "snapshot_every_s": 1.0})
+            await asyncio.to_thread(snapshot.mkdir, parents=True, exist_ok=True)
+            display.update({"snapshot_dir": str(await asyncio.to_thread(snapshot.resolve)), "snapshot_every_s": 1.0})
         for index in range(1, units + 1):
             await site.spawn(index, {**(display if index == 1 else {"video": video}), "audio": room_audio(index)})
         where = "a window" if has_screen() else "offscreen"

@@ -10,6 +10,7 @@ file and loopback status endpoint — the interfaces an operator would use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from appliance.demo import server as demo_server
 
@@ -132,13 +133,10 @@ class Site:
             return self.url
         cmd = [*self.prefix, sys.executable, "-m", "appliance.demo.server", "--state-dir", str(self.server_dir),
                "--port", str(self.port), "--host", self.server_host, "--max-room-size", str(self.max_room_size)]
-        log = open(self.root / "server.log", "ab")
-        try:
+        with await asyncio.to_thread(open, self.root / "server.log", "ab") as log:
             self._server_proc = await asyncio.create_subprocess_exec(
                 *cmd, stdout=asyncio.subprocess.PIPE, stderr=log, env=self._env(), start_new_session=True
             )
-        finally:
-            log.close()
         assert self._server_proc.stdout is not None
         line = await asyncio.wait_for(self._server_proc.stdout.readline(), 60)
         text = line.decode().strip()
@@ -155,10 +153,8 @@ class Site:
         proc, self._server_proc = self._server_proc, None
         if proc is not None and proc.returncode is None:
             # the server and its embedded store form one process group, like a systemd service's cgroup
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             await proc.wait()
             if kill:
                 await asyncio.sleep(0.2)  # let the store's children go too
@@ -204,7 +200,7 @@ class Site:
         verbosity = ["-" + "v" * self.verbose] if self.verbose else []
         cmd = [*self.prefix, sys.executable, "-m", "appliance.cli", *verbosity, "run", "--config", str(path)]
         spawned_at = time.time()
-        with open(log_file, "ab") as log:
+        with await asyncio.to_thread(open, log_file, "ab") as log:
             proc = await asyncio.create_subprocess_exec(*cmd, stdout=log, stderr=log, env=self._env())
         unit = UnitProcess(index, name, path, status_file, log_file, proc, spawned_at)
         self.units.append(unit)
@@ -223,11 +219,11 @@ class Site:
         self.units.clear()
         await self.stop_server()
 
-    async def __aenter__(self) -> Site:
+    async def __aenter__(self) -> Self:
         await self.start_server()
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
 

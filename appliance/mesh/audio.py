@@ -33,7 +33,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import av
@@ -41,8 +41,8 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from appliance.capture.audioformat import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AUDIO_TIME_BASE, audio_frame, frame_samples
 from appliance.audio.limiter import OutputLimiter
+from appliance.capture.audioformat import AUDIO_FRAME_MS, AUDIO_RATE, AUDIO_SAMPLES, AUDIO_TIME_BASE, audio_frame, frame_samples
 from appliance.capture.base import AudioSink, AudioSource, stop_task
 
 if TYPE_CHECKING:
@@ -96,6 +96,7 @@ class OpusPacketizer:
         ctx.bit_rate = bitrate
         ctx.time_base = AUDIO_TIME_BASE
         ctx.options = {"application": "voip", "frame_duration": str(packet_ms)}
+        self.bitrate = bitrate
         self.packet_ms = packet_ms
         self.SAMPLES = AUDIO_RATE * packet_ms // 1000
         self._ctx = ctx
@@ -104,7 +105,7 @@ class OpusPacketizer:
 
     def resized(self, packet_ms: int) -> OpusPacketizer:
         """A packetizer for ``packet_ms`` packets that carries on with this one's pending audio."""
-        other = OpusPacketizer(self._ctx.bit_rate, packet_ms)
+        other = OpusPacketizer(self.bitrate, packet_ms)
         other._pending, other._pending_pts = self._pending, self._pending_pts
         return other
 
@@ -139,7 +140,7 @@ class SharedAudioTrack(MediaStreamTrack):
         self._queue.append(item)  # a slow reader loses the oldest audio, never lags behind
         self._wake.set()
 
-    async def recv(self) -> av.AudioFrame | av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.AudioFrame | av.Packet:
         while not self._queue:
             if self.readyState != "live":
                 raise MediaStreamError
@@ -318,7 +319,7 @@ class SharedAudio:
                 self.frames_sent += 1
                 if not self._tracks:
                     continue
-                items: list[av.AudioFrame | av.Packet] = [frame] if self._opus is None else self._opus.encode(frame)  # type: ignore[list-item]
+                items: Sequence[av.AudioFrame | av.Packet] = [frame] if self._opus is None else self._opus.encode(frame)
                 for item in items:
                     for track in list(self._tracks):
                         track.push(item)

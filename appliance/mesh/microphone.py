@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -89,7 +90,8 @@ class MicrophoneChain:
         """The processed frame when inline; None when the worker has it (see :meth:`take`)."""
         self._last_time = capture_time
         if not self.inline:
-            return self._hand_over(mic, capture_time)
+            self._hand_over(mic, capture_time)
+            return None
         self.budget.start()
         out = self._run(mic, capture_time)
         if self.budget.stop():
@@ -143,10 +145,8 @@ class MicrophoneChain:
         loop = self._loop
         if loop is None:
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening any more
             loop.call_soon_threadsafe(self._arrive, out, capture_time)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            pass
 
     def _arrive(self, out: np.ndarray, capture_time: float) -> None:
         mic = self._pending.pop(capture_time, None)

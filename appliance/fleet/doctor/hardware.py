@@ -25,7 +25,8 @@ from appliance.fleet.doctor.findings import Context, Finding, read_text
 def check_camera(ctx: Context) -> Iterator[Finding]:
     video = ctx.config.video
     if video.type in ("pattern", "file"):
-        yield Finding("camera", "warn", f"no camera in use: video.type = {video.type!r} sends a {'test pattern' if video.type == 'pattern' else 'video file'}",
+        sends = "a test pattern" if video.type == "pattern" else "a video file"
+        yield Finding("camera", "warn", f"no camera in use: video.type = {video.type!r} sends {sends}",
                       'set video.type = "picamera" (or "v4l2" for a USB webcam) in the unit config')
         return
     v4l = sorted((ctx.sys_root / "class/video4linux").glob("video*"))
@@ -34,7 +35,8 @@ def check_camera(ctx: Context) -> Iterator[Finding]:
         device = Path(video.device or "/dev/video0")
         node = ctx.dev_root / device.relative_to("/dev") if device.is_absolute() and device.parts[1:2] == ("dev",) else device
         if not node.exists():
-            yield Finding("camera", "fail", f"no webcam: {device} does not exist" + (f" (found {', '.join(names)})" if names else " and no video devices at all"),
+            found = f" (found {', '.join(names)})" if names else " and no video devices at all"
+            yield Finding("camera", "fail", f"no webcam: {device} does not exist{found}",
                           "plug in the USB webcam, or set video.device to one of the /dev/video* devices")
         elif not os.access(node, os.R_OK | os.W_OK):
             yield Finding("camera", "fail", f"{device} exists but this user may not open it",
@@ -46,7 +48,8 @@ def check_camera(ctx: Context) -> Iterator[Finding]:
     media = sorted(ctx.dev_root.glob("media*"))
     if not media and not v4l:
         yield Finding("camera", "fail", "no camera found: no /dev/media* and no video devices",
-                      "check the camera ribbon cable (contacts facing the right way, latch closed) and camera_auto_detect=1 in config.txt, then reboot")
+                      "check the camera ribbon cable (contacts facing the right way, latch closed) "
+                      "and camera_auto_detect=1 in config.txt, then reboot")
     elif not media:
         yield Finding("camera", "fail", f"video devices ({', '.join(sorted(names.values()) or names)}) but no media controller for the Pi camera",
                       'if this is a USB webcam set video.type = "v4l2"; otherwise check the camera cable and camera_auto_detect=1')
@@ -94,8 +97,9 @@ def _check_pcm(ctx: Context, check: str, device: str, stream: str) -> Iterator[F
         yield Finding(check, "ok", f"ALSA device {device!r} for {what}; cards present: {listing}")
         return
     if card == -1 or card not in cards:
+        key, tool = ("input", "arecord") if stream == "c" else ("output", "aplay")
         yield Finding(check, "fail", f"ALSA device {device!r} names a card that is not there (cards: {listing})",
-                      f"set audio.{'input' if stream == 'c' else 'output'}_device to one of the cards above, e.g. 'hw:CARD=<id>,DEV=0' (see `{'arecord' if stream == 'c' else 'aplay'} -l`)")
+                      f"set audio.{key}_device to one of the cards above, e.g. 'hw:CARD=<id>,DEV=0' (see `{tool} -l`)")
         return
     if not (ctx.proc_root / f"asound/card{card}/pcm{dev}{stream}").exists():
         yield Finding(check, "fail", f"card {card} ({cards[card]}) has no {what} device {dev}",
@@ -184,7 +188,8 @@ def sdl_video_drivers() -> list[str] | None:
     candidates = []
     if spec and spec.origin:
         pkg = Path(spec.origin).parent
-        candidates += sorted(glob.glob(str(pkg.parent / "pygame_ce.libs" / "libSDL2-*"))) + sorted(glob.glob(str(pkg.parent / "pygame.libs" / "libSDL2-*")))
+        for libs in ("pygame_ce.libs", "pygame.libs"):
+            candidates += sorted(glob.glob(str(pkg.parent / libs / "libSDL2-*")))
     system = ctypes.util.find_library("SDL2")
     candidates += [system] if system else []
     for lib in candidates:
@@ -292,7 +297,7 @@ def _throttled(ctx: Context) -> int | None:
     exe = shutil.which(ctx.vcgencmd) if ctx.vcgencmd else None
     if exe:
         try:
-            out = subprocess.run([exe, "get_throttled"], capture_output=True, text=True, timeout=5).stdout
+            out = subprocess.run([exe, "get_throttled"], check=False, capture_output=True, text=True, timeout=5).stdout
             m = re.search(r"throttled=(0x[0-9a-fA-F]+)", out)
             if m:
                 return int(m.group(1), 16)
