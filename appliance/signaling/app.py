@@ -44,6 +44,39 @@ def json_error(status: int, code: str, message: str) -> web.Response:
     return json_response({"error": {"code": code, "message": message}}, status)
 
 
+# The page runs only its own files: module scripts and one stylesheet from this server, no
+# inline script or style, no eval; it talks to this server (fetch and the WebSocket) and
+# to nothing else; it cannot be framed. API replies carry the same policy (a JSON body
+# opened as a page runs nothing either).
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob: mediastream:; connect-src 'self'{ws}; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+_HOST_RE = re.compile(r"^[A-Za-z0-9.:\[\]-]{1,255}$")
+#: Replies that carry a token or a device secret: never kept by a browser or proxy cache.
+NO_STORE = frozenset({"/api/auth/login", "/api/auth/device", "/api/devices/enroll"})
+
+
+def content_security_policy(request: web.Request) -> str:
+    """The page's policy; ``connect-src`` names this server's WebSocket origin explicitly
+    (older browsers do not count ws(s) as 'self')."""
+    host = request.host
+    ws = (" wss://" if request.secure else " ws://") + host if _HOST_RE.match(host) else ""
+    return CSP.format(ws=ws)
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response (page, files, API, errors): CSP, nosniff, no referrer; no-store on tokens."""
+    headers = response.headers
+    headers["Content-Security-Policy"] = content_security_policy(request)
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["X-Frame-Options"] = "DENY"
+    if request.path in NO_STORE:
+        headers["Cache-Control"] = "no-store"
+
+
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
@@ -280,6 +313,7 @@ def create_app(
         if closing:
             await asyncio.wait(closing, timeout=3)
 
+    app.on_response_prepare.append(security_headers)
     app.cleanup_ctx.append(background)
     app.on_shutdown.append(close_connections)
 

@@ -117,3 +117,37 @@ async def test_health_and_metrics(server: SignalServer, http, connect) -> None:
     assert "wallmesh_signal_frames_relayed_total 3.0" in text
     assert 'wallmesh_signal_errors_total{code="bad_message"} 1.0' in text
     assert "wallmesh_signal_store_up 1.0" in text
+
+
+async def test_security_headers_on_the_page_files_and_api(server: SignalServer, http) -> None:
+    host = server.url.removeprefix("http://")
+    for path in ("/", "/app.js", "/style.css", "/protocol.js", "/api/health", "/metrics", "/api/nothing", "/nothing.js"):
+        async with http.get(server.url + path) as r:
+            csp = r.headers.get("Content-Security-Policy", "")
+            directives = dict([*d.strip().split(" ", 1), ""][:2] for d in csp.split(";") if d.strip())
+            assert directives.get("default-src") == "'none'", (path, csp)
+            assert directives.get("script-src") == "'self'" and directives.get("style-src") == "'self'", (path, csp)
+            assert directives.get("frame-ancestors") == "'none'", (path, csp)
+            assert directives.get("connect-src") == f"'self' ws://{host}", (path, csp)
+            assert "unsafe" not in csp, (path, csp)
+            assert r.headers.get("X-Content-Type-Options") == "nosniff", path
+            assert r.headers.get("Referrer-Policy") == "no-referrer", path
+    # every reply that may carry a token or a secret is never cached, refusals included
+    token = await server.admin.enrollment_token(ttl_s=600)
+    replies = [
+        ("/api/auth/login", {"username": "alice", "password": PASSWORD}, 200),
+        ("/api/auth/login", {"username": "alice", "password": "not it"}, 401),
+        ("/api/devices/enroll", {"enrollment_token": token, "device_id": "pi-h"}, 201),
+        ("/api/auth/device", {"device_id": "pi-h", "device_secret": "x" * 43}, 401),
+    ]
+    for path, body, status in replies:
+        async with http.post(server.url + path, json=body) as r:
+            assert r.status == status, path
+            assert r.headers.get("Cache-Control") == "no-store", path
+            assert r.headers.get("X-Content-Type-Options") == "nosniff", path
+
+
+async def test_a_forged_host_header_cannot_add_to_the_policy(server: SignalServer, http) -> None:
+    async with http.get(server.url + "/", headers={"Host": "evil; script-src *"}) as r:
+        csp = r.headers["Content-Security-Policy"]
+    assert "evil" not in csp and "script-src 'self';" in csp
