@@ -77,7 +77,10 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         headers["Cache-Control"] = "no-store"
 
 
-_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+_STATUS_CODES = {
+    400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+    415: "unsupported_media_type",
+}
 
 
 @web.middleware
@@ -96,7 +99,18 @@ async def api_errors(request: web.Request, handler: Callable[[web.Request], Awai
     return response
 
 
+def rate_limited(exc: AuthError) -> web.Response:
+    """429 for a throttled login or a full hashing queue, with when to come back."""
+    response = json_error(429, "rate_limited", exc.message)
+    response.headers["Retry-After"] = str(getattr(exc, "retry_after", 1))
+    return response
+
+
 async def _body(request: web.Request, *keys: str) -> dict[str, str]:
+    # JSON only: a form or text/plain body is what a page on another origin can send
+    # without a CORS preflight; application/json it cannot
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(reason="send the body as Content-Type: application/json")
     try:
         data = orjson.loads(await request.read())
     except orjson.JSONDecodeError:
@@ -116,18 +130,18 @@ async def login(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
     body = await _body(request, "username", "password")
     username = body["username"]
+    address, account = request.remote or "?", "user:" + username
     try:
-        s.throttle.check("user:" + username)
-        user = await s.store.get_user(username)
-        ok = await s.hasher.verify(user["hash"] if user else None, body["password"])
-    except AuthError as exc:  # throttled account or hashing queue full
+        async with s.throttle.attempt(address, account):
+            user = await s.store.get_user(username)
+            ok = await s.hasher.verify(user["hash"] if user else None, body["password"])
+    except AuthError as exc:  # throttled, or the hashing queue is full
         s.metrics.login_failures.labels(exc.code).inc()
-        return json_error(429, "rate_limited", exc.message)
+        return rate_limited(exc)
     if not ok:
-        s.throttle.failed("user:" + username)
+        s.throttle.failed(address, account)
         s.metrics.login_failures.labels("invalid_credentials").inc()
         return json_error(401, "invalid_credentials", "unknown user or wrong password")
-    s.throttle.succeeded("user:" + username)
     s.metrics.logins.labels("user").inc()
     ttl = s.config.tokens.user_ttl_s
     token = s.tokens.issue("user", username, username, user["rooms"], ttl)  # type: ignore[index]
@@ -159,7 +173,7 @@ async def enroll(request: web.Request) -> web.Response:
         secret_hash = await s.hasher.hash(secret)
         await s.store.add_device(device_id, name, secret_hash, record["rooms"], claims.jti)
     except AuthError as exc:
-        return json_error(429, "rate_limited", exc.message)
+        return rate_limited(exc)
     except Conflict:
         return json_error(409, "device_exists", "a device with this id is already enrolled")
     log.info("device %s enrolled", device_id)
@@ -169,19 +183,18 @@ async def enroll(request: web.Request) -> web.Response:
 async def device_login(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
     body = await _body(request, "device_id", "device_secret")
-    key = "device:" + body["device_id"]
+    address, account = request.remote or "?", "device:" + body["device_id"]
     try:
-        s.throttle.check(key)
-        device = await s.store.get_device(body["device_id"])
-        ok = await s.hasher.verify(device["hash"] if device else None, body["device_secret"])
+        async with s.throttle.attempt(address, account):
+            device = await s.store.get_device(body["device_id"])
+            ok = await s.hasher.verify(device["hash"] if device else None, body["device_secret"])
     except AuthError as exc:
         s.metrics.login_failures.labels(exc.code).inc()
-        return json_error(429, "rate_limited", exc.message)
+        return rate_limited(exc)
     if not ok or device is None or device.get("revoked"):
-        s.throttle.failed(key)
+        s.throttle.failed(address, account)
         s.metrics.login_failures.labels("invalid_credentials").inc()
         return json_error(401, "invalid_credentials", "unknown device, wrong secret or revoked")
-    s.throttle.succeeded(key)
     s.metrics.logins.labels("device").inc()
     ttl = s.config.tokens.device_ttl_s
     token = s.tokens.issue("device", device["_id"], device.get("name") or device["_id"], device["rooms"], ttl)
