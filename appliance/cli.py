@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # pymongo's DEBUG records carry whole commands and replies (a user's argon2 hash, a
+    # device's): never below INFO, whatever -v says
+    logging.getLogger("pymongo").setLevel(max(level, logging.INFO))
     try:
         return int(args.command_module.run(args) or 0)
     except KeyboardInterrupt:

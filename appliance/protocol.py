@@ -34,6 +34,11 @@ _ROOM_RE = re.compile(ROOM_PATTERN)
 MAX_NAME_CHARS = 64
 MAX_PEER_ID_CHARS = 64
 MAX_TOKEN_CHARS = 8192
+# The ``data`` of a ``signal`` is relayed as it came, so its shape is bounded: SDP and ICE
+# candidates nest two levels deep. A deeper value could not even be written back out (the
+# JSON encoder stops at a few hundred levels), and a wide one costs time to walk.
+MAX_DATA_DEPTH = 32
+MAX_DATA_CONTAINERS = 1024
 
 ERROR_CODES = (
     "bad_message",
@@ -169,6 +174,8 @@ def _parse_signal(obj: dict[str, Any]) -> Signal:
     data = obj.get("data")
     if not isinstance(data, dict):
         raise _bad("signal", "'data' must be an object")
+    if not _bounded(data):
+        raise _bad("signal", f"'data' nests deeper than {MAX_DATA_DEPTH} levels or holds more than {MAX_DATA_CONTAINERS} objects and arrays")
     if "sdp" in data:
         sdp = data["sdp"]
         if (
@@ -184,6 +191,24 @@ def _parse_signal(obj: dict[str, Any]) -> Signal:
     else:
         raise _bad("signal", "'data' must hold 'sdp' or 'candidate'")
     return Signal(to=to, data=data)  # type: ignore[arg-type]
+
+
+def _bounded(value: dict[str, Any]) -> bool:
+    """True when ``value`` nests at most MAX_DATA_DEPTH levels (itself the first) and holds
+    at most MAX_DATA_CONTAINERS objects and arrays; walked a level at a time, never recursively."""
+    level: list[Any] = [value]
+    seen = 1
+    for _ in range(MAX_DATA_DEPTH):
+        deeper: list[Any] = []
+        for item in level:
+            deeper += [v for v in (item.values() if type(item) is dict else item) if type(v) is dict or type(v) is list]
+        if not deeper:
+            return True
+        seen += len(deeper)
+        if seen > MAX_DATA_CONTAINERS:
+            return False
+        level = deeper
+    return False
 
 
 def _parse_state(obj: dict[str, Any]) -> State:

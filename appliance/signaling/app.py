@@ -44,7 +44,43 @@ def json_error(status: int, code: str, message: str) -> web.Response:
     return json_response({"error": {"code": code, "message": message}}, status)
 
 
-_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+# The page runs only its own files: module scripts and one stylesheet from this server, no
+# inline script or style, no eval; it talks to this server (fetch and the WebSocket) and
+# to nothing else; it cannot be framed. API replies carry the same policy (a JSON body
+# opened as a page runs nothing either).
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob: mediastream:; connect-src 'self'{ws}; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+_HOST_RE = re.compile(r"^[A-Za-z0-9.:\[\]-]{1,255}$")
+#: Replies that carry a token or a device secret: never kept by a browser or proxy cache.
+NO_STORE = frozenset({"/api/auth/login", "/api/auth/device", "/api/devices/enroll"})
+
+
+def content_security_policy(request: web.Request) -> str:
+    """The page's policy; ``connect-src`` names this server's WebSocket origin explicitly
+    (older browsers do not count ws(s) as 'self')."""
+    host = request.host
+    ws = (" wss://" if request.secure else " ws://") + host if _HOST_RE.match(host) else ""
+    return CSP.format(ws=ws)
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response (page, files, API, errors): CSP, nosniff, no referrer; no-store on tokens."""
+    headers = response.headers
+    headers["Content-Security-Policy"] = content_security_policy(request)
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["X-Frame-Options"] = "DENY"
+    if request.path in NO_STORE:
+        headers["Cache-Control"] = "no-store"
+
+
+_STATUS_CODES = {
+    400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+    415: "unsupported_media_type",
+}
 
 
 @web.middleware
@@ -63,7 +99,18 @@ async def api_errors(request: web.Request, handler: Callable[[web.Request], Awai
     return response
 
 
+def rate_limited(exc: AuthError) -> web.Response:
+    """429 for a throttled login or a full hashing queue, with when to come back."""
+    response = json_error(429, "rate_limited", exc.message)
+    response.headers["Retry-After"] = str(getattr(exc, "retry_after", 1))
+    return response
+
+
 async def _body(request: web.Request, *keys: str) -> dict[str, str]:
+    # JSON only: a form or text/plain body is what a page on another origin can send
+    # without a CORS preflight; application/json it cannot
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(reason="send the body as Content-Type: application/json")
     try:
         data = orjson.loads(await request.read())
     except orjson.JSONDecodeError:
@@ -83,18 +130,18 @@ async def login(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
     body = await _body(request, "username", "password")
     username = body["username"]
+    address, account = request.remote or "?", "user:" + username
     try:
-        s.throttle.check("user:" + username)
-        user = await s.store.get_user(username)
-        ok = await s.hasher.verify(user["hash"] if user else None, body["password"])
-    except AuthError as exc:  # throttled account or hashing queue full
+        async with s.throttle.attempt(address, account):
+            user = await s.store.get_user(username)
+            ok = await s.hasher.verify(user["hash"] if user else None, body["password"])
+    except AuthError as exc:  # throttled, or the hashing queue is full
         s.metrics.login_failures.labels(exc.code).inc()
-        return json_error(429, "rate_limited", exc.message)
+        return rate_limited(exc)
     if not ok:
-        s.throttle.failed("user:" + username)
+        s.throttle.failed(address, account)
         s.metrics.login_failures.labels("invalid_credentials").inc()
         return json_error(401, "invalid_credentials", "unknown user or wrong password")
-    s.throttle.succeeded("user:" + username)
     s.metrics.logins.labels("user").inc()
     ttl = s.config.tokens.user_ttl_s
     token = s.tokens.issue("user", username, username, user["rooms"], ttl)  # type: ignore[index]
@@ -126,7 +173,7 @@ async def enroll(request: web.Request) -> web.Response:
         secret_hash = await s.hasher.hash(secret)
         await s.store.add_device(device_id, name, secret_hash, record["rooms"], claims.jti)
     except AuthError as exc:
-        return json_error(429, "rate_limited", exc.message)
+        return rate_limited(exc)
     except Conflict:
         return json_error(409, "device_exists", "a device with this id is already enrolled")
     log.info("device %s enrolled", device_id)
@@ -136,19 +183,18 @@ async def enroll(request: web.Request) -> web.Response:
 async def device_login(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
     body = await _body(request, "device_id", "device_secret")
-    key = "device:" + body["device_id"]
+    address, account = request.remote or "?", "device:" + body["device_id"]
     try:
-        s.throttle.check(key)
-        device = await s.store.get_device(body["device_id"])
-        ok = await s.hasher.verify(device["hash"] if device else None, body["device_secret"])
+        async with s.throttle.attempt(address, account):
+            device = await s.store.get_device(body["device_id"])
+            ok = await s.hasher.verify(device["hash"] if device else None, body["device_secret"])
     except AuthError as exc:
         s.metrics.login_failures.labels(exc.code).inc()
-        return json_error(429, "rate_limited", exc.message)
+        return rate_limited(exc)
     if not ok or device is None or device.get("revoked"):
-        s.throttle.failed(key)
+        s.throttle.failed(address, account)
         s.metrics.login_failures.labels("invalid_credentials").inc()
         return json_error(401, "invalid_credentials", "unknown device, wrong secret or revoked")
-    s.throttle.succeeded(key)
     s.metrics.logins.labels("device").inc()
     ttl = s.config.tokens.device_ttl_s
     token = s.tokens.issue("device", device["_id"], device.get("name") or device["_id"], device["rooms"], ttl)
@@ -280,6 +326,7 @@ def create_app(
         if closing:
             await asyncio.wait(closing, timeout=3)
 
+    app.on_response_prepare.append(security_headers)
     app.cleanup_ctx.append(background)
     app.on_shutdown.append(close_connections)
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
+import math
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,42 +266,157 @@ class Hasher:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class LoginThrottle:
-    """Counts failed logins per account name; over the limit, the account answers 429 for a while.
+class Throttled(AuthError):
+    """A login refused before any hashing; ``retry_after`` is when it may be tried again, seconds."""
 
-    Keyed by the name as sent, so an unknown name and a real one behave the same.
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__("rate_limited", message)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+
+#: Logins one address may start in a burst, then per second: each costs an argon2 hash
+#: (about 50 ms of a worker), so one address can never take more than a sliver of them.
+LOGIN_BURST = 30
+LOGIN_RATE_PER_S = 1.0
+#: Logins from one address hashing (or waiting for a hash worker) at once, and how many
+#: more may wait their turn (a room of units on one host starting together) before 429.
+LOGIN_CONCURRENCY = 2
+LOGIN_QUEUE = 8
+
+
+class _Failures:
+    """Times of recent failures for one key, oldest first (at most ``limit`` kept)."""
+
+    __slots__ = ("times",)
+
+    def __init__(self, limit: int) -> None:
+        self.times: collections.deque[float] = collections.deque(maxlen=limit)
+
+
+class _Slots:
+    """The logins of one address being hashed (at most ``concurrency``) or waiting to be."""
+
+    __slots__ = ("sem", "users")
+
+    def __init__(self, concurrency: int) -> None:
+        self.sem = asyncio.Semaphore(concurrency)
+        self.users = 0
+
+
+class _Bucket:
+    __slots__ = ("level", "stamp")
+
+    def __init__(self, level: float, stamp: float) -> None:
+        self.level, self.stamp = level, stamp
+
+
+class LoginThrottle:
+    """Decides, before any hashing, whether a login may be tried; counts failures.
+
+    The rule, for a login to account *A* from address *X* (failures counted over
+    ``window_s``; ``failures`` is the limit):
+
+    * *X* may start ``LOGIN_BURST`` logins at once, then ``LOGIN_RATE_PER_S`` a second,
+      whatever their outcome; at most ``LOGIN_CONCURRENCY`` of them hash at a time and
+      ``LOGIN_QUEUE`` more wait their turn: bogus logins from one place cannot fill the
+      hashing queue and starve everyone else's.
+    * *X* with ``failures`` failed logins (to any accounts) is refused until the oldest
+      leaves the window.
+    * *A* with ``failures`` failed logins (from any addresses) is refused to every address
+      that has itself failed recently -- but not to an address with no recent failure, so
+      guessing someone's password never locks that person (or a unit) out: a correct
+      password from a clean address always gets in.
+
+    Refusals are :class:`Throttled` (429 with ``Retry-After``). Nothing is reset by a
+    success: a valid account must not buy its holder fresh guesses at others. Account
+    names are keyed as sent, so an unknown name and a real one behave the same.
     """
 
-    def __init__(self, *, failures: int, window_s: float, max_accounts: int = 100_000) -> None:
+    def __init__(self, *, failures: int, window_s: float, burst: int = LOGIN_BURST, rate_per_s: float = LOGIN_RATE_PER_S,
+                 concurrency: int = LOGIN_CONCURRENCY, queue: int = LOGIN_QUEUE, max_keys: int = 100_000) -> None:
         self.failures = failures
         self.window = window_s
-        self.max_accounts = max_accounts
-        self._seen: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
+        self.burst = burst
+        self.rate = rate_per_s
+        self.concurrency = concurrency
+        self.queue = queue
+        self.max_keys = max_keys
+        self._addresses: collections.OrderedDict[str, _Failures] = collections.OrderedDict()
+        self._accounts: collections.OrderedDict[str, _Failures] = collections.OrderedDict()
+        self._buckets: collections.OrderedDict[str, _Bucket] = collections.OrderedDict()
+        self._slots: dict[str, _Slots] = {}
 
-    def _recent(self, key: str, now: float) -> collections.deque[float] | None:
-        times = self._seen.get(key)
-        if times is None:
+    def _recent(self, table: collections.OrderedDict[str, _Failures], key: str, now: float) -> collections.deque[float] | None:
+        entry = table.get(key)
+        if entry is None:
             return None
-        while times and times[0] < now - self.window:
+        times = entry.times
+        while times and times[0] <= now - self.window:
             times.popleft()
         if not times:
-            del self._seen[key]
+            del table[key]
             return None
         return times
 
-    def check(self, key: str) -> None:
-        times = self._recent(key, time.monotonic())
-        if times is not None and len(times) >= self.failures:
-            raise AuthError("rate_limited", "too many failed logins; try again later")
+    def check(self, address: str, account: str, *, now: float | None = None) -> None:
+        """Raise :class:`Throttled` when a login to ``account`` from ``address`` may not be
+        tried now; otherwise count it against the address's rate."""
+        now = time.monotonic() if now is None else now
+        slots = self._slots.get(address)
+        if slots is not None and slots.users >= self.concurrency + self.queue:
+            raise Throttled("too many logins from this address at once; retry shortly", 1)
+        self._failures(address, account, now)
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            bucket = self._buckets[address] = _Bucket(float(self.burst), now)
+            self._trim(self._buckets)
+        else:
+            self._buckets.move_to_end(address)
+        bucket.level = min(float(self.burst), bucket.level + (now - bucket.stamp) * self.rate)
+        bucket.stamp = now
+        if bucket.level < 1.0:
+            raise Throttled("too many logins from this address; slow down", (1.0 - bucket.level) / self.rate)
+        bucket.level -= 1.0
 
-    def failed(self, key: str) -> None:
-        now = time.monotonic()
-        times = self._recent(key, now)
-        if times is None:
-            times = self._seen[key] = collections.deque(maxlen=self.failures)
-            while len(self._seen) > self.max_accounts:
-                self._seen.popitem(last=False)
-        times.append(now)
+    def _failures(self, address: str, account: str, now: float) -> None:
+        mine = self._recent(self._addresses, address, now)
+        if mine is not None and len(mine) >= self.failures:
+            raise Throttled("too many failed logins from this address; try again later", mine[0] + self.window - now)
+        theirs = self._recent(self._accounts, account, now)
+        if mine is not None and theirs is not None and len(theirs) >= self.failures:
+            raise Throttled("too many failed logins for this account; try again later", mine[-1] + self.window - now)
 
-    def succeeded(self, key: str) -> None:
-        self._seen.pop(key, None)
+    @contextlib.asynccontextmanager
+    async def attempt(self, address: str, account: str) -> AsyncIterator[None]:
+        """``async with throttle.attempt(addr, account):`` around the hashing: :meth:`check`,
+        then wait for one of the address's hashing slots (and check its failures again:
+        others from the same address may have failed meanwhile)."""
+        self.check(address, account)
+        slots = self._slots.get(address)
+        if slots is None:
+            slots = self._slots[address] = _Slots(self.concurrency)
+        slots.users += 1
+        try:
+            async with slots.sem:
+                self._failures(address, account, time.monotonic())
+                yield
+        finally:
+            slots.users -= 1
+            if slots.users == 0:
+                del self._slots[address]
+
+    def failed(self, address: str, account: str, *, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        for table, key in ((self._addresses, address), (self._accounts, account)):
+            times = self._recent(table, key, now)
+            if times is None:
+                table[key] = entry = _Failures(self.failures)
+                times = entry.times
+                self._trim(table)
+            else:
+                table.move_to_end(key)
+            times.append(now)
+
+    def _trim(self, table: collections.OrderedDict[str, Any]) -> None:
+        while len(table) > self.max_keys:
+            table.popitem(last=False)

@@ -16,7 +16,10 @@ class RateLimits:
     frames_per_s: float = setting(200.0, help="sustained frames per second one connection may send", min=1)
     burst: int = setting(2000, help="frames a connection may send in a burst above the sustained rate", min=1)
     strikes: int = setting(50, help="rate-limited or malformed frames before the connection is closed (4429/4400)", min=1)
-    login_failures: int = setting(5, help="failed logins per account before it is throttled", min=1)
+    login_failures: int = setting(
+        5, min=1,
+        help="failed logins from one address (it is then refused), or to one account (it is then refused to addresses that failed too)",
+    )
     login_window_s: float = setting(300.0, help="window over which failed logins are counted, seconds", min=1)
 
 

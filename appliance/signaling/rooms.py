@@ -116,7 +116,10 @@ class Hub:
         target = self.rooms[room].get(to)
         if target is None or target is peer:
             raise protocol.ProtocolError("unknown_peer", "no such peer in your room", "signal")
-        frame = protocol.encode_server(protocol.relayed(peer.peer_id, data))
+        try:
+            frame = protocol.encode_server(protocol.relayed(peer.peer_id, data))
+        except TypeError:  # orjson.JSONEncodeError; parse_client's bounds should make it impossible
+            raise protocol.ProtocolError("bad_message", "'data' cannot be relayed", "signal") from None
         if len(frame) > protocol.MAX_FRAME_BYTES:
             # the relayed form can be a little longer than what was sent ("from" and a
             # 16-character id instead of "to"); a receiver would have to drop it

@@ -39,7 +39,12 @@ log = logging.getLogger(__name__)
 
 def tune_gc() -> None:
     """For a long-running server process: move start-up objects out of the collector's sight
-    and collect the young generation less often, so connect storms do not pause the loop."""
+    and collect the young generation less often, so connect storms do not pause the loop.
+
+    The old generation is then collected rarely, so whatever a connection holds must be
+    freed by reference counting when it ends: no reference cycles through a connection,
+    its participant or its outbox (``tests/signaling/test_outbox.py`` checks with the
+    collector off)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)

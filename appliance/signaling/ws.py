@@ -64,7 +64,7 @@ class Connection:
         rate = services.config.rate
         self.flood = Bucket(rate.frames_per_s, rate.burst, now)
         self.abuse = Bucket(max(1.0, rate.strikes / 10), rate.strikes, now)
-        self.outbox = Outbox(ws, on_overflow=lambda: self.close(WSCloseCode.TRY_AGAIN_LATER, "slow consumer"))
+        self.outbox = Outbox(ws, on_overflow=self._slow_consumer)  # held weakly: no cycle through the queue
         self.participant: Participant | None = None
         self.last_rx = now
         self.pinged_at = now
@@ -92,6 +92,9 @@ class Connection:
         self.s.metrics.errors.labels(code).inc()
         self.reply(protocol.error(code, message, ref))
 
+    def _slow_consumer(self) -> None:
+        self.close(WSCloseCode.TRY_AGAIN_LATER, "slow consumer")
+
     @property
     def closing(self) -> asyncio.Task[None] | None:
         """The task closing this connection, once :meth:`close` was called."""
@@ -112,7 +115,11 @@ class Connection:
         self._close_task = self.loop.create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
-        await self.outbox.close()  # what was queued (e.g. the error saying why) goes first
+        if not await self.outbox.close():  # what was queued (e.g. the error saying why) goes first
+            # the client is not reading: a close frame would queue behind what it never
+            # took, so drop the connection now instead of holding its buffers for the handshake
+            log.info("%s: not reading, dropping the connection (%s)", self._who(), reason)
+            self._abort()
         try:
             async with asyncio.timeout(CLOSE_WAIT_S):
                 await self._reader_done.wait()
@@ -123,8 +130,18 @@ class Connection:
                 await self.ws.close(code=code, message=reason.encode()[:120])
         except (TimeoutError, ConnectionError):
             pass
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.abort()  # a vanished client never answers the close handshake
+        # A vanished client never answers the close handshake, and one that stopped reading
+        # never takes the bytes aiohttp's own close() left in the transport's buffer (a
+        # graceful close waits for them forever). After a completed handshake the buffer
+        # is empty and the transport already closed: then this is a no-op.
+        self._abort()
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _who(self) -> str:
+        return self.participant.peer_id if self.participant is not None else self.remote
 
     # --- input ----------------------------------------------------------------
 
@@ -148,6 +165,10 @@ class Connection:
             if self._close_task is not None:
                 await self._close_task  # the close code chosen by close() must win
             await self.outbox.close()
+            # the participant holds this connection's close(): break that cycle (and the
+            # one through the reader task) so the connection is freed as soon as it ends
+            self.participant = None
+            self._reader = None
 
     async def _hello(self) -> bool:
         deadline = self.loop.time() + self.s.config.heartbeat.hello_timeout_s

@@ -169,3 +169,31 @@ async def test_frames_over_the_welcome_limit_are_refused_in_the_page(browser, si
     too_large, answer = got["errors"]
     assert too_large["code"] == "too_large" and too_large["ref"] == "signal"
     assert answer == {"type": "error", "code": "not_in_room", "message": "join a room before signaling", "ref": "signal"}
+
+
+CSP_WATCH = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+  (e) => window.__cspViolations.push(e.violatedDirective + " " + (e.blockedURI || "inline")));
+"""
+
+
+async def test_the_page_works_under_its_content_security_policy(browser, site):
+    """The server's CSP lets the page sign in and join (its own scripts, styles, fetch and
+    WebSocket) with no violation, while an injected inline script does not run."""
+    async with aiohttp.ClientSession() as http, http.get(site.url + "/") as res:
+        csp = res.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    page = await browser.new_page(site.url + "/", init_script=CSP_WATCH)
+    await page.sign_in_and_join("alice", "correct horse battery", "e2e-csp")
+    assert await page.eval("getComputedStyle(document.querySelector('.topbar')).display") == "flex"  # style.css applied
+    assert await page.eval("window.__cspViolations") == []
+    ran = await page.eval("""(() => {
+        const s = document.createElement("script");
+        s.textContent = "window.__injected = true";
+        document.body.appendChild(s);
+        return window.__injected === true;
+    })()""")
+    assert ran is False
+    await page.wait_for("window.__cspViolations.length > 0")
+    assert all(v.startswith("script-src") for v in await page.eval("window.__cspViolations"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance import protocol
 from appliance.errors import AuthError
-from appliance.signaling.auth import Hasher, KeyRing, LoginThrottle, TokenService
+from appliance.signaling.auth import Hasher, KeyRing, LoginThrottle, Throttled, TokenService
 
 from .conftest import Client
 
@@ -164,17 +165,56 @@ async def test_hasher_meets_owasp_minimum_and_runs_off_loop() -> None:
         hasher.close()
 
 
-def test_throttle_counts_per_account() -> None:
+def test_throttle_by_address_and_account_never_locks_out_a_clean_address() -> None:
     throttle = LoginThrottle(failures=3, window_s=60)
-    for _ in range(3):
-        throttle.check("a")
-        throttle.failed("a")
-    with pytest.raises(AuthError) as info:
-        throttle.check("a")
-    assert info.value.code == "rate_limited"
-    throttle.check("b")
-    throttle.succeeded("a")
-    throttle.check("a")
+    for t in range(3):
+        throttle.check("10.0.0.66", "user:alice", now=t)
+        throttle.failed("10.0.0.66", "user:alice", now=t)
+    # the failing address is refused, for every account, until its oldest failure is 60 s old
+    for account in ("user:alice", "user:bob"):
+        with pytest.raises(Throttled) as info:
+            throttle.check("10.0.0.66", account, now=10)
+        assert info.value.code == "rate_limited" and info.value.retry_after == 50
+    # the account's owner, from an address of her own, is not
+    throttle.check("10.0.0.7", "user:alice", now=10)
+    # an address that failed once (here at another account) is refused the attacked account ...
+    throttle.failed("10.0.0.8", "user:carol", now=11)
+    with pytest.raises(Throttled):
+        throttle.check("10.0.0.8", "user:alice", now=12)
+    throttle.check("10.0.0.8", "user:carol", now=12)  # ... but not its own
+    # once the window has passed, all is forgotten
+    throttle.check("10.0.0.66", "user:alice", now=61)
+    throttle.check("10.0.0.8", "user:alice", now=72)
+
+
+async def test_throttle_bounds_logins_per_address() -> None:
+    throttle = LoginThrottle(failures=5, window_s=60, burst=4, rate_per_s=0.5, concurrency=2, queue=1)
+    for _ in range(4):
+        throttle.check("10.0.0.9", "user:x", now=0)
+    with pytest.raises(Throttled) as info:
+        throttle.check("10.0.0.9", "user:y", now=0)
+    assert info.value.retry_after == 2
+    throttle.check("10.0.0.10", "user:x", now=0)  # another address has its own bucket
+    throttle.check("10.0.0.9", "user:x", now=2)  # refilled at 0.5 a second
+    # two hash at once, one waits its turn, a fourth is refused
+    throttle = LoginThrottle(failures=5, window_s=60, concurrency=2, queue=1)
+    inside, release = [], asyncio.Event()
+
+    async def login(account: str) -> None:
+        async with throttle.attempt("10.0.0.11", account):
+            inside.append(account)
+            await release.wait()
+
+    tasks = [asyncio.create_task(login(a)) for a in "abc"]
+    await asyncio.sleep(0.01)
+    assert inside == ["a", "b"]
+    with pytest.raises(Throttled):
+        throttle.check("10.0.0.11", "d")
+    throttle.check("10.0.0.12", "d")
+    release.set()
+    await asyncio.gather(*tasks)
+    assert inside == ["a", "b", "c"]
+    throttle.check("10.0.0.11", "d")
 
 
 async def test_forged_tokens_refused_at_hello(server, http) -> None:

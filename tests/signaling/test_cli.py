@@ -30,11 +30,12 @@ def cli(*args: str, stdin: str = "", state: Path) -> subprocess.CompletedProcess
 class Running:
     """``wallmesh signal`` in a child process; reads the URL (and fingerprint) it prints."""
 
-    def __init__(self, state: Path, *extra: str) -> None:
+    def __init__(self, state: Path, *extra: str, verbose: int = 0) -> None:
         self.log = state.parent / f"signal-{id(self)}.log"
         self._log = open(self.log, "w")
+        flags = ["-" + "v" * verbose] if verbose else []
         self.proc = subprocess.Popen(
-            [*WALLMESH, "signal", "--state-dir", str(state), "--host", "127.0.0.1", "--port", "0", *extra],
+            [*WALLMESH, *flags, "signal", "--state-dir", str(state), "--host", "127.0.0.1", "--port", "0", *extra],
             stdout=subprocess.PIPE, stderr=self._log, text=True,
         )
         self.url = ""
@@ -205,3 +206,24 @@ def test_token_before_first_start_pins_the_certificate_the_server_will_serve(sta
         assert server.fingerprint == claims["fp"]
     finally:
         assert server.stop() == 0
+
+
+async def test_debug_logging_never_shows_a_password_hash(state: Path) -> None:
+    """-vv is for operators reading logs; pymongo's DEBUG command log would print documents."""
+    assert cli("user", "add", "gina", stdin="long enough pw\n", state=state).returncode == 0
+    server = Running(state, verbose=2)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for password in ("long enough pw", "wrong password"):
+                async with http.post(server.url + "/api/auth/login", json={"username": "gina", "password": password}) as r:
+                    assert r.status in (200, 401)
+            token = (await asyncio.to_thread(cli, "device", "token", state=state)).stdout.strip()
+            async with http.post(server.url + "/api/devices/enroll", json={"enrollment_token": token, "device_id": "pi-log"}) as r:
+                secret = (await r.json())["device_secret"]
+            async with http.post(server.url + "/api/auth/device", json={"device_id": "pi-log", "device_secret": secret}) as r:
+                assert r.status == 200
+    finally:
+        assert server.stop() == 0
+    log = server.log.read_text()
+    assert " DEBUG " in log  # -vv did turn debug logging on
+    assert "$argon2" not in log and secret not in log and "long enough pw" not in log

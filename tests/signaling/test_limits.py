@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import orjson
+import pytest
 
 from appliance import protocol
 from appliance.signaling.server import SignalServer
@@ -107,3 +108,51 @@ async def test_sustained_garbage_is_closed(tmp_path, http) -> None:
         for _ in range(100):
             await a.ws.send_str("{")
         assert await a.expect_close() == protocol.CLOSE_BAD_MESSAGES
+
+
+def _nested_lists(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+def _nested_objects(levels: int) -> str:
+    return '{"a":' * levels + "{}" + "}" * levels
+
+
+@pytest.mark.parametrize(("inner", "code"), [
+    (_nested_lists(300), "bad_message"),  # parses, but deeper than the JSON encoder writes
+    (_nested_lists(1023), "bad_message"),  # the decoder's own limit
+    (_nested_lists(32_000), "bad_message"),  # deeper than the decoder reads, within 64 KiB
+    (_nested_objects(10_000), "bad_message"),
+    ("[" + ",".join(["[]"] * 20_000) + "]", "bad_message"),  # wide: 20 000 arrays in one
+    ("[" + ",".join(['{"a":[{}]}'] * 5_000) + "]", "bad_message"),
+    (_nested_lists(100_000), "too_large"),  # deflated below the read limit, too large inflated
+], ids=["300-levels", "1023-levels", "32000-levels", "10000-objects", "20000-wide", "5000-objects-wide", "100000-levels"])
+async def test_pathological_signal_data_is_refused_and_the_connection_kept(connect, inner, code) -> None:
+    a = await connect(compress=15)
+    b = await connect()
+    await a.join("deep")
+    await b.join("deep")
+    await a.recv("peer-joined")
+    frame = '{"type":"signal","to":"' + b.peer_id + '","data":{"candidate":{"candidate":"c","x":' + inner + "}}}"
+    await a.ws.send_str(frame)
+    err = await a.recv()
+    assert (err["type"], err["code"]) == ("error", code)
+    # the connection stays usable, and the refused frame never reached the other side
+    await a.send({"type": "signal", "to": b.peer_id, "data": {"candidate": {"candidate": "ok"}}})
+    got = await b.recv()
+    assert got["type"] == "signal" and got["data"] == {"candidate": {"candidate": "ok"}}
+
+
+async def test_data_at_the_nesting_limit_is_relayed(connect) -> None:
+    a = await connect()
+    b = await connect()
+    await a.join("edge-deep")
+    await b.join("edge-deep")
+    await a.recv("peer-joined")
+    # data, the candidate object, then lists: exactly MAX_DATA_DEPTH levels, then one more
+    at_limit = {"candidate": {"x": orjson.loads(_nested_lists(protocol.MAX_DATA_DEPTH - 2))}}
+    await a.send({"type": "signal", "to": b.peer_id, "data": at_limit})
+    assert (await b.recv())["data"] == at_limit
+    too_deep = {"candidate": {"x": orjson.loads(_nested_lists(protocol.MAX_DATA_DEPTH - 1))}}
+    await a.send({"type": "signal", "to": b.peer_id, "data": too_deep})
+    assert (await a.recv())["code"] == "bad_message"
