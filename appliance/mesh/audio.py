@@ -327,6 +327,12 @@ class SharedAudio:
             log.warning("%s: microphone stream ended", self._name)
 
 
+#: How far before a read window :meth:`EchoReference.read` still looks for frames that
+#: could overlap it: a play time re-anchored after a speaker underrun steps back by at most
+#: the speaker's buffer (60 ms by default), never this far.
+REFERENCE_LOOKBACK = 0.15
+
+
 class EchoReference:
     """The speaker's signal, frame by frame, stamped with when it reaches the speaker.
 
@@ -347,7 +353,14 @@ class EchoReference:
         """``count`` mono samples played from ``start`` on (zeros where nothing played)."""
         out = np.zeros(count, dtype=np.int16)
         end = start + count / AUDIO_RATE
-        for play_time, samples in list(self._frames):
+        # Only the newest frames can overlap a window near now: walk back from the newest to
+        # REFERENCE_LOOKBACK before ``start``, then write oldest first as before, so a newer
+        # frame wins where two overlap.
+        frames = list(self._frames)  # a snapshot: the mixer appends while a worker thread reads
+        first = len(frames)
+        while first > 0 and frames[first - 1][0] + REFERENCE_LOOKBACK > start:
+            first -= 1
+        for play_time, samples in frames[first:]:
             stop = play_time + len(samples) / AUDIO_RATE
             if stop <= start or play_time >= end:
                 continue
