@@ -57,10 +57,6 @@ class OutputLimiter:
     def set_volume_db(self, volume_db: float) -> None:
         self.volume_db = float(volume_db)
 
-    def _need(self, block: np.ndarray) -> float:
-        peak = float(np.max(np.abs(block))) if block.size else 0.0
-        return min(1.0, self.ceiling / peak) if peak > 0 else 1.0
-
     def process(self, frame: np.ndarray) -> np.ndarray:
         x = np.asarray(frame).reshape(-1).astype(np.float64)
         if self.volume_db:

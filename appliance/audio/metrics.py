@@ -26,16 +26,6 @@ def erle_db(echo: np.ndarray, out: np.ndarray, *, skip_s: float = 2.0) -> float:
     return float(10 * np.log10(np.sum(e[s:n] ** 2) / max(np.sum(o[s:n] ** 2), 1e-20)))
 
 
-def window_erle_db(echo: np.ndarray, out: np.ndarray, window_s: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ERLE per window: (start times, ERLE dB, echo energy) of consecutive ``window_s`` windows."""
-    e, o = _f(echo), _f(out)
-    w = int(window_s * RATE)
-    count = min(len(e), len(o)) // w
-    ee = np.sum(e[: count * w].reshape(count, w) ** 2, axis=1)
-    oo = np.sum(o[: count * w].reshape(count, w) ** 2, axis=1)
-    return np.arange(count) * window_s, 10 * np.log10(np.maximum(ee, 1e-20) / np.maximum(oo, 1e-20)), ee
-
-
 def converge_s(echo: np.ndarray, out: np.ndarray, *, onset_s: float = 0.0, target_db: float = 20.0, hold_s: float = 1.0) -> float | None:
     """Far-end onset → the time from which the residual stays ``target_db`` below the echo.
 

@@ -112,7 +112,6 @@ async def measure(packet_ms: int, seconds: float, *, inline: bool = True, proces
 
     mixer.on_mix(listen)
     receivers: list[AudioReceiver] = []
-    cpu_ms: list[float] = []
     with process_default(IcePolicy(addresses=("127.0.0.1",))):
         tx, rx = RTCPeerConnection(RTCConfiguration(iceServers=[])), RTCPeerConnection(RTCConfiguration(iceServers=[]))
         try:
@@ -144,8 +143,6 @@ async def measure(packet_ms: int, seconds: float, *, inline: bool = True, proces
             await tx.setLocalDescription(await tx.createAnswer())
             await rx.setRemoteDescription(tx.localDescription)
             await asyncio.sleep(seconds)
-            if chain is not None:
-                cpu_ms.append(chain.cpu_ms_per_frame)
         finally:
             for receiver in receivers:
                 await receiver.close()

@@ -39,9 +39,7 @@ class Request:
 
     def shared_room(self) -> Any:
         """The room the composition root made, or a new one from the settings (a lone adapter)."""
-        if self.room is not None:
-            return self.room
-        return resolve("appliance.capture.roomsim:SimulatedRoom")(self.get("room", "small"), talker=self.get("talker", True))
+        return self.room if self.room is not None else simulated_room(self.settings)
 
     def get(self, name: str, default: Any) -> Any:
         return getattr(self.settings, name, default) if self.settings is not None else default

@@ -243,6 +243,11 @@ class RoomSpeaker(AudioSink):
     def underruns(self) -> int:
         return self.room.underruns
 
+    @property
+    def frames_dropped(self) -> int:
+        """Frames the room had no time to play (the mixer re-anchors its play-out stamps on them)."""
+        return self.room.frames_dropped
+
     async def close(self) -> None:
         if self._open:
             self._open = False

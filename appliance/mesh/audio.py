@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -458,7 +459,6 @@ class AudioMixer:
         self._last_play = float("-inf")
         self._glitches = 0  # the sink's underruns + drops: each shifts what plays when
         self.frames_mixed = 0
-        self.volume = 1.0
         self.limiter = OutputLimiter()  # peaks held under -1 dBFS: the unit never clips its own output
 
     async def start(self) -> None:
@@ -496,7 +496,8 @@ class AudioMixer:
     def set_volume(self, fraction: float) -> None:
         """Software volume (0..1), applied to the mix before the speaker and before the echo
         reference: the canceller must subtract what the loudspeaker really plays."""
-        self.volume = min(1.0, max(0.0, float(fraction)))
+        fraction = min(1.0, max(0.0, float(fraction)))
+        self.limiter.set_volume_db(20 * math.log10(fraction) if fraction > 0 else -math.inf)
 
     def on_mix(self, callback: Callable[[np.ndarray, float], None]) -> None:
         """Call ``callback(samples, play_time)`` with every frame sent to the speaker."""
@@ -528,10 +529,8 @@ class AudioMixer:
             chunk = remote.take()
             remote.level = 0.7 * remote.level + 0.3 * rms(chunk)
             total += chunk
-        if self.volume < 1.0:
-            total = np.round(total * self.volume).astype(np.int32)
-        # a smooth peak limiter instead of clipping at full scale (1 ms look-ahead); what it
-        # returns is both what the speaker plays and the echo reference
+        # the software volume, then a smooth peak limiter instead of clipping at full scale
+        # (1 ms look-ahead); what it returns is both what the speaker plays and the echo reference
         return self.limiter.process(total)
 
     def _play_time(self, measured: float) -> float:

@@ -113,9 +113,6 @@ class MicrophoneChain:
         out, _when = self._ready.popleft()
         return out
 
-    def ready(self) -> bool:
-        return bool(self._ready)
-
     def close(self) -> None:
         """Stop the worker, if there is one; idempotent."""
         self._closed = True

@@ -183,7 +183,7 @@ def analyse(far: np.ndarray, mic: np.ndarray, out: np.ndarray | None = None, *, 
     else:
         words += f", reduced by {reduction:.0f} dB"
         if clipped:
-            pass
+            pass  # the verdict for a clipping microphone stands: cancelling cannot mend it
         elif reduction >= GOOD_DB:
             verdict = "good"
         elif reduction >= POOR_DB:
@@ -243,8 +243,9 @@ async def record(settings: Any, far: np.ndarray, *, sender: int = 0, prefill: in
 
 def processing_binding(settings: Any) -> str:
     """The chain binding the unit runs for ``[audio] processing`` (``device``/``off``: none)."""
-    name = str(getattr(settings, "processing", "webrtc") or "webrtc")
-    return name if name in ("webrtc", "livekit") else "off"
+    if getattr(settings, "processing", "webrtc") != "webrtc":
+        return "off"
+    return str(getattr(settings, "binding", "webrtc") or "webrtc")
 
 
 def check_echo(conf: Any, record_dir: Path, seconds: float = 6.0) -> list[Finding]:
@@ -268,7 +269,7 @@ def check_echo(conf: Any, record_dir: Path, seconds: float = 6.0) -> list[Findin
     binding = processing_binding(settings)
     out: np.ndarray | None
     try:
-        out, _ = process_signals(far, mic, binding=binding)
+        out, _ = process_signals(far, mic, binding=binding, delay_ms=float(getattr(settings, "device_delay_ms", 0.0)))
         write_wav(record_dir / "out.wav", out, RATE)
     except ProcessingUnavailable as exc:
         log.warning("doctor audio: %s", exc)
