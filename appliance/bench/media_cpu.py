@@ -71,7 +71,7 @@ def _pin_aiortc_bitrate() -> None:
 
 def _matched_x264(threads: int) -> Any:
     """The shared encoder's x264 context for aiortc's encoders, as ``open(width, height, bitrate)``."""
-    from appliance.mesh.fanout import x264_context
+    from appliance.capture.x264 import x264_context
 
     return functools.partial(_open_x264, x264_context, threads)
 
@@ -85,7 +85,7 @@ def _align_aiortc_encoder(threads: int) -> None:
 
     aiortc's H264Encoder opens its libx264 context lazily;
     :func:`appliance.mesh.aiortc_hooks.use_h264_encoder` has it open one with
-    :func:`appliance.mesh.fanout.x264_context` first, for every sender of this process.
+    :func:`appliance.capture.x264.x264_context` first, for every sender of this process.
     """
     from appliance.mesh.aiortc_hooks import use_h264_encoder
 

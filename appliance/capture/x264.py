@@ -20,7 +20,6 @@ import asyncio
 import concurrent.futures
 import fractions
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,8 +88,6 @@ class EncoderStats:
 
     frames_in: int = 0
     frames_encoded: int = 0
-    encode_seconds: float = 0.0
-    last_encode_ms: float = 0.0
 
 
 class SoftwareH264(EncodedVideoSource):
@@ -186,7 +183,6 @@ class SoftwareH264(EncodedVideoSource):
                     continue
                 encoder = self._encoder or self._new_encoder()
                 force, self._force = self._force, False
-                started = time.perf_counter()
                 if self._inline:
                     self._budget.start()
                     packets = encoder.encode(frame, force)
@@ -195,10 +191,7 @@ class SoftwareH264(EncodedVideoSource):
                         self._inline = False
                 else:
                     packets = await loop.run_in_executor(self._executor, encoder.encode, frame, force)
-                spent = time.perf_counter() - started
                 self.stats.frames_encoded += 1
-                self.stats.encode_seconds += spent
-                self.stats.last_encode_ms = spent * 1000
                 output = self._output
                 if output is not None:
                     for packet in packets:

@@ -41,12 +41,12 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from appliance.capture.base import EncodedVideoSource, VideoSource, stop_task
-from appliance.capture.x264 import SoftwareH264, X264Encoder, x264_context  # the encoder's old home; still imported from here
-from appliance.mesh.keyframes import attach_keyframe_requests, check_aiortc
+from appliance.capture.x264 import SoftwareH264
+from appliance.mesh import aiortc_hooks
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FanoutStats", "FanoutTrack", "SharedVideo", "X264Encoder", "x264_context"]
+__all__ = ["FanoutStats", "FanoutTrack", "SharedVideo"]
 
 
 class TierLike(Protocol):
@@ -144,7 +144,7 @@ class SharedVideo:
         name: str = "unit",
     ) -> None:
         """``keyframe_interval`` and ``threads`` set up the software encoder a raw ``source`` is wrapped in."""
-        check_aiortc()
+        aiortc_hooks.check()  # the keyframe hook below is tested against one aiortc version
         if isinstance(source, VideoSource):
             source = SoftwareH264(source, bitrate=bitrate, keyframe_interval=keyframe_interval, threads=threads, name=name)
         self.source: EncodedVideoSource = source
@@ -197,7 +197,7 @@ class SharedVideo:
 
     def attach(self, sender: Any) -> None:
         """Route ``sender``'s RTCP PLI/FIR to :meth:`request_keyframe`."""
-        attach_keyframe_requests(sender, self.request_keyframe)
+        aiortc_hooks.on_keyframe_request(sender, self.request_keyframe)
 
     def request_keyframe(self) -> None:
         """Ask for an IDR; requests are coalesced and spaced by ``min_keyframe_spacing``."""
@@ -278,17 +278,16 @@ class SharedVideo:
         self.stats.frames_encoded += 1
         if self._key_wanted and not packet.is_keyframe and self._key_due():
             self._force_keyframe()  # asked before, but the encoder's picture was not an IDR
-        self._deliver([packet])
+        self._deliver(packet)
         if self._pending_tier is not None:
             self._apply_tier()
 
-    def _deliver(self, packets: list[av.Packet]) -> None:
-        for packet in packets:
-            self.stats.bytes_out += packet.size
-            if packet.is_keyframe:
-                self.stats.keyframes += 1
-                self._key_wanted = False
-                self._last_key = time.monotonic()
-            for track in list(self._tracks):
-                if track.push(packet):
-                    self.stats.overflow_drops += 1
+    def _deliver(self, packet: av.Packet) -> None:
+        self.stats.bytes_out += packet.size
+        if packet.is_keyframe:
+            self.stats.keyframes += 1
+            self._key_wanted = False
+            self._last_key = time.monotonic()
+        for track in list(self._tracks):
+            if track.push(packet):
+                self.stats.overflow_drops += 1

@@ -62,7 +62,7 @@ def test_decode_backlog_skips_to_a_fresh_keyframe_instead_of_growing():
 def _h264_pictures(n: int, width: int = 320, height: int = 240) -> list[bytes]:
     """``n`` real H.264 access units from the unit's encoder: a keyframe, then inter pictures."""
     from appliance.capture.pattern import PatternSource
-    from appliance.mesh.fanout import X264Encoder
+    from appliance.capture.x264 import X264Encoder
 
     async def frames():
         src = PatternSource(width=width, height=height, fps=1000)

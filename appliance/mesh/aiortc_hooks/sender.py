@@ -87,7 +87,7 @@ def pin_h264_bitrate(bitrate: int) -> bool:
 
 class PresetH264Encoder(h264.H264Encoder):
     """aiortc's H264Encoder whose libx264 context is opened by ``open_context`` (e.g. the
-    shared encoder's :func:`appliance.mesh.fanout.x264_context`) instead of aiortc's settings.
+    shared encoder's :func:`appliance.capture.x264.x264_context`) instead of aiortc's settings.
 
     aiortc opens the context lazily in ``_encode_frame``; opening it first makes aiortc use it.
     """
