@@ -381,7 +381,8 @@ class _Remote:
     peer's packet length: a peer sending 60 ms packets must be able to hold a packet in
     hand while the next is on its way), then keeps itself short: the least audio left
     after a take is watched over a window, and when a whole frame more than the cushion
-    sat unused all window, 10 ms are cut out with a short cross-fade. An underrun pads
+    sat unused all window, 10 ms are cut out with a short cross-fade (after a fifth of the
+    window when three frames sat unused: a burst after a stall). An underrun pads
     with silence, primes again and widens the cushion; a calm stretch narrows it again.
     That keeps mouth-to-ear delay near what the link's real jitter needs, and a sender
     whose clock runs fast cannot build the delay up to the buffer's bound.
@@ -471,9 +472,12 @@ class _Remote:
             self.cushion, self._calm = max(self.CUSHION, self.cushion - self.CUSHION), 0
         self._least = min(self._least, len(self.buffer))
         self._takes += 1
-        if self._takes >= self.WINDOW:
-            if self._least >= AUDIO_SAMPLES + self.cushion:
-                chunk = self._cut(chunk)
+        spare = self._least - self.cushion  # what sat unused all window, beyond the cushion
+        # a frame to spare sheds 10 ms per window; several (a burst after a stall) shed faster
+        burst = spare >= 3 * AUDIO_SAMPLES and self._takes >= self.WINDOW // 5
+        if spare >= AUDIO_SAMPLES and (burst or self._takes >= self.WINDOW):
+            chunk = self._cut(chunk)
+        if burst or self._takes >= self.WINDOW:
             self._least, self._takes = math.inf, 0
         return chunk
 
@@ -503,6 +507,7 @@ class AudioMixer:
         self._closed = False
         self._last_play = float("-inf")
         self._glitches = 0  # the sink's underruns + drops: each shifts what plays when
+        self._sink_underruns = 0
         self.frames_mixed = 0
         self.limiter = OutputLimiter()  # peaks held under -1 dBFS: the unit never clips its own output
 
@@ -578,6 +583,12 @@ class AudioMixer:
         # (1 ms look-ahead); what it returns is both what the speaker plays and the echo reference
         return self.limiter.process(total)
 
+    def _sink_ran_dry(self) -> bool:
+        """Whether the speaker has run out of audio since the last time this was asked."""
+        underruns = getattr(self.sink, "underruns", 0)
+        dry, self._sink_underruns = underruns != self._sink_underruns, underruns
+        return dry
+
     def _play_time(self, measured: float) -> float:
         """When this frame reaches the speaker: right after the previous one while the sink
         keeps playing (an exact, gap-free timeline), re-anchored to the measurement after an
@@ -595,8 +606,12 @@ class AudioMixer:
             delay = next_tick - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            elif delay < -0.2:
-                next_tick = time.monotonic()  # stalled: skip ahead rather than burst
+            elif delay < -0.2 or (delay < -PERIOD and self._sink_ran_dry()):
+                # stalled: skip ahead rather than burst. A speaker that ran dry meanwhile has
+                # already played the gap; the frames missed would now only sit in its buffer
+                # and delay everything after them (what the peers sent meanwhile waits in
+                # their jitter buffers, which shed it smoothly).
+                next_tick = time.monotonic()
             mix = self.mix_once()
             play_time = self._play_time(time.monotonic() + self.sink.delay)
             self.sink.write(audio_frame(mix))

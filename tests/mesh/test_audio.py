@@ -564,3 +564,32 @@ def test_underruns_widen_the_cushion_and_a_calm_link_narrows_it():
     assert remote.underruns == 3 and remote.cushion == 4 * remote.CUSHION
     _play(remote, remote.CALM * 3 + 10)
     assert remote.cushion == remote.CUSHION
+
+
+def test_a_burst_after_a_stall_is_shed_faster_than_a_slow_drift():
+    remote = _Remote(AUDIO_RATE * 80 // 1000, AUDIO_RATE * 30 // 1000)
+    _play(remote, 200)
+    cut = remote.cut
+    remote.feed_samples(np.full(2400, 1000, dtype=np.int16))  # 50 ms arrive at once
+    _, spare, _ = _play(remote, 60)  # 0.6 s
+    assert remote.dropped == 0
+    assert remote.cut - cut >= 3  # three cuts where one window allows one
+    _, spare, _ = _play(remote, 100)
+    assert max(spare[-10:]) <= 960 and remote.underruns == 0  # back where the steady link had it
+
+
+async def test_a_stall_that_ran_the_speaker_dry_does_not_leave_its_length_in_the_speaker_buffer():
+    sink = NullAudioSink(buffer_ms=200)
+    mixer = AudioMixer(sink)
+    await mixer.start()
+    try:
+        await asyncio.sleep(0.3)
+        before = sink.delay
+        for _ in range(3):
+            time.sleep(0.08)  # the loop held for 80 ms: the speaker plays out what it had, then nothing
+            await asyncio.sleep(0.2)
+        assert sink.underruns >= 1
+        # catching up on the missed frames afterwards would only queue them behind the gap
+        assert sink.delay <= before + 0.02
+    finally:
+        await mixer.close()
