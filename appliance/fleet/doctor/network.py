@@ -71,6 +71,11 @@ def check_server(ctx: Context) -> Iterator[Finding]:
     if not ctx.network:
         yield Finding("server", "skip", "network checks switched off (--no-network)")
         return
+    if ctx.config_problem:
+        # Without this unit's config there is no server to check and no interface list to
+        # browse on: mDNS on every interface of a machine that is not set up is no check.
+        yield Finding("server", "skip", "no usable unit config, so no server to check and no mDNS browse; fix the config first")
+        return
     yield from asyncio.run(_server_findings(ctx))
 
 
