@@ -131,7 +131,7 @@ class SignalServer:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         uri = cfg.mongodb_uri
         if not uri:
-            self.embedded = EmbeddedStore(self.state_dir)
+            self.embedded = EmbeddedStore(self.state_dir, supervise=True)
             await self.embedded.start()
             uri = self.embedded.uri
         self.store = Store(uri, cfg.database)
@@ -167,6 +167,8 @@ class SignalServer:
         await self._runner.setup()
         m = self.services.metrics
         self._listener.on_refused, self._listener.on_open = m.refused.labels("per_address").inc, m.sockets.inc
+        if self.embedded is not None:
+            self.embedded.on_restart = m.store_restarts.inc
         self.port = self._listener.port  # the bound port, also when port 0 was asked for
         scheme = "https" if ssl_ctx else "http"
         self.url = cfg.url.rstrip("/") if cfg.url else f"{scheme}://{self._url_host()}:{self.port}"
