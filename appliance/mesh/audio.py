@@ -18,7 +18,8 @@ Shared Opus packets are only valid on an Opus-negotiated sender:
 Receiving — :class:`AudioMixer` takes each remote audio track (``add(peer_id, track)``,
 ``remove(peer_id)``; a track may also push Opus payloads through an ``inlet``, see
 :class:`appliance.mesh.aiortc_hooks.AudioInlet`), decodes/resamples it to 48 kHz mono, keeps a short
-bounded jitter buffer per peer (stretched to the peer's packet length), and every 10 ms
+bounded jitter buffer per peer (stretched to the peer's packet length, and cut back by
+10 ms whenever the link has shown for half a second that it does not need it), and every 10 ms
 sums one frame from each into the
 :class:`~appliance.capture.base.AudioSink`. Each mixed frame is also put, with the
 monotonic time at which it will reach the speaker, into :class:`EchoReference` — the
@@ -374,10 +375,26 @@ class EchoReference:
 
 
 class _Remote:
-    """One peer's jitter buffer. Its bounds stretch with the peer's packet length: a peer
-    sending 60 ms packets must be able to hold a packet in hand while the next is on its way."""
+    """One peer's jitter buffer.
+
+    It starts playing once it holds a packet plus a margin (its bounds stretch with the
+    peer's packet length: a peer sending 60 ms packets must be able to hold a packet in
+    hand while the next is on its way), then keeps itself short: the least audio left
+    after a take is watched over a window, and when a whole frame more than the cushion
+    sat unused all window, 10 ms are cut out with a short cross-fade. An underrun pads
+    with silence, primes again and widens the cushion; a calm stretch narrows it again.
+    That keeps mouth-to-ear delay near what the link's real jitter needs, and a sender
+    whose clock runs fast cannot build the delay up to the buffer's bound.
+    """
 
     MARGIN = AUDIO_RATE // 100  # 10 ms
+    WINDOW = 50  # takes (0.5 s) watched before the buffer is cut
+    CUSHION = AUDIO_RATE // 200  # 5 ms: least spare the buffer keeps after a cut
+    CUSHION_MAX = AUDIO_RATE * 30 // 1000
+    CALM = 1000  # takes (10 s) without an underrun before the cushion narrows by a step
+    FADE = AUDIO_RATE // 500  # 2 ms cross-fade over a cut
+
+    _fade_in = np.linspace(0.0, 1.0, FADE, dtype=np.float32)
 
     def __init__(self, max_samples: int, prebuffer: int) -> None:
         self.buffer = np.zeros(0, dtype=np.int16)
@@ -394,13 +411,18 @@ class _Remote:
         self.dropped = 0
         self.underruns = 0
         self.bad_packets = 0
+        self.cut = 0  # 10 ms pieces cut out to keep the delay short
+        self.cushion = self.CUSHION
+        self._least = math.inf  # least audio left after a take in this window
+        self._takes = 0
+        self._calm = 0
 
     def feed(self, item: av.AudioFrame | av.Packet) -> None:
         if isinstance(item, av.Packet):
             self.feed_opus(item)
             return
         for out in self.resampler.resample(item):
-            self._append(frame_samples(out)[:, 0])
+            self.feed_samples(frame_samples(out)[:, 0])
 
     def feed_opus(self, payload: bytes | av.Packet) -> None:
         """Decode one Opus packet straight to 48 kHz mono s16 and buffer it."""
@@ -418,9 +440,10 @@ class _Remote:
             self.decoder = None
             return
         for frame in frames:
-            self._append(frame.to_ndarray().reshape(-1))
+            self.feed_samples(frame.to_ndarray().reshape(-1))
 
-    def _append(self, samples: np.ndarray) -> None:
+    def feed_samples(self, samples: np.ndarray) -> None:
+        """Buffer decoded 48 kHz mono s16 samples."""
         if len(samples) != self.packet:
             self.packet = len(samples)
             self.prebuffer = max(self.base_prebuffer, self.packet + self.MARGIN)
@@ -435,12 +458,34 @@ class _Remote:
             if len(self.buffer) < self.prebuffer:
                 return np.zeros(AUDIO_SAMPLES, dtype=np.int16)
             self.primed = True
+            self._least, self._takes = math.inf, 0
         chunk, self.buffer = self.buffer[:AUDIO_SAMPLES], self.buffer[AUDIO_SAMPLES:]
-        if len(chunk) < AUDIO_SAMPLES:  # underrun: pad, and build up the prebuffer again
+        if len(chunk) < AUDIO_SAMPLES:  # underrun: pad, build up the prebuffer again, keep more
             self.primed = False
             self.underruns += 1
-            chunk = np.concatenate([chunk, np.zeros(AUDIO_SAMPLES - len(chunk), dtype=np.int16)])
+            self.cushion = min(self.CUSHION_MAX, self.cushion + self.CUSHION)
+            self._calm = 0
+            return np.concatenate([chunk, np.zeros(AUDIO_SAMPLES - len(chunk), dtype=np.int16)])
+        self._calm += 1
+        if self._calm >= self.CALM:
+            self.cushion, self._calm = max(self.CUSHION, self.cushion - self.CUSHION), 0
+        self._least = min(self._least, len(self.buffer))
+        self._takes += 1
+        if self._takes >= self.WINDOW:
+            if self._least >= AUDIO_SAMPLES + self.cushion:
+                chunk = self._cut(chunk)
+            self._least, self._takes = math.inf, 0
         return chunk
+
+    def _cut(self, chunk: np.ndarray) -> np.ndarray:
+        """Skip the 10 ms after ``chunk``: its tail fades into the audio that follows the cut."""
+        after = self.buffer[AUDIO_SAMPLES - self.FADE : AUDIO_SAMPLES].astype(np.float32)
+        tail = chunk[-self.FADE :].astype(np.float32)
+        out = chunk.copy()
+        out[-self.FADE :] = np.round(tail + (after - tail) * self._fade_in).astype(np.int16)
+        self.buffer = self.buffer[AUDIO_SAMPLES:]
+        self.cut += 1
+        return out
 
 
 class AudioMixer:

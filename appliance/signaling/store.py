@@ -25,6 +25,18 @@ class Conflict(WallmeshError, ValueError):
     """The record already exists (a user name or device id is taken)."""
 
 
+def _keep_cancel(exc: BaseException | None) -> None:
+    """Raise the cancel that pymongo swallowed.
+
+    A task cancelled mid-operation can see pymongo turn the cancel into AutoReconnect
+    or a timeout, or finish the operation and return. Either way the cancel would be
+    lost and a background loop would keep running after the server stopped.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
+
+
 class Store:
     """The site's persistent records. ``uri`` names any MongoDB deployment."""
 
@@ -58,12 +70,15 @@ class Store:
         try:
             result = await coro
         except (TimeoutError, ConnectionFailure) as exc:  # AutoReconnect, ServerSelectionTimeout, NetworkTimeout
+            _keep_cancel(exc)
             self._set_available(False)
             raise StoreUnavailable(f"store unreachable: {type(exc).__name__}") from exc
         except OperationFailure:
             raise
         except PyMongoError as exc:
+            _keep_cancel(exc)
             raise StoreUnavailable(f"store error: {type(exc).__name__}") from exc
+        _keep_cancel(None)
         self._set_available(True)
         return result
 

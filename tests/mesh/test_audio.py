@@ -501,3 +501,66 @@ async def test_the_microphone_chain_moves_to_a_thread_keeps_order_and_resets_the
     assert not chain.inline and outs == list(range(40)) and chain.dropped == 0
     assert processor.resets == 1 and chain.resets == 1
     chain.close()
+
+
+def _play(remote: _Remote, ticks: int, *, packet: int = 960, every: int = 2, signal=None, start: int = 0):
+    """Drive a jitter buffer like a link and a mixer: a ``packet``-sample packet arrives every
+    ``every`` 10 ms ticks, one frame is taken each tick; returns what was played and the
+    spare audio left after each take."""
+    played, spare = [], []
+    at = start
+    for tick in range(ticks):
+        if tick % every == 0:
+            chunk = signal[at : at + packet] if signal is not None else np.full(packet, 1000, dtype=np.int16)
+            at += packet
+            remote.feed_samples(chunk)
+        played.append(remote.take())
+        spare.append(len(remote.buffer))
+    return np.concatenate(played), spare, at
+
+
+def test_the_jitter_buffer_sheds_what_a_steady_link_never_needs():
+    remote = _Remote(AUDIO_RATE * 80 // 1000, AUDIO_RATE * 30 // 1000)
+    _, spare, _ = _play(remote, 300)
+    # it starts with a packet plus a margin in hand: 20 ms left over at the lowest
+    assert min(spare[5:50]) == 960
+    # a steady link then costs one 10 ms cut, once, and never an underrun
+    assert remote.cut == 1 and remote.underruns == 0
+    assert min(spare[-100:]) == 480 and max(spare[-100:]) == 960
+    _, spare, _ = _play(remote, 500)
+    assert remote.cut == 1 and remote.underruns == 0
+
+
+def test_a_fast_sender_cannot_build_up_the_delay():
+    remote = _Remote(AUDIO_RATE * 80 // 1000, AUDIO_RATE * 30 // 1000)
+    # 2 % fast: an extra 10 ms every 50 packets; before, that filled the buffer to its bound
+    for tick in range(5000):
+        if tick % 2 == 0:
+            remote.feed_samples(np.full(960 + (480 if tick % 100 == 0 else 0), 1000, dtype=np.int16))
+        remote.take()
+    assert remote.dropped == 0 and remote.underruns == 0
+    assert remote.cut >= 45
+    assert len(remote.buffer) <= 960 + 480 + remote.CUSHION
+
+
+def test_a_cut_is_a_cross_fade_not_a_click():
+    t = np.arange(AUDIO_RATE * 3)
+    tone = (8000 * np.sin(2 * np.pi * 220 * t / AUDIO_RATE)).astype(np.int16)
+    remote = _Remote(AUDIO_RATE * 80 // 1000, AUDIO_RATE * 30 // 1000)
+    played, _, _ = _play(remote, 250, signal=tone)
+    assert remote.cut == 1
+    steps = np.abs(np.diff(played.astype(np.int32)))
+    smooth = int(np.abs(np.diff(tone.astype(np.int32))).max())
+    assert steps[AUDIO_SAMPLES * 3 :].max() <= 1.5 * smooth  # no jump at the cut
+
+
+def test_underruns_widen_the_cushion_and_a_calm_link_narrows_it():
+    remote = _Remote(AUDIO_RATE * 80 // 1000, AUDIO_RATE * 30 // 1000)
+    _play(remote, 100)
+    for _ in range(3):  # three gaps of 40 ms: the sender's packets stall
+        for _ in range(4):
+            remote.take()
+        _play(remote, 20)
+    assert remote.underruns == 3 and remote.cushion == 4 * remote.CUSHION
+    _play(remote, remote.CALM * 3 + 10)
+    assert remote.cushion == remote.CUSHION
