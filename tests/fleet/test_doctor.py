@@ -234,6 +234,7 @@ async def test_discovery_on_loopback(tmp_path: Path) -> None:
         findings = await asyncio.to_thread(run_checks, Context(config_path=path, timeout_s=8))
         assert statuses(findings, "discovery") == {"ok"}, render_text(findings)
         assert srv.url in by_check(findings)["discovery"][0].summary
+        assert by_check(findings)["discovery"][0].summary.endswith("by mDNS on 127.0.0.1")
         assert statuses(findings, "server") == {"ok"}
     finally:
         await srv.stop()
