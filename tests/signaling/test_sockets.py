@@ -12,6 +12,7 @@ import contextlib
 import os
 import resource
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -202,3 +203,18 @@ def test_at_the_fd_limit_the_log_stays_small_and_health_comes_back(tmp_path: Pat
         proc.wait(30)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+async def test_a_tls_handshake_that_never_starts_is_closed(tmp_path: Path) -> None:
+    """Over HTTPS the request-head deadline starts before TLS: a socket that never says hello is closed."""
+    config = make_config(tls_on_loopback=True, http={"header_timeout_s": 2})
+    async with SignalServer(config, state_dir=tmp_path / "state") as srv:
+        assert srv.url.startswith("https://")
+        reader, writer = await _connect(srv)
+        assert await _closed_within(reader, 15), "a socket that never started TLS was kept open"
+        writer.close()
+        # and one that does speak TLS is served as before
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        async with aiohttp.ClientSession() as http, http.get(srv.url + "/api/health", ssl=ctx) as resp:
+            assert resp.status == 200
