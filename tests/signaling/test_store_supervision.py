@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -80,9 +81,12 @@ async def open_site() -> AsyncIterator[SignalServer]:
     """A server whose state directory sits in a directory every user may enter, as /var/lib is."""
     base = Path(tempfile.mkdtemp(prefix="wallmesh-site-"))
     base.chmod(0o755)
-    async with SignalServer(make_config(), state_dir=base / "state") as srv:
-        await srv.admin.add_user("alice", PASSWORD)
-        yield srv
+    try:
+        async with SignalServer(make_config(), state_dir=base / "state") as srv:
+            await srv.admin.add_user("alice", PASSWORD)
+            yield srv
+    finally:
+        shutil.rmtree(base)
 
 
 def _listening_inet_inodes() -> set[str]:
@@ -167,3 +171,22 @@ async def test_the_store_log_is_size_capped(tmp_path: Path) -> None:
         assert "Invalid message length" in logs[0].read_text()
     finally:
         await store.stop()
+
+
+async def test_a_state_dir_too_deep_for_a_socket_path_uses_a_private_dir(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    store = EmbeddedStore(deep, publish=False)
+    await store.start()
+    try:
+        private = store.socket_path.parent
+        assert private != store.dir and private.name.startswith("wallmesh-store-")
+        assert private.stat().st_mode & 0o777 == 0o700
+        client = Store(store.uri)
+        try:
+            await client.add_user("erin", "hash", ["*"])
+            assert (await client.get_user("erin"))["rooms"] == ["*"]
+        finally:
+            await client.close()
+    finally:
+        await store.stop()
+    assert not private.exists()
