@@ -30,10 +30,10 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import time
 
-    from appliance.signaling.offline import load_config, open_admin, state_dir_of
+    from appliance.signaling.offline import admin_state_dir, load_config, open_admin
 
     config = load_config(args.config, overrides(args))
-    state_dir = state_dir_of(config, args.state_dir)
+    state_dir = admin_state_dir(config, args.state_dir, args.config, create=args.action == "token" and not (args.list or args.revoke))
 
     async def go() -> None:
         async with open_admin(config, state_dir) as admin:

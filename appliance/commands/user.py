@@ -39,10 +39,10 @@ def _password() -> str:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from appliance.signaling.offline import load_config, open_admin, state_dir_of
+    from appliance.signaling.offline import admin_state_dir, load_config, open_admin
 
     config = load_config(args.config, overrides(args))
-    state_dir = state_dir_of(config, args.state_dir)
+    state_dir = admin_state_dir(config, args.state_dir, args.config, create=args.action == "add")
     password = _password() if args.action == "add" else ""
 
     async def go() -> None:

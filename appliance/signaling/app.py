@@ -78,7 +78,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 
 
 _STATUS_CODES = {
-    400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+    400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout", 413: "too_large",
     415: "unsupported_media_type",
 }
 
@@ -93,7 +93,10 @@ async def api_errors(request: web.Request, handler: Callable[[web.Request], Awai
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.status < 400:
             raise
-        return json_error(exc.status, _STATUS_CODES.get(exc.status, "error"), exc.reason)
+        response = json_error(exc.status, _STATUS_CODES.get(exc.status, "error"), exc.reason)
+        if exc.status == 408:
+            response.force_close()  # the rest of that body is not worth waiting for
+        return response
     if response.status >= 400 and request.path.startswith("/api/") and response.content_type != "application/json":
         return json_error(response.status, _STATUS_CODES.get(response.status, "error"), response.reason or "error")
     return response
@@ -112,7 +115,13 @@ async def _body(request: web.Request, *keys: str) -> dict[str, str]:
     if request.content_type != "application/json":
         raise web.HTTPUnsupportedMediaType(reason="send the body as Content-Type: application/json")
     try:
-        data = orjson.loads(await request.read())
+        # a body trickled in byte by byte would hold the handler (and a socket) forever
+        async with asyncio.timeout(request.app[SERVICES].config.http.body_timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(reason="the request body did not arrive in time") from None
+    try:
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise web.HTTPBadRequest(reason="body must be a JSON object") from None
     if not isinstance(data, dict):

@@ -24,6 +24,22 @@ class RateLimits:
 
 
 @dataclass(frozen=True)
+class Http:
+    header_timeout_s: float = setting(
+        10.0, min=1, max=300,
+        help="a connection that has not sent a whole request head this long after opening (or after its last reply) is closed: "
+             "idle keep-alive, a slow TLS handshake and slowloris alike, seconds",
+    )
+    body_timeout_s: float = setting(10.0, help="a request body (login, enrollment) must arrive within this many seconds, else 408", min=1, max=300)
+    max_connections_per_address: int = setting(
+        256, min=0, help="open sockets (HTTP and WebSocket) one client address may hold; the next is closed at once; 0: no cap",
+    )
+    unlimited_addresses: tuple[str, ...] = setting(
+        ["127.0.0.1", "::1"], help="client addresses the per-address cap does not apply to (this host's own tools, a reverse proxy)",
+    )
+
+
+@dataclass(frozen=True)
 class Heartbeat:
     idle_s: float = setting(5.5, help="send a WebSocket ping to a connection silent this long (units ping every 5 s themselves), seconds", min=0.5)
     timeout_s: float = setting(
@@ -84,6 +100,7 @@ class SignalConfig:
     revocation_poll_s: float = setting(1.0, help="how often to re-read device revocations and user removals from the store, seconds", min=0.2, max=5)
     static_dir: str = setting("", help="directory served at / ; empty: the bundled browser client if present")
     rate: RateLimits = section(RateLimits)
+    http: Http = section(Http)
     heartbeat: Heartbeat = section(Heartbeat)
     ice: Ice = section(Ice)
     tls: Tls = section(Tls)

@@ -26,7 +26,12 @@ class Metrics:
         self.closes = Counter("wallmesh_signal_closes", "connections closed by the server, by reason", ["reason"], registry=r)
         self.logins = Counter("wallmesh_signal_logins", "successful logins, by kind", ["kind"], registry=r)
         self.login_failures = Counter("wallmesh_signal_login_failures", "refused logins, by reason", ["reason"], registry=r)
+        self.sockets = Gauge("wallmesh_signal_sockets", "open client sockets (HTTP and WebSocket)", registry=r)
+        self.refused = Counter(
+            "wallmesh_signal_connections_refused", "sockets closed at accept, by reason", ["reason"], registry=r
+        )
         self.store_up = Gauge("wallmesh_signal_store_up", "1 when the store is reachable", registry=r)
+        self.store_restarts = Counter("wallmesh_signal_store_restarts", "times the embedded store was started again after it died", registry=r)
         self.calllog_dropped = Counter("wallmesh_signal_calllog_dropped", "call-log records dropped while the store was away", registry=r)
         # Hot-path counters are plain ints folded in at scrape time: a prometheus Counter.inc()
         # takes a lock, which costs more than the relay itself.

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config import load
+from appliance.errors import WallmeshError
 from appliance.netaddr import is_loopback
 from appliance.signaling.admin import Admin
 from appliance.signaling.auth import Hasher, KeyRing, TokenService
@@ -27,6 +28,10 @@ from appliance.signaling.server import server_info_file, url_host
 from appliance.signaling.store import Store
 
 DEFAULT_CONFIG = Path("/etc/wallmesh/signal.toml")
+
+
+class MissingState(WallmeshError, FileNotFoundError):
+    """An admin command found no state directory and was not told to make one."""
 
 
 def load_config(path: str | None, overrides: Mapping[str, Any]) -> SignalConfig:
@@ -89,3 +94,23 @@ async def open_admin(config: SignalConfig, state_dir: Path | None = None) -> Asy
 
 def state_dir_of(config: SignalConfig, flag: str | None) -> Path:
     return Path(flag or os.environ.get("WALLMESH_STATE_DIR") or config.state_dir)
+
+
+def admin_state_dir(config: SignalConfig, flag: str | None, config_flag: str | None, *, create: bool) -> Path:
+    """The state directory an admin command works on.
+
+    A command that only reads or removes never makes a store where there was none; one that
+    adds (``user add``, ``device token``) may, but only where it was told to look (``--state-dir``,
+    ``WALLMESH_STATE_DIR`` or a config file): the built-in default is never created silently.
+    """
+    state = state_dir_of(config, flag)
+    if config.mongodb_uri or state.is_dir():
+        return state
+    told = bool(flag or os.environ.get("WALLMESH_STATE_DIR") or config_flag or DEFAULT_CONFIG.exists())
+    if not told:
+        raise MissingState(f"no server config ({DEFAULT_CONFIG} does not exist) and no state directory {state}; "
+                           "name the server's with --state-dir DIR or --config FILE")
+    if not create:
+        raise MissingState(f"state directory {state} does not exist, so there is nothing to read; "
+                           "check --state-dir (the directory `wallmesh signal` uses)")
+    return state

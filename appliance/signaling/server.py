@@ -31,6 +31,7 @@ from appliance.signaling.app import create_app
 from appliance.signaling.auth import Hasher, KeyRing, TokenService
 from appliance.signaling.config import SignalConfig
 from appliance.signaling.embedded import EmbeddedStore
+from appliance.signaling.listener import Listener, bind
 from appliance.signaling.state import SERVICES, Services
 from appliance.signaling.store import Store
 
@@ -86,6 +87,7 @@ class SignalServer:
         self.keys: KeyRing | None = None
         self.tokens: TokenService | None = None
         self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
         self._hasher: Hasher | None = None
         self._advert: Any = None
         self.state = "new"
@@ -120,10 +122,16 @@ class SignalServer:
     async def _start(self) -> None:
         aiohttp_hooks.check()  # an untested aiohttp refuses to start (LibraryMismatch)
         cfg = self.config
+        # bound first, so that a port in use is said at once; accepting starts when all is ready
+        http = cfg.http
+        self._listener = Listener(
+            await asyncio.to_thread(bind, cfg.host, cfg.port, 4096), handshake_timeout_s=http.header_timeout_s,
+            max_per_address=http.max_connections_per_address, unlimited=frozenset(http.unlimited_addresses),
+        )
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         uri = cfg.mongodb_uri
         if not uri:
-            self.embedded = EmbeddedStore(self.state_dir)
+            self.embedded = EmbeddedStore(self.state_dir, supervise=True)
             await self.embedded.start()
             uri = self.embedded.uri
         self.store = Store(uri, cfg.database)
@@ -152,11 +160,16 @@ class SignalServer:
 
         static = Path(cfg.static_dir) if cfg.static_dir else None
         self.app = create_app(cfg, store=self.store, tokens=self.tokens, hasher=self._hasher, fingerprint=self.fingerprint, static_dir=static)
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0, handle_signals=False)
+        # aiohttp's keep-alive timer runs from a connection's opening and from each reply until
+        # the next whole request head, whatever bytes trickle in meanwhile: the header timeout
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0, handle_signals=False,
+                                     keepalive_timeout=cfg.http.header_timeout_s)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.host, cfg.port, ssl_context=ssl_ctx, backlog=4096, reuse_address=True)
-        await site.start()
-        self.port = self._runner.addresses[0][1]  # the bound port, also when port 0 was asked for
+        m = self.services.metrics
+        self._listener.on_refused, self._listener.on_open = m.refused.labels("per_address").inc, m.sockets.inc
+        if self.embedded is not None:
+            self.embedded.on_restart = m.store_restarts.inc
+        self.port = self._listener.port  # the bound port, also when port 0 was asked for
         scheme = "https" if ssl_ctx else "http"
         self.url = cfg.url.rstrip("/") if cfg.url else f"{scheme}://{self._url_host()}:{self.port}"
         self.ws_url = ("wss" if self.url.startswith("https") else "ws") + self.url[self.url.index(":"):] + "/ws"
@@ -175,6 +188,8 @@ class SignalServer:
                      "scheme": scheme, "fp": self.fingerprint or ""}
             self._advert = Advert(instance=cfg.mdns.instance, port=self.port, addresses=list(cfg.mdns.interfaces), properties=props)
             await self._advert.start()
+        assert self._runner.server is not None
+        self._listener.start(self._runner.server, ssl_ctx)
 
     def _url_host(self) -> str:
         return url_host(self.config)
@@ -187,6 +202,9 @@ class SignalServer:
         advert, self._advert = self._advert, None
         if advert is not None:
             await advert.stop()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()  # no new connections; the runner closes the open ones
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

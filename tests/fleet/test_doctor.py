@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -233,6 +234,7 @@ async def test_discovery_on_loopback(tmp_path: Path) -> None:
         findings = await asyncio.to_thread(run_checks, Context(config_path=path, timeout_s=8))
         assert statuses(findings, "discovery") == {"ok"}, render_text(findings)
         assert srv.url in by_check(findings)["discovery"][0].summary
+        assert by_check(findings)["discovery"][0].summary.endswith("by mDNS on 127.0.0.1")
         assert statuses(findings, "server") == {"ok"}
     finally:
         await srv.stop()
@@ -253,3 +255,36 @@ def test_audio_processing_binding_is_loaded_and_a_broken_one_is_named(tmp_path: 
     line = next(line for line in done.stdout.splitlines() if "audio processing:" in line)
     assert "[FAIL]" in line and "not available" in line and "without echo cancellation" in line
     assert "pip install pywebrtc-audio" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_no_unit_config_browses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine that is not set up has no server to look for: doctor must not browse mDNS
+    on every interface it has (the default config's "discover" with no interface list)."""
+    from appliance.unit import discovery
+
+    browsed: list[object] = []
+
+    async def refuse(*args: object, **kwargs: object) -> None:
+        browsed.append(args)
+        raise discovery.DiscoveryError("doctor browsed mDNS with no unit config")
+
+    monkeypatch.setattr(discovery, "discover", refuse)
+    findings = run_checks(Context(config_path=tmp_path / "missing.toml", timeout_s=1))
+    assert browsed == []
+    assert statuses(findings, "config") == {"fail"}
+    assert by_check(findings)["server"] == [
+        Finding("server", "skip", "no usable unit config, so no server to check and no mDNS browse; fix the config first")
+    ]
+    assert "discovery" not in by_check(findings)
+
+
+@pytest.mark.skipif(not shutil.which("unshare") or os.geteuid() != 0, reason="needs unshare and root for a network namespace")
+def test_cli_without_a_unit_config_says_it_does_not_browse(tmp_path: Path) -> None:
+    """The real CLI in a network namespace of its own (only a down loopback), so that even a
+    doctor that did browse could reach no real interface."""
+    done = subprocess.run(["unshare", "--net", sys.executable, "-m", "appliance.cli", "doctor", "--config",
+                           str(tmp_path / "missing.toml"), "--timeout", "1"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "[skip] server: no usable unit config, so no server to check and no mDNS browse" in done.stdout
+    assert "discovery" not in done.stdout
+    assert "Traceback" not in done.stderr

@@ -71,6 +71,11 @@ def check_server(ctx: Context) -> Iterator[Finding]:
     if not ctx.network:
         yield Finding("server", "skip", "network checks switched off (--no-network)")
         return
+    if ctx.config_problem:
+        # Without this unit's config there is no server to check and no interface list to
+        # browse on: mDNS on every interface of a machine that is not set up is no check.
+        yield Finding("server", "skip", "no usable unit config, so no server to check and no mDNS browse; fix the config first")
+        return
     yield from asyncio.run(_server_findings(ctx))
 
 
@@ -85,14 +90,15 @@ async def _server_findings(ctx: Context) -> list[Finding]:
     if server.url == "discover":
         from appliance.unit.discovery import DiscoveryError, discover
 
+        where = ", ".join(server.discover_interfaces) or "every interface (server.discover_interfaces is empty)"
         try:
             found = await discover(server.discover_interfaces, timeout=min(ctx.timeout_s, server.discover_timeout_s))
         except DiscoveryError:
-            out.append(Finding("discovery", "fail", "no signaling server answered on the LAN (mDNS _wallmesh._tcp)",
+            out.append(Finding("discovery", "fail", f"no signaling server answered on the LAN (mDNS _wallmesh._tcp on {where})",
                                "check the network cable/Wi-Fi and that `wallmesh signal` runs on the same network; or set server.url"))
             return out
         url, pin = found.url, pin or _norm_fp(found.fingerprint)
-        out.append(Finding("discovery", "ok", f"found the server at {url} by mDNS"))
+        out.append(Finding("discovery", "ok", f"found the server at {url} by mDNS on {where}"))
     host = urlsplit(url).hostname or ""
     if url.startswith("https://"):
         out.append(await _pinning(url, pin, ctx.timeout_s))
