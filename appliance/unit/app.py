@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from appliance import protocol
 from appliance.display import messages
 from appliance.errors import DeviceError
 from appliance.mesh import ice
@@ -111,6 +112,7 @@ class UnitDaemon:
         self._notify_pending = False
         self._closed = False
         self._devices_open = asyncio.Event()  # the join waits for it (see on_session)
+        self._accounts: dict[str, str] = {}  # peer id -> who the server knows it to be (roster 'account')
         self.machine.subscribe(self._machine_changed)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -171,6 +173,10 @@ class UnitDaemon:
         await self.signal.send_state(self.machine.muted, self.machine.camera)
 
     async def on_joined(self, msg: dict[str, Any]) -> None:
+        self._accounts.clear()
+        for entry in msg.get("peers") or []:
+            if isinstance(entry, dict):
+                self._learn(entry)
         await self.mesh.on_joined(msg)
         if self.machine.state != UnitState.IN_CALL:
             self.machine.to(UnitState.IN_CALL, f"joined {msg.get('room')}")
@@ -179,7 +185,21 @@ class UnitDaemon:
         if msg["type"] == "error" and msg.get("code") in ("forbidden", "room_full") and msg.get("ref") in (None, "join"):
             log.warning("%s: cannot join %s: %s", self.name, self.conf.room, msg["code"])
             self.machine.fail(messages.for_code(msg["code"]), msg["code"])
+        if msg["type"] == "peer-joined":
+            self._learn(msg)
         await self.mesh.on_message(msg)
+        if msg["type"] in ("peer-left", "left"):
+            for gone in set(self._accounts) - set(self.mesh.peers):
+                del self._accounts[gone]
+
+    def _learn(self, entry: dict[str, Any]) -> None:
+        """Clean a roster entry's name in place (an older server passes names on as they came)
+        and remember its ``account``, so the tile can say who it is."""
+        if isinstance(entry.get("name"), str):
+            entry["name"] = protocol.clean_name(entry["name"])
+        account = entry.get("account")
+        if isinstance(account, str) and isinstance(entry.get("peer_id"), str):
+            self._accounts[entry["peer_id"]] = protocol.clean_name(account)
 
     async def on_signaling_error(self, exc: BaseException) -> None:
         """Credentials refused: someone has to act (enroll the unit, fix the token file).
@@ -200,6 +220,10 @@ class UnitDaemon:
         # Peer.status() builds each entry as a plain dict of exactly PeerStatus's keys
         # (tests/unit/test_status.py holds the two together).
         peers = cast(list[PeerStatus], self.mesh.status(self.conf.status.samples))
+        for peer in peers:
+            account = self._accounts.get(peer["id"])
+            if account is not None:
+                peer["account"] = account
         return {
             "state": m.state.value,
             "room": self.mesh.room or m.room,
@@ -278,7 +302,9 @@ class UnitDaemon:
             tiles.append(
                 Tile(
                     peer_id=peer.remote_id,
-                    name=peer.name,
+                    name=protocol.clean_name(peer.name),
+                    account=self._accounts.get(peer.remote_id, ""),
+                    kind=peer.kind,
                     frame=latest.frame if latest else None,
                     frame_time=latest.frame_time if latest else None,
                     muted=peer.muted,

@@ -55,6 +55,8 @@ tell; ``loop_lag_ms``, the event loop's worst delay over the last second.
 :meth:`appliance.mesh.peer.Peer.status`):
 
 * ``id``, ``name``, ``kind`` (roster kind: ``device``, ``user``, or ``""`` not known yet);
+* ``account`` — who the signaling server knows it to be (a user's account, a device's id),
+  absent until the roster says (an older server does not);
 * ``connection`` — the RTCPeerConnection's state (``new``, ``connecting``, ``connected`` …);
 * ``fps`` — video frames per second received; ``frames`` — frames received in all;
 * ``bitrate`` (bit/s received), ``loss`` (fraction 0–1 of its packets lost),
@@ -117,6 +119,7 @@ class PeerStatus(TypedDict):
     connected_at: float | None
     first_frame_at: float | None
     latency_samples_ms: NotRequired[list[float]]
+    account: NotRequired[str]
 
 
 class UnitStatus(TypedDict):
