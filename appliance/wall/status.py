@@ -34,7 +34,8 @@ failed, ``null`` after a good session).
 
 :class:`MediaStatus`: ``encoder`` (:class:`EncoderStatus` of the shared video
 encoder, ``null`` before the camera opens), ``audio_packet_ms`` (the Opus packet length sent now, ``null`` before the
-microphone opens), ``audio_processing`` (:class:`AudioProcessingStatus`).
+microphone opens), ``audio_processing`` (:class:`AudioProcessingStatus`), ``error`` (why a
+device did not open — the unit then shows it, keeps running and retries — ``null`` once all are open).
 
 :class:`AudioProcessingStatus`: ``mode`` (``[audio] processing``: ``webrtc``, ``off`` or
 ``device``), ``binding`` (the library asked for, ``null`` unless ``mode`` is ``webrtc``),
@@ -174,6 +175,7 @@ class MediaStatus(TypedDict):
     encoder: EncoderStatus | None
     audio_packet_ms: int | None
     audio_processing: NotRequired[AudioProcessingStatus]
+    error: NotRequired[str | None]
 
 
 class ProcessFigures(TypedDict):
