@@ -17,6 +17,7 @@ gets them from ``welcome`` or from the ``protocol.js`` module the server renders
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import UnionType
@@ -32,6 +33,9 @@ MAX_ROOM_CHARS = 63
 ROOM_PATTERN = rf"^[a-z0-9][a-z0-9-]{{0,{MAX_ROOM_CHARS - 1}}}$"
 _ROOM_RE = re.compile(ROOM_PATTERN)
 MAX_NAME_CHARS = 64
+# Combining marks a name may stack on one character: enough for every script, too few to
+# paint a tile with "zalgo" text that spills over its neighbours.
+MAX_NAME_MARKS = 3
 MAX_PEER_ID_CHARS = 64
 MAX_TOKEN_CHARS = 8192
 # The ``data`` of a ``signal`` is relayed as it came, so its shape is bounded: SDP and ICE
@@ -105,6 +109,38 @@ def valid_room(name: object) -> bool:
     return isinstance(name, str) and _ROOM_RE.match(name) is not None and not name.endswith("\n")
 
 
+def clean_name(text: str) -> str:
+    """A display name as people see it on a wall or a browser tile: one line, no tricks.
+
+    Format characters (Unicode category Cf: the bidi overrides and isolates U+202A-U+202E and
+    U+2066-U+2069 that make "ecila" read "alice", zero-width spaces and joiners, the BOM) are
+    removed; control characters and every kind of space or line break become one space, runs
+    of them collapse and the ends are trimmed; more than :data:`MAX_NAME_MARKS` combining marks
+    on one character are dropped; the result is NFC and at most :data:`MAX_NAME_CHARS`
+    characters. Both ends use it: the server on what a client calls itself, a unit on every
+    name it shows (an older server passed names on as they came).
+    """
+    out: list[str] = []
+    marks = 0
+    for char in unicodedata.normalize("NFC", text):
+        category = unicodedata.category(char)
+        if category in ("Cf", "Cs"):
+            continue
+        if category == "Cc" or category[0] == "Z" or char.isspace():
+            if out and out[-1] != " ":
+                out.append(" ")
+            marks = 0
+            continue
+        if category in ("Mn", "Me"):
+            marks += 1
+            if marks > MAX_NAME_MARKS or not out or out[-1] == " ":
+                continue  # a mark on nothing, or one too many
+        else:
+            marks = 0
+        out.append(char)
+    return "".join(out).strip()[:MAX_NAME_CHARS].rstrip()
+
+
 def load_frame(frame: bytes | str) -> dict[str, Any]:
     """Decode one frame into a JSON object that has a string ``type``; size checked first."""
     if isinstance(frame, str):
@@ -159,6 +195,8 @@ def _string(obj: dict[str, Any], key: str, kind: str, limit: int, *, optional: b
 def _parse_hello(obj: dict[str, Any]) -> Hello:
     token = _string(obj, "token", "hello", MAX_TOKEN_CHARS)
     name = _string(obj, "name", "hello", MAX_NAME_CHARS, optional=True)
+    if name is not None:
+        name = clean_name(name) or None  # nothing left once cleaned is no name: the server uses the token's
     return Hello(token=token, name=name)  # type: ignore[arg-type]
 
 
@@ -279,12 +317,19 @@ class PeerStatus(TypedDict):
 
 
 class RosterEntry(TypedDict):
-    """One participant already in the room, as carried in ``joined``."""
+    """One participant already in the room, as carried in ``joined``.
+
+    ``name`` is what the participant calls itself (cleaned by :func:`clean_name`); ``account``
+    is who the server knows it to be — the token's subject: a user's account name or a
+    device's id — so that nobody can pass for someone else by name. ``account`` was added to
+    protocol v1 after its first servers: a client must accept entries without it.
+    """
 
     peer_id: str
     name: str
     kind: str
     state: PeerStatus
+    account: NotRequired[str]
 
 
 class Limits(TypedDict):
@@ -311,10 +356,13 @@ Relayed = TypedDict("Relayed", {"type": Literal["signal"], "from": str, "data": 
 
 
 class PeerJoined(TypedDict):
+    """A newcomer; ``name`` and ``account`` as in :class:`RosterEntry`."""
+
     type: Literal["peer-joined"]
     peer_id: str
     name: str
     kind: str
+    account: NotRequired[str]
 
 
 class PeerLeft(TypedDict):
@@ -351,8 +399,12 @@ ServerMessage = Welcome | Joined | Relayed | PeerJoined | PeerLeft | PeerState |
 SERVER_MESSAGES: tuple[type, ...] = (Welcome, Joined, Relayed, PeerJoined, PeerLeft, PeerState, Left, Pong, ErrorFrame)
 
 
-def roster_entry(peer_id: str, name: str, kind: str, muted: bool, camera: bool) -> RosterEntry:
-    return {"peer_id": peer_id, "name": name, "kind": kind, "state": {"muted": muted, "camera": camera}}
+def roster_entry(peer_id: str, name: str, kind: str, muted: bool, camera: bool, account: str | None = None) -> RosterEntry:
+    """One ``joined`` roster entry; ``account`` goes last, so the keys before it keep their bytes."""
+    entry: RosterEntry = {"peer_id": peer_id, "name": name, "kind": kind, "state": {"muted": muted, "camera": camera}}
+    if account is not None:
+        entry["account"] = account
+    return entry
 
 
 def welcome(peer_id: str, ice_servers: list[dict[str, Any]], max_room_size: int) -> Welcome:
@@ -373,8 +425,12 @@ def relayed(sender: str, data: dict[str, Any]) -> Relayed:
     return {"type": "signal", "from": sender, "data": data}
 
 
-def peer_joined(peer_id: str, name: str, kind: str) -> PeerJoined:
-    return {"type": "peer-joined", "peer_id": peer_id, "name": name, "kind": kind}
+def peer_joined(peer_id: str, name: str, kind: str, account: str | None = None) -> PeerJoined:
+    """A ``peer-joined``; ``account`` goes last, as in :func:`roster_entry`."""
+    msg: PeerJoined = {"type": "peer-joined", "peer_id": peer_id, "name": name, "kind": kind}
+    if account is not None:
+        msg["account"] = account
+    return msg
 
 
 def peer_left(peer_id: str, reason: str) -> PeerLeft:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -95,6 +97,76 @@ GOLDEN = [
     (p.error("room_full", "full", "join"), b'{"type":"error","code":"room_full","message":"full","ref":"join"}'),
     (p.error("rate_limited", "slow down"), b'{"type":"error","code":"rate_limited","message":"slow down"}'),
 ]
+
+# ``account`` (who the server knows a participant to be) was added to v1 later: it goes after
+# every key an older client reads, and a frame without it is still a valid frame.
+WITH_ACCOUNT = [
+    (p.joined("r", "a1", [p.roster_entry("b2", "B", "device", False, True, "unit-7f3a")]),
+     b'{"type":"joined","room":"r","peer_id":"a1","peers":[{"peer_id":"b2","name":"B","kind":"device","state":{"muted":false,"camera":true},"account":"unit-7f3a"}]}'),
+    (p.peer_joined("b2", "alice", "user", "bob"), b'{"type":"peer-joined","peer_id":"b2","name":"alice","kind":"user","account":"bob"}'),
+]
+
+
+@pytest.mark.parametrize("msg, wire", WITH_ACCOUNT, ids=[w[:30].decode() for _, w in WITH_ACCOUNT])
+def test_the_account_is_an_addition_to_the_old_wire_form(msg, wire) -> None:
+    assert p.encode_server(msg) == wire
+    assert p.parse_server(wire) == msg
+    # the same frame from a server that does not send it: every other byte as before
+    without = orjson.dumps(_drop_account(orjson.loads(wire)))
+    assert without == re.sub(rb',"account":"[^"]*"', b"", wire)
+    assert p.parse_server(without) == _drop_account(msg)
+
+
+def _drop_account(obj):
+    if isinstance(obj, dict):
+        return {k: _drop_account(v) for k, v in obj.items() if k != "account"}
+    if isinstance(obj, list):
+        return [_drop_account(v) for v in obj]
+    return obj
+
+
+def test_an_account_of_the_wrong_type_is_refused() -> None:
+    with pytest.raises(ProtocolError):
+        p.parse_server(b'{"type":"peer-joined","peer_id":"b2","name":"alice","kind":"user","account":7}')
+
+
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ("alice", "alice"),
+        ("\u202eecila", "ecila"),  # right-to-left override: would show as "alice"
+        ("al\u200bice", "alice"),  # zero-width space
+        ("\u2066bob\u2069 \u2067x\u2068", "bob x"),  # bidi isolates
+        ("\ufeffRoom 4", "Room 4"),
+        ("  Room\t\t4\n", "Room 4"),
+        ("Room\u00a0\u2003 4\u2028five\x00\x1b[31m", "Room 4 five [31m"),
+        ("e\u0301", "\u00e9"),  # NFC
+        ("o" + "\u0335" * 40 + "k", "o\u0335\u0335\u0335k"),  # "zalgo" stacks are cut
+        ("\u0301alice", "alice"),  # a mark on nothing
+        ("\u200b\u202e\u200d", ""),
+        ("Zoë's café 会议室", "Zoë's café 会议室"),
+    ],
+)
+def test_names_are_cleaned(raw, clean) -> None:
+    assert p.clean_name(raw) == clean
+    assert p.clean_name(clean) == clean, "cleaning is idempotent"
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=p.MAX_NAME_CHARS * 2))
+def test_a_clean_name_is_one_trimmed_line_without_format_characters(raw) -> None:
+    import unicodedata
+
+    clean = p.clean_name(raw)
+    assert len(clean) <= p.MAX_NAME_CHARS
+    assert clean == clean.strip() and "  " not in clean
+    assert not any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in clean)
+    assert p.clean_name(clean) == clean
+
+
+def test_hello_names_arrive_clean() -> None:
+    assert p.parse_client('{"type":"hello","token":"t","name":"\u202eecila "}') == p.Hello("t", "ecila")
+    assert p.parse_client('{"type":"hello","token":"t","name":"\u200b\u200b"}') == p.Hello("t", None)
 
 
 @pytest.mark.parametrize("msg, wire", GOLDEN, ids=[w[:30].decode() for _, w in GOLDEN])

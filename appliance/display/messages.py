@@ -11,8 +11,11 @@ from appliance.errors import AuthError, DeviceError, ProtocolError, WallmeshErro
 
 DEVICES = {
     "camera": "Camera not found — call IT",
+    "video": "Camera not found — call IT",  # a device path (/dev/video0) or its key (video.device)
     "microphone": "Microphone not found — call IT",
+    "input_device": "Microphone not found — call IT",
     "speaker": "Speaker not found — call IT",
+    "output_device": "Speaker not found — call IT",
     "audio": "Sound device not found — call IT",
     "display": "Display problem — call IT",
     "gpio": "Buttons not working — call IT",
@@ -34,14 +37,15 @@ FALLBACK = "Something went wrong — call IT"
 def for_error(exc: BaseException) -> str:
     """The sentence to show for ``exc``."""
     if isinstance(exc, DeviceError):
-        device = exc.device.lower()
-        for word, sentence in DEVICES.items():
-            if word in device:
-                return sentence
+        # adapters name the device by its path or ALSA name; the config key says what it is
+        for where in (exc.device.lower(), exc.key.lower()):
+            for word, sentence in DEVICES.items():
+                if word in where:
+                    return sentence
         return f"{exc.device.capitalize()} not working — call IT"
     if isinstance(exc, (ProtocolError, AuthError)):
         return for_code(exc.code)
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    if isinstance(exc, OSError):  # refused, reset, no route, DNS, timed out, nobody answered mDNS
         return UNREACHABLE
     if isinstance(exc, WallmeshError):
         return FALLBACK

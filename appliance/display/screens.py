@@ -86,7 +86,7 @@ class SceneBuilder:
         name = screen_name(model)
         show_self = self.options.self_view and name in ("call", "alone") and (tiles.SELF in pictures or not model.camera)
         tile_keys = tuple(
-            (t.peer_id, t.label, t.muted, t.camera, int(t.quality), t.speaking, t.reconnecting, t.peer_id in pictures)
+            (t.peer_id, t.label, t.identity, t.muted, t.camera, int(t.quality), t.speaking, t.reconnecting, t.peer_id in pictures)
             for t in model.tiles
         ) if name == "call" else ()
         phase = int(time.monotonic() * SPINNER_RATE) if name in ("joining", "reconnecting") else 0

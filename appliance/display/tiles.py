@@ -3,7 +3,8 @@
 Everything that does not change with each video frame is drawn here once per
 change of the model: the opaque *base* under the video (background, bar, tile
 panels, camera-off cards) and small *overlays* above it (names, the muted icon,
-signal bars, the speaker ring, "reconnecting…"). The compositor then only puts
+signal bars, the speaker ring, "reconnecting…", and above a name the account it
+belongs to when the two differ). The compositor then only puts
 pictures into the video slots between the two. The self-view's microphone meter
 changes many times a second, so it is a *live* overlay (:func:`mic_meter`): a small
 opaque bar redrawn on its own, never a reason to redraw the rest.
@@ -119,7 +120,14 @@ def tile(base: pygame.Surface, fonts: theme.Fonts, rect: Rect, t: Tile, has_pict
         dot.blit(ic, ic.get_rect(center=(d // 2, d // 2)))
         out.append((dot, (x, rect.bottom - pad - d)))
         x += d + int(8 * s)
-    out.append((label, (x, rect.bottom - pad - label.get_height())))
+    label_y = rect.bottom - pad - label.get_height()
+    out.append((label, (x, label_y)))
+    if t.identity:
+        # who the server says this is, on a line of its own above the name: a name that
+        # spells "(bob)" cannot look like it
+        line = fonts.fit(t.identity, int(20 * s), rect.w - int(140 * s))
+        who = pill(fonts, line, 20 * s, theme.TEXT_DIM, theme.LABEL_BG)
+        out.append((who, (rect.x + pad, label_y - int(6 * s) - who.get_height())))
     bars = icons.signal(int(24 * s), int(t.quality), QUALITY_COLOURS[Quality(t.quality)])
     badge = pill(fonts, "", 20 * s, theme.TEXT, theme.LABEL_BG, bars)
     out.append((badge, (rect.right - pad - badge.get_width(), rect.y + pad)))

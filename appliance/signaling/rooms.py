@@ -6,7 +6,9 @@ ever goes to members of the sender's own room, and a ``to`` naming anyone else i
 It does no I/O itself; each :class:`Participant` hands frames to its connection's outbox.
 
 A :class:`Participant` is the server's record of one signed-in client (its peer id, name,
-room and mute/camera state), not a media peer: those are ``appliance.mesh.peer.Peer``.
+account, room and mute/camera state), not a media peer: those are ``appliance.mesh.peer.Peer``.
+Its ``name`` is what it calls itself, its ``account`` who its token says it is (a user's
+account name, a device's id); the room hears both, so a tile can show when they differ.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ log = logging.getLogger(__name__)
 class Participant:
     """One authenticated client; ``send`` queues a serialized frame for its connection."""
 
-    __slots__ = ("camera", "claims", "close", "kind", "muted", "name", "peer_id", "room", "send")
+    __slots__ = ("account", "camera", "claims", "close", "kind", "muted", "name", "peer_id", "room", "send")
 
     def __init__(self, claims: Claims, name: str, send: Callable[[bytes], None], close: Callable[[int, str], None]) -> None:
         self.peer_id = secrets.token_hex(8)
         self.name = name
+        self.account = protocol.clean_name(claims.sub) or claims.sub[: protocol.MAX_NAME_CHARS]
         self.kind = claims.kind
         self.claims = claims
         self.room: str | None = None
@@ -39,7 +42,7 @@ class Participant:
         self.close = close
 
     def entry(self) -> protocol.RosterEntry:
-        return protocol.roster_entry(self.peer_id, self.name, self.kind, self.muted, self.camera)
+        return protocol.roster_entry(self.peer_id, self.name, self.kind, self.muted, self.camera, self.account)
 
 
 class Hub:
@@ -79,7 +82,7 @@ class Hub:
         elif len(members) >= self.max_room_size:
             raise protocol.ProtocolError("room_full", f"room holds at most {self.max_room_size} participants", "join")
         roster = [p.entry() for p in members.values()]
-        announce = protocol.encode_server(protocol.peer_joined(peer.peer_id, peer.name, peer.kind))
+        announce = protocol.encode_server(protocol.peer_joined(peer.peer_id, peer.name, peer.kind, peer.account))
         for other in members.values():
             other.send(announce)
         members[peer.peer_id] = peer

@@ -214,7 +214,9 @@ class Connection:
             self.error("unauthorized", "token refused", "hello")
             self.close(protocol.CLOSE_UNAUTHORIZED, "unauthorized")
             return False
-        name = hello.name or claims.name
+        # hello's name is already clean (protocol.parse_client); a token's name came from an
+        # enrollment or an account and is cleaned the same way before anyone sees it
+        name = hello.name or protocol.clean_name(claims.name) or protocol.clean_name(claims.sub) or claims.kind
         who = self.participant = Participant(claims, name, self.outbox.put, self.close)
         s.hub.add(who)
         self.reply(protocol.welcome(who.peer_id, ice_servers(s.config.ice, who.peer_id), s.config.max_room_size))

@@ -12,6 +12,12 @@ Start-up overlaps the two slow things a unit does before its first picture:
 signaling (mDNS discovery, enrollment, token, hello) runs while the camera,
 encoder and audio devices open; the ``join`` waits for the devices, so the room
 never sees a participant whose media cannot be offered yet.
+
+A device that does not open (a camera unplugged, a USB speakerphone missing) does
+not stop the unit: the wall shows what to do ("Camera not found — call IT"),
+``/status`` says which device and why, the buttons and the status endpoint keep
+working, and the devices are tried again every :data:`DEVICE_RETRY_S`; once they
+open, the unit goes on into its room.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from appliance import protocol
 from appliance.display import messages
 from appliance.errors import DeviceError
 from appliance.mesh import ice
@@ -56,6 +63,7 @@ log = logging.getLogger(__name__)
 #: How often the speaking highlight and the microphone meter take a reading (Hz).
 AUDIO_WATCH_RATE = 20.0
 NOTICE_SECONDS = 2.0  # how long a toast ("Volume 70%") stays on the wall
+DEVICE_RETRY_S = 5.0  # how often devices that did not open are tried again
 
 
 def process_figures() -> ProcessFigures:
@@ -111,22 +119,27 @@ class UnitDaemon:
         self._notify_pending = False
         self._closed = False
         self._devices_open = asyncio.Event()  # the join waits for it (see on_session)
+        self._accounts: dict[str, str] = {}  # peer id -> who the server knows it to be (roster 'account')
+        self.device_retry_s = DEVICE_RETRY_S
+        self.devices_missing: DeviceError | None = None  # why the devices did not open, until they do
+        self._held_room: str | None = None  # the room to join once the devices open
+        self._device_task: asyncio.Task[None] | None = None
         self.machine.subscribe(self._machine_changed)
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Signaling starts, then the devices open meanwhile (a missing one raises DeviceError);
-        then status and the wall. The room is joined once the devices are open."""
+        """Signaling starts, then the devices open meanwhile; then status and the wall. The
+        room is joined once the devices are open: a missing one is shown on the wall and
+        tried again (see the module docstring), it does not stop the unit."""
         await asyncio.to_thread(lambda: Path(self.conf.state_dir).expanduser().mkdir(parents=True, exist_ok=True, mode=0o700))
         self.mesh.start()
         if self.conf.autojoin:
             self.machine.to(UnitState.JOINING, "autojoin at start")
         await self.signal.start()  # its task locates and authenticates while the devices open
-        await self.media.start()
-        if self.media.mixer is not None:  # the speaker plays at the volume the wall shows
-            self.media.mixer.set_volume(self.volume / 100.0)
-        self._devices_open.set()
+        if not await self._open_devices():
+            self._device_task = asyncio.create_task(self._retry_devices(), name="device-retry")
+        self._devices_open.set()  # open or not: the session goes on (without a join while not)
         from appliance.unit.status import StatusServer
 
         self.status_server = StatusServer(self, self.conf.status.host, self.conf.status.port)
@@ -151,7 +164,7 @@ class UnitDaemon:
         self._closed = True
         await self.signal.close()
         await self.mesh.close()
-        for task in (self._file_task, self._lag_task, self._audio_task):
+        for task in (self._device_task, self._file_task, self._lag_task, self._audio_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -160,6 +173,49 @@ class UnitDaemon:
         if self.front_panel is not None:
             await self.front_panel.close()
         await self.media.close()
+
+    # -- devices ---------------------------------------------------------------------------
+
+    async def _open_devices(self) -> bool:
+        """Open camera, microphone and speaker; False (and the wall says which) when one is missing.
+
+        While a device is missing the unit stays out of its room: the room it was going to
+        join is held, and joined once the devices open."""
+        try:
+            await self.media.start()
+        except DeviceError as exc:
+            await self.media.close()  # what did open is released; the next try opens it all afresh
+            if self.devices_missing is None or str(exc) != str(self.devices_missing):
+                log.warning("%s: %s; trying again every %g s", self.name, exc, self.device_retry_s)
+            self.devices_missing = exc
+            if self.signal.want_room:
+                self._held_room = self.signal.want_room
+                if self.signal.room is not None:
+                    await self.signal.leave()
+                self.signal.want_room = None
+            self.machine.fail(messages.for_error(exc), "device missing")
+            return False
+        if self.media.mixer is not None:  # the speaker plays at the volume the wall shows
+            self.media.mixer.set_volume(self.volume / 100.0)
+        if self.devices_missing is not None:
+            log.info("%s: the devices are open now", self.name)
+        self.devices_missing = None
+        return True
+
+    async def _retry_devices(self) -> None:
+        """Try the devices again until they open, then go on into the held room (or idle)."""
+        while True:
+            await asyncio.sleep(self.device_retry_s)
+            if self.devices_missing is None:  # a join press opened them meanwhile
+                return
+            if await self._open_devices():
+                break
+        room, self._held_room = self._held_room, None
+        if room:
+            self.machine.to(UnitState.JOINING, "devices open")
+            await self.signal.join(room)
+        elif self.machine.state == UnitState.ERROR:
+            self.machine.to(UnitState.IDLE, "devices open")
 
     # -- SignalHandler ---------------------------------------------------------------------
 
@@ -171,6 +227,10 @@ class UnitDaemon:
         await self.signal.send_state(self.machine.muted, self.machine.camera)
 
     async def on_joined(self, msg: dict[str, Any]) -> None:
+        self._accounts.clear()
+        for entry in msg.get("peers") or []:
+            if isinstance(entry, dict):
+                self._learn(entry)
         await self.mesh.on_joined(msg)
         if self.machine.state != UnitState.IN_CALL:
             self.machine.to(UnitState.IN_CALL, f"joined {msg.get('room')}")
@@ -179,7 +239,21 @@ class UnitDaemon:
         if msg["type"] == "error" and msg.get("code") in ("forbidden", "room_full") and msg.get("ref") in (None, "join"):
             log.warning("%s: cannot join %s: %s", self.name, self.conf.room, msg["code"])
             self.machine.fail(messages.for_code(msg["code"]), msg["code"])
+        if msg["type"] == "peer-joined":
+            self._learn(msg)
         await self.mesh.on_message(msg)
+        if msg["type"] in ("peer-left", "left"):
+            for gone in set(self._accounts) - set(self.mesh.peers):
+                del self._accounts[gone]
+
+    def _learn(self, entry: dict[str, Any]) -> None:
+        """Clean a roster entry's name in place (an older server passes names on as they came)
+        and remember its ``account``, so the tile can say who it is."""
+        if isinstance(entry.get("name"), str):
+            entry["name"] = protocol.clean_name(entry["name"])
+        account = entry.get("account")
+        if isinstance(account, str) and isinstance(entry.get("peer_id"), str):
+            self._accounts[entry["peer_id"]] = protocol.clean_name(account)
 
     async def on_signaling_error(self, exc: BaseException) -> None:
         """Credentials refused: someone has to act (enroll the unit, fix the token file).
@@ -187,6 +261,13 @@ class UnitDaemon:
         The room sees a sentence it can act on; the server's own words stay in the log."""
         if self.machine.state != UnitState.IN_CALL:
             self.machine.fail(messages.for_error(exc), "auth")
+
+    async def on_signaling_unreachable(self, exc: BaseException) -> None:
+        """No session: a unit on its way into its room says so instead of spinning on
+        "Joining…" (the status's ``signaling.error`` has the details). A call in progress
+        carries on under the reconnecting banner; the next session joins again."""
+        if self.machine.state == UnitState.JOINING:
+            self.machine.fail(messages.for_error(exc), "signaling server unreachable")
 
     async def on_signaling_down(self) -> None:
         if self.machine.state in (UnitState.IN_CALL, UnitState.JOINING):
@@ -200,6 +281,10 @@ class UnitDaemon:
         # Peer.status() builds each entry as a plain dict of exactly PeerStatus's keys
         # (tests/unit/test_status.py holds the two together).
         peers = cast(list[PeerStatus], self.mesh.status(self.conf.status.samples))
+        for peer in peers:
+            account = self._accounts.get(peer["id"])
+            if account is not None:
+                peer["account"] = account
         return {
             "state": m.state.value,
             "room": self.mesh.room or m.room,
@@ -221,14 +306,26 @@ class UnitDaemon:
         }
 
     async def join(self) -> None:
+        """Join the room; with a device missing, try it once more, else hold the join for
+        when it opens and refuse (the wall keeps saying what is missing)."""
         if self.machine.in_room and self.signal.want_room:
             return
+        if self.devices_missing is not None:
+            self._held_room = self.conf.room
+            if not await self._open_devices():
+                missing = self.devices_missing
+                assert missing is not None
+                raise DeviceError(missing.device, missing.key, f"{missing.problem}; the call starts once it opens") from missing
+            self._held_room = None
         self.machine.to(UnitState.JOINING, "join requested")
         await self.signal.join(self.conf.room)
 
     async def hangup(self) -> None:
+        self._held_room = None
         await self.signal.leave()
         await self.mesh.clear()
+        if self.devices_missing is not None:
+            return  # the wall goes on saying what is missing: an idle screen would hide it
         if self.machine.state != UnitState.IDLE:
             self.machine.to(UnitState.IDLE, "hang-up")
 
@@ -278,7 +375,9 @@ class UnitDaemon:
             tiles.append(
                 Tile(
                     peer_id=peer.remote_id,
-                    name=peer.name,
+                    name=protocol.clean_name(peer.name),
+                    account=self._accounts.get(peer.remote_id, ""),
+                    kind=peer.kind,
                     frame=latest.frame if latest else None,
                     frame_time=latest.frame_time if latest else None,
                     muted=peer.muted,

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from appliance.capture import base, registry
+from appliance.errors import DeviceError
 from appliance.unit.config import UnitConfig
 from appliance.wall.status import AudioProcessingStatus, MediaStatus
 
@@ -39,6 +40,7 @@ class UnitMedia:
         self.room: Any = room  # the simulated room a 'room' source and sink share (made from [audio] when None)
         self.processing: Any = None  # the microphone's capture chain (MicrophoneChain), None when not processing
         self.processing_error: str | None = None
+        self.error: str | None = None  # why a device did not open at the last start(), None once all are open
         self.sender = sender
         self.name = name
         self.video: Any = None
@@ -54,6 +56,16 @@ class UnitMedia:
         self._gates: weakref.WeakSet[Any] = weakref.WeakSet()
 
     async def start(self) -> None:
+        """Open every device; an absent one raises DeviceError and is named in :attr:`error`
+        (close, then start again to retry: a camera plugged back in is opened afresh)."""
+        try:
+            await self._open()
+        except DeviceError as exc:
+            self.error = str(exc)
+            raise
+        self.error = None
+
+    async def _open(self) -> None:
         from appliance.mesh.fanout import SharedVideo
 
         v = self.conf.video
@@ -69,7 +81,7 @@ class UnitMedia:
             self.room = registry.simulated_room(a, name=self.name)
         self.mic = registry.open_audio_source(a, sender=self.sender, prefix="audio", room=self.room)
         self.sink = registry.open_audio_sink(a, prefix="audio", room=self.room)
-        # open the devices now, so an absent one stops start-up with its config key
+        # open the devices now, so an absent one is named (with its config key) at start
         await self.mic.start()
         self.mixer = AudioMixer(self.sink, name=self.name)
         self.processing = self._capture_chain(self.mixer.reference)
@@ -205,10 +217,15 @@ class UnitMedia:
             },
             "audio_packet_ms": getattr(self.audio_out, "packet_ms", None),
             "audio_processing": self.processing_status(),
+            "error": self.error,
         }
 
     async def close(self) -> None:
-        for part in (self.video, self.audio_out, self.mixer, self.mic, self.sink):
+        """Close every part that was made (idempotent; :meth:`start` may follow to reopen)."""
+        parts = (self.video, self.audio_out, self.mixer, self.mic, self.sink)
+        self.video = self.audio_out = self.mixer = self.mic = self.sink = None
+        self.processing = self._tee = None
+        for part in parts:
             if part is None:
                 continue
             try:

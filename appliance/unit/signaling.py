@@ -42,7 +42,12 @@ class SignalHandler(Protocol):
     async def on_joined(self, msg: dict[str, Any]) -> None: ...
     async def on_server_message(self, msg: dict[str, Any]) -> None: ...
     async def on_signaling_down(self) -> None: ...
-    async def on_signaling_error(self, exc: BaseException) -> None: ...
+    async def on_signaling_error(self, exc: BaseException) -> None:
+        """A round was refused: the unit's credentials will not do (an :class:`AuthError`)."""
+
+    async def on_signaling_unreachable(self, exc: BaseException) -> None:
+        """A round found no session for another reason: no server at the URL or by mDNS, the
+        network, a server that closed before ``welcome``. The next round follows the backoff."""
 
 
 def backoff_delays(cap: float, base: float = 0.25) -> Iterator[float]:
@@ -145,6 +150,7 @@ class SignalClient:
             except (OSError, WallmeshError, ValueError) as exc:
                 self.last_error = f"{exc.__class__.__name__}: {exc}"
                 log.info("signal %s: no session (%s)", self.device_id, self.last_error)
+                await self.handler.on_signaling_unreachable(exc)
             except Exception as exc:  # the supervisor of this task: log and retry
                 self.last_error = f"{exc.__class__.__name__}: {exc}"
                 log.exception("signal %s: unexpected failure", self.device_id)

@@ -15,6 +15,16 @@ Actions: ``join``, ``hangup``, ``mute``, ``unmute``, ``camera-on``, ``camera-off
 ``volume-up``, ``volume-down``, ``restart``. Each answers with the status
 document after the action; an unknown action is a 404, a refused one a 409, both
 as ``{"error": {"code", "message"}}`` like the signaling server's API.
+
+Only the unit's own tools may drive it. A web page open in a browser on the unit
+could otherwise reach ``127.0.0.1`` too (a plain form post, or a name of its own
+rebound to loopback) and hang up a call or turn the camera on. So every request
+must name the endpoint itself in ``Host`` (a loopback name or address, or the
+address it arrived on, with the port it is served on), must carry no browser
+``Origin`` and no ``Sec-Fetch-Site`` other than ``none`` (typed into the address
+bar), else 403 ``forbidden``; an action with a body must send it as
+``application/json``, else 415 ``unsupported_media_type``. curl, urllib, aiohttp
+and the fleet tools send none of what is refused.
 """
 
 from __future__ import annotations
@@ -54,6 +64,53 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
+def _host_port(header: str) -> tuple[str, int] | None:
+    """``host`` and port of a ``Host`` header (port 80 when it names none); None when malformed."""
+    if header.startswith("["):
+        host, sep, rest = header[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return None
+        port = rest[1:]
+    else:
+        host, _, port = header.partition(":") if header.count(":") <= 1 else ("", "", "")
+    if not host:
+        return None
+    if not port:
+        return host.lower(), 80
+    if not port.isdigit() or len(port) > 5:
+        return None
+    return host.lower(), int(port)
+
+
+def refusal(request: web.Request) -> web.Response | None:
+    """Why ``request`` may not reach the unit (a 403 or 415 answer), or None when it may."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    named = _host_port(request.headers.get("Host", ""))
+    if named is None or sockname is None:
+        return _error(403, "forbidden", "the request must name this endpoint in its Host header")
+    host, port = named
+    local_host, local_port = str(sockname[0]), int(sockname[1])
+    if port != local_port or not (is_loopback(host) or host == local_host.lower()):
+        return _error(403, "forbidden", f"this endpoint answers only as 127.0.0.1:{local_port}, localhost or [::1], not {host}")
+    if "Origin" in request.headers:
+        return _error(403, "forbidden", "requests from web pages are refused")
+    if request.headers.get("Sec-Fetch-Site", "none") != "none":
+        return _error(403, "forbidden", "requests from web pages are refused")
+    if request.method == "POST" and request.body_exists and request.content_type != "application/json":
+        return _error(415, "unsupported_media_type", "an action's body, when there is one, must be application/json")
+    return None
+
+
+@web.middleware
+async def local_only(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Answer :func:`refusal`'s 403/415 before any handler runs."""
+    refused = refusal(request)
+    if refused is not None:
+        log.warning("status endpoint: refused %s %s (%s)", request.method, request.path, refused.status)
+        return refused
+    return await handler(request)
+
+
 async def get_status(request: web.Request) -> web.Response:
     return web.json_response(request.app[CONTROLLER].status())
 
@@ -76,7 +133,7 @@ async def post_action(request: web.Request) -> web.Response:
 
 def create_app(controller: UnitController) -> web.Application:
     """The status application for ``controller`` (small bodies only: actions take none)."""
-    app = web.Application(client_max_size=4096)
+    app = web.Application(middlewares=[local_only], client_max_size=4096)
     app[CONTROLLER] = controller
     app.router.add_get("/status", get_status)
     app.router.add_post("/actions/{name}", post_action)

@@ -6,7 +6,9 @@ asks for one; the compositor never reaches into the mesh. Everything here is
 plain data and pure functions, so layouts and screens can be tested without a
 peer connection.
 
-A :class:`Tile` is one remote participant. ``frame`` is the newest decoded
+A :class:`Tile` is one remote participant: ``name`` is what it calls itself,
+``account`` who the signaling server knows it to be; :attr:`Tile.identity` is the
+line a tile adds when the name alone would not say who it is. ``frame`` is the newest decoded
 picture (an ``av.VideoFrame`` or an RGB ``numpy`` array of shape HxWx3) or
 ``None`` while nothing has arrived yet; the compositor converts it only when it
 draws it, and keeps drawing the last picture it got when a stream hiccups.
@@ -74,10 +76,29 @@ class Tile:
     quality: Quality = Quality.UNKNOWN
     speaking: bool = False
     reconnecting: bool = False
+    account: str = ""
+    kind: str = ""
 
     @property
     def label(self) -> str:
-        return self.name or self.peer_id
+        return self.name or self.account or self.peer_id
+
+    @property
+    def identity(self) -> str:
+        """Who this is, when the name does not say it: "" when the account is unknown or the
+        name is that account (case, spaces and ``-_.`` aside), else a line such as
+        "signed in as bob" that the tile draws apart from the name, so a name cannot fake it."""
+        if not self.account or _plain(self.account) == _plain(self.name):
+            return ""
+        if self.kind == "user":
+            return f"signed in as {self.account}"
+        if self.kind == "device":
+            return f"unit {self.account}"
+        return self.account
+
+
+def _plain(name: str) -> str:
+    return "".join(c for c in name.casefold() if c not in " -_.")
 
 
 @dataclass

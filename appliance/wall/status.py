@@ -34,7 +34,8 @@ failed, ``null`` after a good session).
 
 :class:`MediaStatus`: ``encoder`` (:class:`EncoderStatus` of the shared video
 encoder, ``null`` before the camera opens), ``audio_packet_ms`` (the Opus packet length sent now, ``null`` before the
-microphone opens), ``audio_processing`` (:class:`AudioProcessingStatus`).
+microphone opens), ``audio_processing`` (:class:`AudioProcessingStatus`), ``error`` (why a
+device did not open — the unit then shows it, keeps running and retries — ``null`` once all are open).
 
 :class:`AudioProcessingStatus`: ``mode`` (``[audio] processing``: ``webrtc``, ``off`` or
 ``device``), ``binding`` (the library asked for, ``null`` unless ``mode`` is ``webrtc``),
@@ -55,6 +56,8 @@ tell; ``loop_lag_ms``, the event loop's worst delay over the last second.
 :meth:`appliance.mesh.peer.Peer.status`):
 
 * ``id``, ``name``, ``kind`` (roster kind: ``device``, ``user``, or ``""`` not known yet);
+* ``account`` — who the signaling server knows it to be (a user's account, a device's id),
+  absent until the roster says (an older server does not);
 * ``connection`` — the RTCPeerConnection's state (``new``, ``connecting``, ``connected`` …);
 * ``fps`` — video frames per second received; ``frames`` — frames received in all;
 * ``bitrate`` (bit/s received), ``loss`` (fraction 0–1 of its packets lost),
@@ -117,6 +120,7 @@ class PeerStatus(TypedDict):
     connected_at: float | None
     first_frame_at: float | None
     latency_samples_ms: NotRequired[list[float]]
+    account: NotRequired[str]
 
 
 class UnitStatus(TypedDict):
@@ -171,6 +175,7 @@ class MediaStatus(TypedDict):
     encoder: EncoderStatus | None
     audio_packet_ms: int | None
     audio_processing: NotRequired[AudioProcessingStatus]
+    error: NotRequired[str | None]
 
 
 class ProcessFigures(TypedDict):

@@ -20,3 +20,25 @@ def test_server_refusals_and_outages():
     assert for_error(StoreUnavailable("x")) == UNREACHABLE
     assert for_code("weird") == for_code(None)
     assert "Traceback" not in for_error(RuntimeError("boom"))
+
+
+def test_a_device_named_by_its_path_is_known_by_its_config_key() -> None:
+    """Adapters name what they opened (/dev/video2, hw:1,0); the room needs to hear which part."""
+    from appliance.errors import DeviceError
+
+    assert for_error(DeviceError("/dev/video2", "video.device", "no such camera device")) == "Camera not found — call IT"
+    assert for_error(DeviceError("hw:1,0", "audio.input_device", "no card")) == "Microphone not found — call IT"
+    assert for_error(DeviceError("hw:2,0", "audio.output_device", "no card")) == "Speaker not found — call IT"
+
+
+def test_every_network_failure_is_the_unreachable_sentence() -> None:
+    """What a connect to an absent server raises is an OSError, not always a ConnectionError."""
+    import aiohttp
+
+    from appliance.unit.discovery import DiscoveryError
+
+    assert for_error(OSError(113, "No route to host")) == UNREACHABLE
+    assert for_error(DiscoveryError("no signaling server answered")) == UNREACHABLE
+    refused = aiohttp.ClientConnectorError(aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 9, False, True, None, None, None),
+                                           ConnectionRefusedError(111, "Connect call failed"))
+    assert for_error(refused) == UNREACHABLE

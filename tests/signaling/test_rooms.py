@@ -22,9 +22,9 @@ async def test_join_roster_and_relay(connect) -> None:
     await a.send({"type": "state", "muted": True, "camera": False})
     joined_b = await b.join("lobby")
     assert joined_b["peers"] == [
-        {"peer_id": a.peer_id, "name": "unit-a", "kind": "user", "state": {"muted": True, "camera": False}}
+        {"peer_id": a.peer_id, "name": "unit-a", "kind": "user", "state": {"muted": True, "camera": False}, "account": "alice"}
     ]
-    assert await a.recv() == {"type": "peer-joined", "peer_id": b.peer_id, "name": "unit-b", "kind": "user"}
+    assert await a.recv() == {"type": "peer-joined", "peer_id": b.peer_id, "name": "unit-b", "kind": "user", "account": "alice"}
     await b.send({"type": "signal", "to": a.peer_id, "data": OFFER})
     assert await a.recv() == {"type": "signal", "from": b.peer_id, "data": OFFER}
     await a.send({"type": "state", "muted": False, "camera": True})

@@ -29,6 +29,7 @@ class Recorder:
         self.messages: list[dict] = []
         self.downs = 0
         self.errors: list[BaseException] = []
+        self.unreachable: list[BaseException] = []
 
     async def on_session(self, welcome):
         self.welcomes.append(welcome)
@@ -44,6 +45,9 @@ class Recorder:
 
     async def on_signaling_error(self, exc):
         self.errors.append(exc)
+
+    async def on_signaling_unreachable(self, exc):
+        self.unreachable.append(exc)
 
 
 def unit_conf(tmp_path, name, server, **server_extra):

@@ -228,3 +228,89 @@ async def test_a_daemons_status_document_is_exactly_its_declared_type(tmp_path):
             del daemon.mesh.peers["p2"]
     finally:
         await daemon.close()
+
+
+# A web page in the unit's browser can reach loopback too: by a plain form post to
+# 127.0.0.1, or through a name of its own that it rebinds to 127.0.0.1. Neither may drive
+# the unit; the unit's own tools (curl, urllib, aiohttp, the fleet tools) still do.
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1:1", "localhost.evil.example:{port}", "[::1", ""])
+async def test_a_host_that_is_not_the_endpoint_is_refused(unit, host):
+    controller, server, http = unit
+    headers = {"Host": host.format(port=server.port)}
+    async with http.get("/status", headers=headers) as resp:
+        assert resp.status == 403
+        assert (await resp.json())["error"]["code"] == "forbidden"
+    async with http.post("/actions/join", headers=headers) as resp:
+        assert resp.status == 403
+    assert controller.status()["state"] == "idle", "a refused action did nothing"
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}])
+async def test_requests_from_web_pages_are_refused(unit, headers):
+    controller, _, http = unit
+    await controller.join()
+    async with http.post("/actions/hangup", headers=headers) as resp:
+        assert resp.status == 403
+        assert (await resp.json())["error"]["code"] == "forbidden"
+    async with http.post("/actions/camera-off", headers=headers) as resp:
+        assert resp.status == 403
+    async with http.get("/status", headers=headers) as resp:
+        assert resp.status == 403
+    assert controller.status()["state"] == "in_call" and controller.status()["camera"] is True
+
+
+async def test_an_action_with_a_body_must_be_json(unit):
+    controller, _, http = unit
+    async with http.post("/actions/join", data=b"mute=1", headers={"Content-Type": "text/plain"}) as resp:
+        assert resp.status == 415
+        assert (await resp.json())["error"]["code"] == "unsupported_media_type"
+    async with http.post("/actions/join", data=b"a=1", headers={"Content-Type": "application/x-www-form-urlencoded"}) as resp:
+        assert resp.status == 415
+    assert controller.status()["state"] == "idle"
+    async with http.post("/actions/join", json={}) as resp:
+        assert resp.status == 200 and (await resp.json())["state"] == "in_call"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "127.0.0.1:{port}", "localhost:{port}", "LOCALHOST:{port}"])
+async def test_the_units_own_names_are_served(host):
+    """``Host`` as curl, a browser's address bar or a tool writes it for this endpoint."""
+    async with StatusServer(LocalController(), "127.0.0.1", 0) as server, aiohttp.ClientSession(server.url) as http:
+        headers = {"Host": host.format(port=server.port)}
+        async with http.get("/status", headers=headers) as resp:
+            assert resp.status == (200 if "{port}" in host else 403), "without a port the Host names port 80"
+        async with http.get("/status", headers={**headers, "Sec-Fetch-Site": "none"}) as resp:
+            assert resp.status == (200 if "{port}" in host else 403)
+
+
+async def test_the_tools_that_drive_a_unit_still_do(unit):
+    """urllib as the tests and the image checks post (an empty form body), and a raw HTTP/1.0 GET
+    as the network-namespace tests send it."""
+    import asyncio
+    import json
+    import urllib.request
+
+    controller, server, _ = unit
+
+    def post(action):
+        req = urllib.request.Request(f"{server.url}/actions/{action}", method="POST", data=b"")
+        with urllib.request.urlopen(req, timeout=5) as resp:  # loopback only
+            return json.loads(resp.read())
+
+    assert (await asyncio.to_thread(post, "join"))["state"] == "in_call"
+    assert (await asyncio.to_thread(post, "mute"))["muted"] is True
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(f"GET /status HTTP/1.0\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+    raw = await reader.read()
+    writer.close()
+    assert raw.startswith(b"HTTP/1.0 200") or raw.startswith(b"HTTP/1.1 200")
+    assert json.loads(raw.partition(b"\r\n\r\n")[2])["muted"] is True
+
+
+async def test_ipv6_loopback_by_name():
+    async with StatusServer(LocalController(), "::1", 0) as server, aiohttp.ClientSession(server.url) as http:
+        async with http.get("/status", headers={"Host": f"[::1]:{server.port}"}) as resp:
+            assert resp.status == 200
+        async with http.get("/status", headers={"Host": f"[::2]:{server.port}"}) as resp:
+            assert resp.status == 403
