@@ -5,15 +5,22 @@
 // signaling.js). Media goes peer to peer; ICE servers come only from the
 // server's welcome, never from a public default.
 //
+// Before and during a call a person picks the camera, microphone and speaker
+// (devices.js); a new camera or microphone replaces the track every connection sends,
+// with no renegotiation. Leave releases the camera and microphone; a lost server is
+// said in the call's main area while the client retries and rejoins by itself.
+//
 // window.wallmesh is a small read-only hook for operators and automated tests:
 // wallmesh.stats() resolves to per-peer figures from getStats.
 
 import { SignalingClient } from "./signaling.js";
 import { Peer } from "./peer.js";
+import { fillPickers, routeAudio, watchPickers } from "./devices.js";
 import { icon } from "./icons.js";
+import { notify } from "./notices.js";
 import { CLOSE, MAX_ROOM_CHARS, ROOM_RE } from "./protocol.js";
 import { loadSession, signIn, storeSession } from "./session.js";
-import { addTile, initials, layoutGrid, updateTile } from "./tiles.js";
+import { addTile, displayName, initials, layoutGrid, updateTile } from "./tiles.js";
 
 // A link kept across a signaling reconnect is closed once its media has been quiet this long.
 const STALE_GRACE_S = 3;
@@ -26,11 +33,13 @@ const app = {
   session: null,      // {token, name, expiresAt}
   client: null,       // SignalingClient
   room: null,
+  lastRoom: null,     // the room Leave left, for Rejoin
   selfId: null,
   peers: new Map(),   // peer_id → {peer, tile, info}
   local: null,        // MediaStream from the camera/mic (may lack either)
   muted: false,
   cameraOn: true,
+  devices: { videoinput: "", audioinput: "", audiooutput: "" },   // what the person picked ("" = default)
   events: [],         // the last peer events, newest last (see window.wallmesh.events)
 };
 
@@ -48,13 +57,17 @@ function saveSession(s) {
 }
 
 function show(view) {
-  for (const v of ["signin", "lobby", "call"]) $(`view-${v}`).hidden = v !== view;
+  for (const v of ["signin", "lobby", "left", "call"]) $(`view-${v}`).hidden = v !== view;
   const signedIn = view !== "signin";
   $("who").hidden = !signedIn;
   $("signout").hidden = !signedIn;
   $("who").textContent = signedIn && app.session ? app.session.name : "";
   $("topbar-room").hidden = view !== "call";
   $("conn").hidden = view !== "call";
+  if (view !== "call") {
+    showDevicePanel(false);
+    $("outage").hidden = true;
+  }
   document.body.dataset.view = view;
 }
 
@@ -81,13 +94,25 @@ function setConn(state, text) {
 // ---------------------------------------------------------------- local media
 
 const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } };
+const DEVICE_KIND = { audio: "audioinput", video: "videoinput" };
+
+/**
+ * What to ask getUserMedia for one kind: the picked device, insisted on (`exact`) when the
+ * person just chose it, preferred otherwise (a device since unplugged then falls back).
+ */
+function constraintsFor(kind, exact = false) {
+  const base = kind === "video" ? { ...VIDEO_CONSTRAINTS } : {};
+  const id = app.devices[DEVICE_KIND[kind]];
+  if (id) base.deviceId = exact ? { exact: id } : { ideal: id };
+  return Object.keys(base).length ? base : true;
+}
 
 async function openLocalMedia() {
   if (app.local) return app.local;
   const attempts = [
-    { audio: true, video: VIDEO_CONSTRAINTS },
-    { audio: false, video: VIDEO_CONSTRAINTS },
-    { audio: true, video: false },
+    { audio: constraintsFor("audio"), video: constraintsFor("video") },
+    { audio: false, video: constraintsFor("video") },
+    { audio: constraintsFor("audio"), video: false },
   ];
   for (const constraints of attempts) {
     try {
@@ -100,12 +125,14 @@ async function openLocalMedia() {
     toast("No camera or microphone available: you can still see and hear the room.");
   }
   app.cameraOn = app.local.getVideoTracks().length > 0;
+  for (const t of app.local.getAudioTracks()) t.enabled = !app.muted;
   showPreviews();
   renderControls();
+  refreshPickers();
   return app.local;
 }
 
-/** Releases the camera and microphone (on sign-out: nothing stays captured). */
+/** Releases the camera and microphone (on leave and sign-out: nothing stays captured). */
 function stopLocalMedia() {
   if (!app.local) return;
   for (const t of app.local.getTracks()) t.stop();
@@ -143,7 +170,7 @@ function setMuted(muted) {
 async function setCamera(on) {
   if (on && !app.local.getVideoTracks().length) {
     try {
-      const stream = await navigator.mediaDevices.getUserMedia({ video: VIDEO_CONSTRAINTS });
+      const stream = await navigator.mediaDevices.getUserMedia({ video: constraintsFor("video") });
       app.local.addTrack(stream.getVideoTracks()[0]);
     } catch (_) {
       toast("No camera available.");
@@ -160,6 +187,63 @@ async function setCamera(on) {
   showPreviews();
   publishState();
   renderControls();
+  refreshPickers();
+}
+
+// ---------------------------------------------------------------- devices
+
+/** kind → deviceId in use: the live track's device, else what was picked. */
+function currentDevices() {
+  const inUse = (tracks) => (tracks[0] && tracks[0].getSettings().deviceId) || "";
+  return {
+    videoinput: (app.local && inUse(app.local.getVideoTracks())) || app.devices.videoinput,
+    audioinput: (app.local && inUse(app.local.getAudioTracks())) || app.devices.audioinput,
+    audiooutput: app.devices.audiooutput,
+  };
+}
+
+function refreshPickers() {
+  return fillPickers(currentDevices());
+}
+
+/**
+ * A person picked a device. A camera or microphone in use is swapped: the new track is
+ * opened, every connection's sender switches to it (replaceTrack, no renegotiation), and only
+ * then is the old one stopped, so the others never lose the picture or the sound.
+ */
+async function chooseDevice(deviceKind, deviceId) {
+  app.devices[deviceKind] = deviceId;
+  if (deviceKind === "audiooutput") {
+    for (const video of document.querySelectorAll("#grid video")) routeAudio(video, deviceId);
+    refreshPickers();
+    return;
+  }
+  const kind = deviceKind === "videoinput" ? "video" : "audio";
+  const current = app.local ? (kind === "video" ? app.local.getVideoTracks() : app.local.getAudioTracks()) : [];
+  // No capture of that kind right now (camera off, none yet): the pick is used next time.
+  if (!current.length) return;
+  let track;
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ [kind]: constraintsFor(kind, true) });
+    track = stream.getTracks()[0];
+  } catch (_) {
+    toast(kind === "video" ? "That camera cannot be opened." : "That microphone cannot be opened.");
+    refreshPickers();
+    return;
+  }
+  if (kind === "audio") track.enabled = !app.muted;
+  app.local.addTrack(track);
+  for (const old of current) app.local.removeTrack(old);
+  for (const { peer } of app.peers.values()) peer.setLocalTrack(kind, localTrack(kind));
+  for (const old of current) old.stop();
+  showPreviews();
+  refreshPickers();
+}
+
+function showDevicePanel(open) {
+  $("call-devices").hidden = !open;
+  $("btn-devices").setAttribute("aria-expanded", String(open));
+  if (open) refreshPickers();
 }
 
 function publishState() {
@@ -178,6 +262,7 @@ function renderControls() {
   cam.title = app.cameraOn ? "Turn camera off" : "Turn camera on";
   cam.classList.toggle("off", !app.cameraOn);
   $("btn-leave").innerHTML = icon("leave");
+  $("btn-devices").innerHTML = icon("devices");
   $("self-muted").innerHTML = icon("mic-off");
   $("self-muted").hidden = !app.muted;
   $("self-video").hidden = !app.cameraOn;
@@ -206,6 +291,7 @@ function addPeer(info, offerer) {
   note("added", info.peer_id, info.name);
   app.peers.set(info.peer_id, entry);
   const video = tile.querySelector("video");
+  if (app.devices.audiooutput) routeAudio(video, app.devices.audiooutput);
   video.srcObject = peer.remoteStream;
   peer.addEventListener("track", () => { video.srcObject = peer.remoteStream; video.play().catch(() => {}); });
   peer.addEventListener("rebuilt", () => { video.srcObject = peer.remoteStream; updateTile(entry); });
@@ -250,13 +336,18 @@ async function housekeeping() {
     await entry.peer.sampleMedia();
     if (!entry.stale) continue;
     const age = entry.peer.mediaAge();
-    if (entry.peer.pc.connectionState !== "connected" || age === null || age > STALE_GRACE_S) removePeer(id);
+    if (entry.peer.pc.connectionState !== "connected" || age === null || age > STALE_GRACE_S) {
+      // Said as a leave unless the same person is already back under a new id.
+      const back = [...app.peers.values()].some((e) => e !== entry && !e.stale && e.peer.name === entry.peer.name);
+      removePeer(id, { announce: !back });
+    }
   }
 }
 
-function removePeer(peerId) {
+function removePeer(peerId, { announce = false } = {}) {
   const entry = app.peers.get(peerId);
   if (!entry) return;
+  if (announce) notify(`${displayName(entry.info)} left`);
   clearTimeout(entry.failTimer);
   entry.peer.close();
   entry.tile.remove();
@@ -278,6 +369,8 @@ function wireClient(client) {
   });
   client.addEventListener("statechange", (e) => {
     const s = e.detail.state;
+    // Said in the call itself, not only in the top bar: the page cannot reach the server.
+    $("outage").hidden = s !== "reconnecting";
     if (s === "ready") setConn("ok", "Connected");
     else if (s === "reconnecting") setConn("warn", "Reconnecting…");
     else if (s === "connecting") setConn("warn", "Connecting…");
@@ -299,7 +392,9 @@ function wireClient(client) {
     const info = e.detail;
     if (info.peer_id === app.selfId) return;
     const full = { ...info, state: info.state || { muted: false, camera: true } };
-    if (!adopt(full)) addPeer(full, false);    // the newcomer offers to us
+    if (adopt(full)) return;                   // the same person, back after a signaling drop
+    addPeer(full, false);                      // the newcomer offers to us
+    notify(`${displayName(full)} joined`);
   });
   client.addEventListener("peer-left", (e) => {
     const entry = app.peers.get(e.detail.peer_id);
@@ -309,7 +404,7 @@ function wireClient(client) {
       entry.stale = true;     // its signaling dropped, its media did not: keep it for now
       return;
     }
-    removePeer(e.detail.peer_id);
+    removePeer(e.detail.peer_id, { announce: true });
   });
   client.addEventListener("peer-state", (e) => {
     const entry = app.peers.get(e.detail.peer_id);
@@ -372,10 +467,12 @@ async function joinRoom(room) {
       } catch (err) {
         app.client = null;
         if (err.code === CLOSE.UNAUTHORIZED) {
+          stopLocalMedia();
           saveSession(null);
           show("signin");
           showError("signin-error", "Your session has ended. Please sign in again.");
         } else {
+          show("lobby");
           showError("join-error", err.message);
         }
         return;
@@ -395,6 +492,20 @@ function leaveCall() {
   if (app.client) app.client.close();
   app.client = null;
   app.selfId = null;
+}
+
+/**
+ * Leave: every connection closed, the signaling connection closed cleanly, the camera and
+ * microphone released (the camera's light goes out), and a way back into the same room.
+ */
+function leaveRoom() {
+  app.lastRoom = app.room;
+  leaveCall();
+  stopLocalMedia();
+  $("left-room").textContent = app.lastRoom ? `Room “${app.lastRoom}”` : "";
+  $("rejoin-button").hidden = !app.lastRoom;
+  show("left");
+  $("rejoin-button").focus();
 }
 
 // ---------------------------------------------------------------- wiring
@@ -428,10 +539,18 @@ function init() {
   });
   $("btn-mic").addEventListener("click", () => setMuted(!app.muted));
   $("btn-cam").addEventListener("click", () => setCamera(!app.cameraOn));
-  $("btn-leave").addEventListener("click", () => {
-    leaveCall();
-    show("lobby");
+  $("btn-devices").addEventListener("click", () => showDevicePanel($("call-devices").hidden));
+  $("btn-leave").addEventListener("click", leaveRoom);
+  $("rejoin-button").addEventListener("click", async () => {
+    $("rejoin-button").disabled = true;
+    try { await joinRoom(app.lastRoom); } finally { $("rejoin-button").disabled = false; }
   });
+  $("lobby-button").addEventListener("click", () => {
+    show("lobby");
+    if (app.lastRoom) $("room").value = app.lastRoom;
+    openLocalMedia();
+  });
+  watchPickers(chooseDevice, refreshPickers);
   $("signout").addEventListener("click", () => {
     leaveCall();
     stopLocalMedia();
@@ -477,6 +596,7 @@ window.wallmesh = Object.freeze({
     return {
       peer_id: app.selfId, room: app.room, muted: app.muted, camera: app.cameraOn,
       signaling: app.client ? app.client.state : "closed", peers: [...app.peers.keys()],
+      devices: currentDevices(),
       capturing: app.local ? app.local.getTracks().filter((t) => t.readyState === "live").map((t) => t.kind).sort() : [],
     };
   },

@@ -94,6 +94,7 @@ export class Peer extends EventTarget {
     this.ignoreOffer = false;
     this.answerPending = false;
     this.negotiated = false;        // a first offer/answer has completed
+    this.descriptions = 0;          // local offers and answers made on this connection
     this.lastMediaAt = 0;
     this._bytesSeen = 0;
     this.remoteStream = new MediaStream();
@@ -123,6 +124,7 @@ export class Peer extends EventTarget {
       try {
         this.makingOffer = true;
         await pc.setLocalDescription();
+        this.descriptions += 1;
         this._signal({ sdp: { type: pc.localDescription.type, sdp: pc.localDescription.sdp } });
       } catch (err) {
         console.warn("wallmesh: offer to %s failed: %s", this.peerId, err.message);
@@ -196,6 +198,7 @@ export class Peer extends EventTarget {
       if (desc.type === "offer") {
         this._attachToOffer(desc.sdp);
         await this.pc.setLocalDescription();
+        this.descriptions += 1;
         const local = this.pc.localDescription;
         this._signal({ sdp: { type: local.type, sdp: local.sdp } });
       }
@@ -283,7 +286,12 @@ export class Peer extends EventTarget {
       gathered: { ...this.gathered },   // local candidates by type, as announced to the peer
       iceErrors: this.iceErrors,
       iceServers: this.pc.getConfiguration().iceServers.map((s) => s.urls),   // never the credentials
+      descriptions: this.descriptions,
+      sending: { audio: null, video: null },   // id of the local track each kind's sender carries
     };
+    for (const sender of this.pc.getSenders()) {
+      if (sender.track) out.sending[sender.track.kind] = sender.track.id;
+    }
     const report = await this.pc.getStats();
     const byId = new Map();
     report.forEach((s) => byId.set(s.id, s));
