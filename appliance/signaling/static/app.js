@@ -234,7 +234,7 @@ async function chooseDevice(deviceKind, deviceId) {
   if (kind === "audio") track.enabled = !app.muted;
   app.local.addTrack(track);
   for (const old of current) app.local.removeTrack(old);
-  for (const { peer } of app.peers.values()) peer.setLocalTrack(kind, localTrack(kind));
+  await Promise.all([...app.peers.values()].map(({ peer }) => peer.setLocalTrack(kind, localTrack(kind))));
   for (const old of current) old.stop();
   showPreviews();
   refreshPickers();

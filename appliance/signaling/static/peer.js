@@ -152,15 +152,20 @@ export class Peer extends EventTarget {
     }
   }
 
-  /** Sets what we send; null stops sending that kind without renegotiating. */
+  /**
+   * Sets what we send; null stops sending that kind. No renegotiation: the senders switch
+   * tracks in place. Resolves once they have (a replaced track may only be stopped then).
+   */
   setLocalTrack(kind, track) {
     this.localTracks[kind] = track;
+    const switched = [];
     for (const t of this.pc.getTransceivers()) {
       if (t.stopped || t.currentDirection === "stopped") continue;
       if (transceiverKind(t) === kind && t.direction !== "recvonly" && t.direction !== "inactive") {
-        t.sender.replaceTrack(track).catch(() => {});
+        switched.push(t.sender.replaceTrack(track).catch(() => {}));
       }
     }
+    return Promise.all(switched);
   }
 
   /** Handles one `data` object relayed from this peer; calls run one after another. */
