@@ -5,10 +5,11 @@
 // signaling.js). Media goes peer to peer; ICE servers come only from the
 // server's welcome, never from a public default.
 //
-// Before and during a call a person picks the camera, microphone and speaker
-// (devices.js); a new camera or microphone replaces the track every connection sends,
-// with no renegotiation. Leave releases the camera and microphone; a lost server is
-// said in the call's main area while the client retries and rejoins by itself.
+// The camera and microphone live in media.js. Before and during a call a person
+// picks the camera, microphone and speaker (devices.js); a new camera or microphone
+// replaces the track every connection sends, with no renegotiation. Leave releases
+// the camera and microphone; a lost server is said in the call's main area while the
+// client retries and rejoins by itself.
 //
 // window.wallmesh is a small read-only hook for operators and automated tests:
 // wallmesh.stats() resolves to per-peer figures from getStats.
@@ -17,6 +18,7 @@ import { SignalingClient } from "./signaling.js";
 import { Peer } from "./peer.js";
 import { fillPickers, routeAudio, watchPickers } from "./devices.js";
 import { icon } from "./icons.js";
+import { LocalMedia } from "./media.js";
 import { notify } from "./notices.js";
 import { CLOSE, MAX_ROOM_CHARS, ROOM_RE } from "./protocol.js";
 import { loadSession, signIn, storeSession } from "./session.js";
@@ -36,12 +38,10 @@ const app = {
   lastRoom: null,     // the room Leave left, for Rejoin
   selfId: null,
   peers: new Map(),   // peer_id → {peer, tile, info}
-  local: null,        // MediaStream from the camera/mic (may lack either)
-  muted: false,
-  cameraOn: true,
-  devices: { videoinput: "", audioinput: "", audiooutput: "" },   // what the person picked ("" = default)
+  warnedNoMedia: false,
   events: [],         // the last peer events, newest last (see window.wallmesh.events)
 };
+const media = new LocalMedia({ replaceTrack: sendEverywhere });
 
 /** Notes a change in who we are connected to, with the wall-clock time, for operators and tests. */
 function note(type, peerId, name) {
@@ -91,151 +91,66 @@ function setConn(state, text) {
   $("conn-text").textContent = text;
 }
 
-// ---------------------------------------------------------------- local media
+// ---------------------------------------------------------------- local media and devices
 
-const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } };
-const DEVICE_KIND = { audio: "audioinput", video: "videoinput" };
-
-/**
- * What to ask getUserMedia for one kind: the picked device, insisted on (`exact`) when the
- * person just chose it, preferred otherwise (a device since unplugged then falls back).
- */
-function constraintsFor(kind, exact = false) {
-  const base = kind === "video" ? { ...VIDEO_CONSTRAINTS } : {};
-  const id = app.devices[DEVICE_KIND[kind]];
-  if (id) base.deviceId = exact ? { exact: id } : { ideal: id };
-  return Object.keys(base).length ? base : true;
+/** Puts `track` (or nothing) on every connection for `kind`; resolves once all senders carry it. */
+function sendEverywhere(kind, track) {
+  return Promise.all([...app.peers.values()].map(({ peer }) => peer.setLocalTrack(kind, track)));
 }
 
 async function openLocalMedia() {
-  if (app.local) return app.local;
-  const attempts = [
-    { audio: constraintsFor("audio"), video: constraintsFor("video") },
-    { audio: false, video: constraintsFor("video") },
-    { audio: constraintsFor("audio"), video: false },
-  ];
-  for (const constraints of attempts) {
-    try {
-      app.local = await navigator.mediaDevices.getUserMedia(constraints);
-      break;
-    } catch (_) { /* try the next, smaller ask */ }
-  }
-  if (!app.local) {
-    app.local = new MediaStream();
+  const stream = await media.open();
+  if (!stream) return null;    // released while it was opening (left, signed out)
+  if (!stream.getTracks().length && !app.warnedNoMedia) {
+    app.warnedNoMedia = true;
     toast("No camera or microphone available: you can still see and hear the room.");
   }
-  app.cameraOn = app.local.getVideoTracks().length > 0;
-  for (const t of app.local.getAudioTracks()) t.enabled = !app.muted;
   showPreviews();
   renderControls();
   refreshPickers();
-  return app.local;
+  return stream;
 }
 
 /** Releases the camera and microphone (on leave and sign-out: nothing stays captured). */
 function stopLocalMedia() {
-  if (!app.local) return;
-  for (const t of app.local.getTracks()) t.stop();
-  app.local = null;
+  media.stop();
   $("lobby-video").srcObject = null;
   $("self-video").srcObject = null;
 }
 
 function showPreviews() {
   // Re-assigning srcObject makes the elements pick up a track added after the first time.
-  $("lobby-video").srcObject = app.local;
-  $("self-video").srcObject = app.local;
-  $("lobby-preview-off").hidden = app.local.getVideoTracks().length > 0;
-}
-
-function localTrack(kind) {
-  if (!app.local) return null;
-  const track = (kind === "audio" ? app.local.getAudioTracks() : app.local.getVideoTracks())[0] || null;
-  if (!track) return null;
-  if (kind === "audio") return track;            // muting disables it, see setMuted
-  return app.cameraOn ? track : null;            // camera off: nothing is sent at all
+  $("lobby-video").srcObject = media.stream;
+  $("self-video").srcObject = media.stream;
+  $("lobby-preview-off").hidden = media.tracks("video").length > 0;
 }
 
 function setMuted(muted) {
-  app.muted = muted;
-  for (const t of app.local ? app.local.getAudioTracks() : []) t.enabled = !muted;
+  media.setMuted(muted);
   publishState();
   renderControls();
 }
 
-/**
- * Camera off stops the capture itself (the camera's light goes out) and sends nothing;
- * camera on asks for the camera again.
- */
 async function setCamera(on) {
-  if (on && !app.local.getVideoTracks().length) {
-    try {
-      const stream = await navigator.mediaDevices.getUserMedia({ video: constraintsFor("video") });
-      app.local.addTrack(stream.getVideoTracks()[0]);
-    } catch (_) {
-      toast("No camera available.");
-      return;
-    }
-  } else if (!on) {
-    for (const t of app.local.getVideoTracks()) {
-      t.stop();
-      app.local.removeTrack(t);
-    }
-  }
-  app.cameraOn = on;
-  for (const { peer } of app.peers.values()) peer.setLocalTrack("video", localTrack("video"));
+  if (!(await media.setCamera(on))) toast("No camera available.");
   showPreviews();
   publishState();
   renderControls();
   refreshPickers();
 }
 
-// ---------------------------------------------------------------- devices
-
-/** kind → deviceId in use: the live track's device, else what was picked. */
-function currentDevices() {
-  const inUse = (tracks) => (tracks[0] && tracks[0].getSettings().deviceId) || "";
-  return {
-    videoinput: (app.local && inUse(app.local.getVideoTracks())) || app.devices.videoinput,
-    audioinput: (app.local && inUse(app.local.getAudioTracks())) || app.devices.audioinput,
-    audiooutput: app.devices.audiooutput,
-  };
-}
-
 function refreshPickers() {
-  return fillPickers(currentDevices());
+  return fillPickers(media.inUse());
 }
 
-/**
- * A person picked a device. A camera or microphone in use is swapped: the new track is
- * opened, every connection's sender switches to it (replaceTrack, no renegotiation), and only
- * then is the old one stopped, so the others never lose the picture or the sound.
- */
+/** A person picked a camera, microphone (swapped at once when in use) or speaker. */
 async function chooseDevice(deviceKind, deviceId) {
-  app.devices[deviceKind] = deviceId;
   if (deviceKind === "audiooutput") {
+    media.devices.audiooutput = deviceId;
     for (const video of document.querySelectorAll("#grid video")) routeAudio(video, deviceId);
-    refreshPickers();
-    return;
+  } else if (!(await media.choose(deviceKind, deviceId))) {
+    toast(deviceKind === "videoinput" ? "That camera cannot be opened." : "That microphone cannot be opened.");
   }
-  const kind = deviceKind === "videoinput" ? "video" : "audio";
-  const current = app.local ? (kind === "video" ? app.local.getVideoTracks() : app.local.getAudioTracks()) : [];
-  // No capture of that kind right now (camera off, none yet): the pick is used next time.
-  if (!current.length) return;
-  let track;
-  try {
-    const stream = await navigator.mediaDevices.getUserMedia({ [kind]: constraintsFor(kind, true) });
-    track = stream.getTracks()[0];
-  } catch (_) {
-    toast(kind === "video" ? "That camera cannot be opened." : "That microphone cannot be opened.");
-    refreshPickers();
-    return;
-  }
-  if (kind === "audio") track.enabled = !app.muted;
-  app.local.addTrack(track);
-  for (const old of current) app.local.removeTrack(old);
-  await Promise.all([...app.peers.values()].map(({ peer }) => peer.setLocalTrack(kind, localTrack(kind))));
-  for (const old of current) old.stop();
   showPreviews();
   refreshPickers();
 }
@@ -247,27 +162,27 @@ function showDevicePanel(open) {
 }
 
 function publishState() {
-  if (app.client && app.room) app.client.sendState(app.muted, app.cameraOn);
+  if (app.client && app.room) app.client.sendState(media.muted, media.cameraOn);
 }
 
 function renderControls() {
   const mic = $("btn-mic");
   const cam = $("btn-cam");
-  mic.innerHTML = icon(app.muted ? "mic-off" : "mic");
-  mic.setAttribute("aria-pressed", String(app.muted));
-  mic.title = app.muted ? "Unmute microphone" : "Mute microphone";
-  mic.classList.toggle("off", app.muted);
-  cam.innerHTML = icon(app.cameraOn ? "cam" : "cam-off");
-  cam.setAttribute("aria-pressed", String(!app.cameraOn));
-  cam.title = app.cameraOn ? "Turn camera off" : "Turn camera on";
-  cam.classList.toggle("off", !app.cameraOn);
+  mic.innerHTML = icon(media.muted ? "mic-off" : "mic");
+  mic.setAttribute("aria-pressed", String(media.muted));
+  mic.title = media.muted ? "Unmute microphone" : "Mute microphone";
+  mic.classList.toggle("off", media.muted);
+  cam.innerHTML = icon(media.cameraOn ? "cam" : "cam-off");
+  cam.setAttribute("aria-pressed", String(!media.cameraOn));
+  cam.title = media.cameraOn ? "Turn camera off" : "Turn camera on";
+  cam.classList.toggle("off", !media.cameraOn);
   $("btn-leave").innerHTML = icon("leave");
   $("btn-devices").innerHTML = icon("devices");
   $("self-muted").innerHTML = icon("mic-off");
-  $("self-muted").hidden = !app.muted;
-  $("self-video").hidden = !app.cameraOn;
+  $("self-muted").hidden = !media.muted;
+  $("self-video").hidden = !media.cameraOn;
   const avatar = $("self-avatar");
-  avatar.hidden = app.cameraOn;
+  avatar.hidden = media.cameraOn;
   avatar.textContent = initials(app.session ? app.session.name : "");
 }
 
@@ -284,14 +199,14 @@ function addPeer(info, offerer) {
     iceServers: app.client.iceServers,
     relayOnly: RELAY_ONLY,
     signal: (data) => { if (app.client) app.client.signal(peer.peerId, data); },
-    localTracks: { audio: localTrack("audio"), video: localTrack("video") },
+    localTracks: { audio: media.track("audio"), video: media.track("video") },
   });
   const tile = addTile(info);
   const entry = { peer, tile, info, failTimer: null, stale: false };
   note("added", info.peer_id, info.name);
   app.peers.set(info.peer_id, entry);
   const video = tile.querySelector("video");
-  if (app.devices.audiooutput) routeAudio(video, app.devices.audiooutput);
+  if (media.devices.audiooutput) routeAudio(video, media.devices.audiooutput);
   video.srcObject = peer.remoteStream;
   peer.addEventListener("track", () => { video.srcObject = peer.remoteStream; video.play().catch(() => {}); });
   peer.addEventListener("rebuilt", () => { video.srcObject = peer.remoteStream; updateTile(entry); });
@@ -537,8 +452,8 @@ function init() {
     e.preventDefault();
     joinRoom($("room").value.trim().toLowerCase());
   });
-  $("btn-mic").addEventListener("click", () => setMuted(!app.muted));
-  $("btn-cam").addEventListener("click", () => setCamera(!app.cameraOn));
+  $("btn-mic").addEventListener("click", () => setMuted(!media.muted));
+  $("btn-cam").addEventListener("click", () => setCamera(!media.cameraOn));
   $("btn-devices").addEventListener("click", () => showDevicePanel($("call-devices").hidden));
   $("btn-leave").addEventListener("click", leaveRoom);
   $("rejoin-button").addEventListener("click", async () => {
@@ -594,10 +509,10 @@ window.wallmesh = Object.freeze({
   },
   state() {
     return {
-      peer_id: app.selfId, room: app.room, muted: app.muted, camera: app.cameraOn,
+      peer_id: app.selfId, room: app.room, muted: media.muted, camera: media.cameraOn,
       signaling: app.client ? app.client.state : "closed", peers: [...app.peers.keys()],
-      devices: currentDevices(),
-      capturing: app.local ? app.local.getTracks().filter((t) => t.readyState === "live").map((t) => t.kind).sort() : [],
+      devices: media.inUse(),
+      capturing: media.capturing(),
     };
   },
 });
