@@ -158,3 +158,41 @@ async def test_an_account_is_shown_beside_a_different_display_name(browser, site
     assert got["differs"]["notice"] == "Boardroom (unit-7)"
     assert got["same"] == {"account": "", "caption": "carol", "notice": "carol"}
     assert got["missing"] == {"account": "", "caption": "dave", "notice": "dave"}
+
+
+# Runs before the client's modules: keeps every track getUserMedia hands the page.
+CAPTURES = """
+window.__captured = [];
+const nativeGetUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = async (constraints) => {
+  const stream = await nativeGetUserMedia(constraints);
+  window.__captured.push(...stream.getTracks());
+  return stream;
+};
+"""
+
+
+async def test_a_quick_join_captures_once_and_leave_releases_it(browser, site):
+    """Join pressed while the lobby is still opening the camera: one capture, and Leave ends it all."""
+    page = await browser.new_page(site.url + "/", init_script=CAPTURES)
+    await page.wait_for("!document.getElementById('view-signin').hidden")
+    await page.fill("#username", "alice")
+    await page.fill("#password", PASSWORDS["alice"])
+    await page.fill("#room", "e2e-quick")
+    # Sign in, and press Join the moment the lobby appears (its camera preview still opening).
+    await page.eval("""new Promise((resolve) => {
+      const lobby = document.getElementById('view-lobby');
+      new MutationObserver((_, observer) => {
+        if (lobby.hidden) return;
+        observer.disconnect();
+        document.getElementById('join-button').click();
+        resolve();
+      }).observe(lobby, { attributes: true });
+      document.getElementById('signin-button').click();
+    })""")
+    await page.wait_for("!document.getElementById('view-call').hidden && wallmesh.state().signaling === 'ready'")
+    await page.wait_for("wallmesh.state().capturing.length === 2")
+    assert await page.eval("window.__captured.map((t) => t.kind).sort()") == ["audio", "video"]
+    await page.click("#btn-leave")
+    await page.wait_for(SHOWN % "view-left")
+    assert await page.eval("window.__captured.map((t) => t.readyState)") == ["ended", "ended"]
