@@ -146,3 +146,19 @@ async def test_switching_camera_mic_and_speaker_mid_call(browser, site):
     tile_video = f"document.querySelector('#grid .tile[data-peer=\"{bob_id}\"] video')"
     await alice.wait_for(f"{tile_video}.sinkId === {speaker!r}")
     assert (await alice.eval("wallmesh.state()"))["devices"]["audiooutput"] == speaker
+
+
+async def test_the_lobby_with_its_pickers_fits_a_laptop_screen(browser, site):
+    """Preview, pickers and Join all on a 1280 x 720 screen at once: no scrolling to find Join."""
+    page = await browser.new_page(site.url + "/")
+    await page.send("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 720, "deviceScaleFactor": 1, "mobile": False})
+    await page.wait_for("!document.getElementById('view-signin').hidden")
+    await page.fill("#username", "alice")
+    await page.fill("#password", PASSWORDS["alice"])
+    await page.click("#signin-button")
+    await page.wait_for("!document.getElementById('view-lobby').hidden && document.getElementById('lobby-camera').options.length")
+    placed = await page.eval("""['room', 'lobby-video', 'lobby-camera', 'lobby-mic', 'lobby-speaker', 'join-button'].map((id) => {
+      const r = document.getElementById(id).getBoundingClientRect();
+      return { id, top: Math.round(r.top), bottom: Math.round(r.bottom), onScreen: r.top >= 0 && r.bottom <= innerHeight };
+    })""")
+    assert all(p["onScreen"] for p in placed), placed
