@@ -78,6 +78,7 @@ async def test_a_refused_token_sends_the_user_back_to_sign_in(browser, site):
                                   " && document.getElementById('signin-error').textContent", timeout=15)
     assert "sign in again" in message
     assert await page.eval("sessionStorage.getItem('wallmesh.session')") is None
+    assert (await page.eval("wallmesh.state()"))["capturing"] == []   # back at sign-in, nothing stays captured
 
 
 async def test_a_full_room_is_explained_in_the_lobby(browser, netns, server_factory):

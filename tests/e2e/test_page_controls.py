@@ -119,6 +119,23 @@ async def test_a_lost_server_is_said_in_the_main_area_and_the_page_rejoins(brows
     assert (await bob.eval("wallmesh.state()"))["peers"] == [(await alice.eval("wallmesh.state()"))["peer_id"]]
 
 
+async def test_rejoin_while_the_server_is_down_says_so_in_the_lobby(browser, site):
+    alice = await _open(browser, site, "alice", "e2e-rejoin-down")
+    await alice.click("#btn-leave")
+    await alice.wait_for(SHOWN % "view-left")
+    await site.stop()
+    await alice.click("#rejoin-button")
+    message = await alice.wait_for(f"{SHOWN % 'join-error'} && document.getElementById('join-error').textContent",
+                                   timeout=30)
+    assert "could not reach the server" in message
+    assert await alice.eval(SHOWN % "view-lobby")
+    assert await alice.eval("document.getElementById('room').value") == "e2e-rejoin-down"   # ready to try again
+    assert (await alice.eval("wallmesh.state()"))["signaling"] == "closed"
+    await site.start()
+    await alice.click("#join-button")
+    await alice.wait_for("wallmesh.state().signaling === 'ready' && wallmesh.state().room === 'e2e-rejoin-down'", timeout=30)
+
+
 async def test_join_and_leave_notices_appear_and_fade(browser, site):
     alice = await _open(browser, site, "alice", "e2e-notices")
     region = await alice.eval("(() => { const r = document.getElementById('notices');"

@@ -387,7 +387,8 @@ async function joinRoom(room) {
           show("signin");
           showError("signin-error", "Your session has ended. Please sign in again.");
         } else {
-          show("lobby");
+          show("lobby");    // a Rejoin lands here too, the room filled in for another try
+          $("room").value = room;
           showError("join-error", err.message);
         }
         return;
