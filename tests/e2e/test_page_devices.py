@@ -162,3 +162,54 @@ async def test_the_lobby_with_its_pickers_fits_a_laptop_screen(browser, site):
       return { id, top: Math.round(r.top), bottom: Math.round(r.bottom), onScreen: r.top >= 0 && r.bottom <= innerHeight };
     })""")
     assert all(p["onScreen"] for p in placed), placed
+
+
+@pytest.fixture
+async def units(netns, site, tmp_path):
+    helper = sys.modules["wallmesh_e2e_units"]   # loaded by conftest.py
+    missing = helper.unit_daemon_missing()
+    if missing:
+        pytest.skip(missing)
+    u = helper.Units(netns, site, tmp_path / "units", UNIT_ROOM)
+    try:
+        yield u
+    finally:
+        await u.close()
+
+
+UNIT_ROOM = "e2e-switch-unit"
+
+
+async def test_a_wall_unit_keeps_receiving_after_the_browser_switches_camera(browser, site, units):
+    """aiortc on the far side: the new camera's frames reach the unit on the same connection."""
+    helper = sys.modules["wallmesh_e2e_units"]
+    await units.start(1)
+    alice = await browser.new_page(site.url + "/")
+    await alice.sign_in_and_join("alice", PASSWORDS["alice"], UNIT_ROOM)
+
+    async def unit_frames():
+        return helper.frames_from(await units.status("unit-1"), "alice")
+
+    try:
+        await helper.until(lambda: _more(unit_frames, 10), 60, "the unit to receive the browser's video")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{units.log_tail('unit-1')}") from None
+    unit_id = await alice.wait_for("Object.values(wallmesh.state().peers)[0]")
+    before = (await alice.eval("wallmesh.stats()"))["peers"][unit_id]
+
+    await alice.click("#btn-devices")
+    await alice.eval("window.__old = document.getElementById('self-video').srcObject.getVideoTracks()[0]")
+    other = await _other(alice, "call-camera", skip=DEPTH_CAMERA)
+    await _pick(alice, "call-camera", other)
+    await alice.wait_for(f"wallmesh.state().devices.videoinput === {other!r} && window.__old.readyState === 'ended'")
+    new_track = await alice.eval("document.getElementById('self-video').srcObject.getVideoTracks()[0].id")
+    await alice.wait_for(f"wallmesh.stats().then((s) => s.peers[{unit_id!r}].sending.video === {new_track!r})")
+
+    since = await unit_frames()
+    await helper.until(lambda: _more(unit_frames, since + 10), 40, f"the unit to receive the new camera (after {since} frames)")
+    after = (await alice.eval("wallmesh.stats()"))["peers"][unit_id]
+    assert after["link"] == before["link"] and after["descriptions"] == before["descriptions"]
+
+
+async def _more(count, than: int) -> bool:
+    return await count() > than
