@@ -43,7 +43,7 @@ async def test_client_is_served_whole_with_nothing_from_outside(signal_server):
                     continue
                 queue.append(ref.removeprefix("./"))
     assert {"index.html", "app.js", "style.css", "signaling.js", "peer.js", "icons.js", "session.js", "tiles.js",
-            "protocol.js"} <= set(seen)
+            "media.js", "devices.js", "notices.js", "protocol.js"} <= set(seen)
 
 
 async def test_wrong_password_is_explained_then_sign_in_works(browser, site):
