@@ -96,6 +96,12 @@ async def test_pickers_list_the_devices_in_the_lobby_and_the_call(browser, site)
     for select, kind in (("call-camera", "videoinput"), ("call-mic", "audioinput"), ("call-speaker", "audiooutput")):
         assert await page.eval(OPTIONS % select) == listed(kind), select
     assert await page.eval(SELECTED % "call-camera") == other
+    # Escape closes the panel and gives the focus back to its button.
+    await page.eval("document.getElementById('call-camera').focus()")
+    await page.send("Input.dispatchKeyEvent", {"type": "keyDown", "key": "Escape", "code": "Escape", "windowsVirtualKeyCode": 27})
+    await page.wait_for("document.getElementById('call-devices').hidden")
+    assert await page.eval("document.activeElement.id") == "btn-devices"
+    assert await page.eval("document.getElementById('btn-devices').getAttribute('aria-expanded')") == "false"
 
 
 async def test_switching_camera_mic_and_speaker_mid_call(browser, site):

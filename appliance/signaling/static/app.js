@@ -456,6 +456,11 @@ function init() {
   $("btn-mic").addEventListener("click", () => setMuted(!media.muted));
   $("btn-cam").addEventListener("click", () => setCamera(!media.cameraOn));
   $("btn-devices").addEventListener("click", () => showDevicePanel($("call-devices").hidden));
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "Escape" || $("call-devices").hidden) return;
+    showDevicePanel(false);
+    $("btn-devices").focus();
+  });
   $("btn-leave").addEventListener("click", leaveRoom);
   $("rejoin-button").addEventListener("click", async () => {
     $("rejoin-button").disabled = true;
