@@ -30,6 +30,7 @@ def _load_helper(name: str):
 
 chromium = _load_helper("chromium")
 netns_helper = _load_helper("netns")
+units_helper = _load_helper("units")
 
 USERS = {"alice": "correct horse battery", "bob": "staple 42 staple", "mallory": "not so secret"}
 

@@ -43,7 +43,7 @@ async def test_client_is_served_whole_with_nothing_from_outside(signal_server):
                     continue
                 queue.append(ref.removeprefix("./"))
     assert {"index.html", "app.js", "style.css", "signaling.js", "peer.js", "icons.js", "session.js", "tiles.js",
-            "protocol.js"} <= set(seen)
+            "media.js", "devices.js", "notices.js", "protocol.js"} <= set(seen)
 
 
 async def test_wrong_password_is_explained_then_sign_in_works(browser, site):
@@ -78,6 +78,7 @@ async def test_a_refused_token_sends_the_user_back_to_sign_in(browser, site):
                                   " && document.getElementById('signin-error').textContent", timeout=15)
     assert "sign in again" in message
     assert await page.eval("sessionStorage.getItem('wallmesh.session')") is None
+    assert (await page.eval("wallmesh.state()"))["capturing"] == []   # back at sign-in, nothing stays captured
 
 
 async def test_a_full_room_is_explained_in_the_lobby(browser, netns, server_factory):

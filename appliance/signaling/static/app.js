@@ -5,15 +5,24 @@
 // signaling.js). Media goes peer to peer; ICE servers come only from the
 // server's welcome, never from a public default.
 //
+// The camera and microphone live in media.js. Before and during a call a person
+// picks the camera, microphone and speaker (devices.js); a new camera or microphone
+// replaces the track every connection sends, with no renegotiation. Leave releases
+// the camera and microphone; a lost server is said in the call's main area while the
+// client retries and rejoins by itself.
+//
 // window.wallmesh is a small read-only hook for operators and automated tests:
 // wallmesh.stats() resolves to per-peer figures from getStats.
 
 import { SignalingClient } from "./signaling.js";
 import { Peer } from "./peer.js";
+import { fillPickers, routeAudio, watchPickers } from "./devices.js";
 import { icon } from "./icons.js";
+import { LocalMedia } from "./media.js";
+import { notify } from "./notices.js";
 import { CLOSE, MAX_ROOM_CHARS, ROOM_RE } from "./protocol.js";
 import { loadSession, signIn, storeSession } from "./session.js";
-import { addTile, initials, layoutGrid, updateTile } from "./tiles.js";
+import { addTile, displayName, initials, layoutGrid, updateTile } from "./tiles.js";
 
 // A link kept across a signaling reconnect is closed once its media has been quiet this long.
 const STALE_GRACE_S = 3;
@@ -26,13 +35,13 @@ const app = {
   session: null,      // {token, name, expiresAt}
   client: null,       // SignalingClient
   room: null,
+  lastRoom: null,     // the room Leave left, for Rejoin
   selfId: null,
   peers: new Map(),   // peer_id → {peer, tile, info}
-  local: null,        // MediaStream from the camera/mic (may lack either)
-  muted: false,
-  cameraOn: true,
+  warnedNoMedia: false,
   events: [],         // the last peer events, newest last (see window.wallmesh.events)
 };
+const media = new LocalMedia({ replaceTrack: sendEverywhere });
 
 /** Notes a change in who we are connected to, with the wall-clock time, for operators and tests. */
 function note(type, peerId, name) {
@@ -48,13 +57,17 @@ function saveSession(s) {
 }
 
 function show(view) {
-  for (const v of ["signin", "lobby", "call"]) $(`view-${v}`).hidden = v !== view;
+  for (const v of ["signin", "lobby", "left", "call"]) $(`view-${v}`).hidden = v !== view;
   const signedIn = view !== "signin";
   $("who").hidden = !signedIn;
   $("signout").hidden = !signedIn;
   $("who").textContent = signedIn && app.session ? app.session.name : "";
   $("topbar-room").hidden = view !== "call";
   $("conn").hidden = view !== "call";
+  if (view !== "call") {
+    showDevicePanel(false);
+    $("outage").hidden = true;
+  }
   document.body.dataset.view = view;
 }
 
@@ -78,111 +91,98 @@ function setConn(state, text) {
   $("conn-text").textContent = text;
 }
 
-// ---------------------------------------------------------------- local media
+// ---------------------------------------------------------------- local media and devices
 
-const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } };
-
-async function openLocalMedia() {
-  if (app.local) return app.local;
-  const attempts = [
-    { audio: true, video: VIDEO_CONSTRAINTS },
-    { audio: false, video: VIDEO_CONSTRAINTS },
-    { audio: true, video: false },
-  ];
-  for (const constraints of attempts) {
-    try {
-      app.local = await navigator.mediaDevices.getUserMedia(constraints);
-      break;
-    } catch (_) { /* try the next, smaller ask */ }
-  }
-  if (!app.local) {
-    app.local = new MediaStream();
-    toast("No camera or microphone available: you can still see and hear the room.");
-  }
-  app.cameraOn = app.local.getVideoTracks().length > 0;
-  showPreviews();
-  renderControls();
-  return app.local;
+/** Puts `track` (or nothing) on every connection for `kind`; resolves once all senders carry it. */
+function sendEverywhere(kind, track) {
+  return Promise.all([...app.peers.values()].map(({ peer }) => peer.setLocalTrack(kind, track)));
 }
 
-/** Releases the camera and microphone (on sign-out: nothing stays captured). */
+async function openLocalMedia() {
+  const stream = await media.open();
+  if (!stream) return null;    // released while it was opening (left, signed out)
+  if (!stream.getTracks().length && !app.warnedNoMedia) {
+    app.warnedNoMedia = true;
+    toast("No camera or microphone available: you can still see and hear the room.");
+  }
+  showPreviews();
+  renderControls();
+  refreshPickers();
+  return stream;
+}
+
+/** Releases the camera and microphone (on leave and sign-out: nothing stays captured). */
 function stopLocalMedia() {
-  if (!app.local) return;
-  for (const t of app.local.getTracks()) t.stop();
-  app.local = null;
+  media.stop();
   $("lobby-video").srcObject = null;
   $("self-video").srcObject = null;
 }
 
 function showPreviews() {
   // Re-assigning srcObject makes the elements pick up a track added after the first time.
-  $("lobby-video").srcObject = app.local;
-  $("self-video").srcObject = app.local;
-  $("lobby-preview-off").hidden = app.local.getVideoTracks().length > 0;
-}
-
-function localTrack(kind) {
-  if (!app.local) return null;
-  const track = (kind === "audio" ? app.local.getAudioTracks() : app.local.getVideoTracks())[0] || null;
-  if (!track) return null;
-  if (kind === "audio") return track;            // muting disables it, see setMuted
-  return app.cameraOn ? track : null;            // camera off: nothing is sent at all
+  $("lobby-video").srcObject = media.stream;
+  $("self-video").srcObject = media.stream;
+  $("lobby-preview-off").hidden = media.tracks("video").length > 0;
 }
 
 function setMuted(muted) {
-  app.muted = muted;
-  for (const t of app.local ? app.local.getAudioTracks() : []) t.enabled = !muted;
+  media.setMuted(muted);
   publishState();
   renderControls();
 }
 
-/**
- * Camera off stops the capture itself (the camera's light goes out) and sends nothing;
- * camera on asks for the camera again.
- */
 async function setCamera(on) {
-  if (on && !app.local.getVideoTracks().length) {
-    try {
-      const stream = await navigator.mediaDevices.getUserMedia({ video: VIDEO_CONSTRAINTS });
-      app.local.addTrack(stream.getVideoTracks()[0]);
-    } catch (_) {
-      toast("No camera available.");
-      return;
-    }
-  } else if (!on) {
-    for (const t of app.local.getVideoTracks()) {
-      t.stop();
-      app.local.removeTrack(t);
-    }
-  }
-  app.cameraOn = on;
-  for (const { peer } of app.peers.values()) peer.setLocalTrack("video", localTrack("video"));
+  if (!(await media.setCamera(on))) toast("No camera available.");
   showPreviews();
   publishState();
   renderControls();
+  refreshPickers();
+}
+
+function refreshPickers() {
+  return fillPickers(media.inUse());
+}
+
+/** A person picked a camera, microphone (swapped at once when in use) or speaker. */
+async function chooseDevice(deviceKind, deviceId) {
+  if (deviceKind === "audiooutput") {
+    media.devices.audiooutput = deviceId;
+    for (const video of document.querySelectorAll("#grid video")) routeAudio(video, deviceId);
+  } else if (!(await media.choose(deviceKind, deviceId))) {
+    toast(deviceKind === "videoinput" ? "That camera cannot be opened." : "That microphone cannot be opened.");
+  }
+  showPreviews();
+  refreshPickers();
+}
+
+function showDevicePanel(open) {
+  $("call-devices").hidden = !open;
+  $("btn-devices").setAttribute("aria-expanded", String(open));
+  if (open) refreshPickers();
 }
 
 function publishState() {
-  if (app.client && app.room) app.client.sendState(app.muted, app.cameraOn);
+  if (app.client && app.room) app.client.sendState(media.muted, media.cameraOn);
 }
 
 function renderControls() {
   const mic = $("btn-mic");
   const cam = $("btn-cam");
-  mic.innerHTML = icon(app.muted ? "mic-off" : "mic");
-  mic.setAttribute("aria-pressed", String(app.muted));
-  mic.title = app.muted ? "Unmute microphone" : "Mute microphone";
-  mic.classList.toggle("off", app.muted);
-  cam.innerHTML = icon(app.cameraOn ? "cam" : "cam-off");
-  cam.setAttribute("aria-pressed", String(!app.cameraOn));
-  cam.title = app.cameraOn ? "Turn camera off" : "Turn camera on";
-  cam.classList.toggle("off", !app.cameraOn);
+  mic.innerHTML = icon(media.muted ? "mic-off" : "mic");
+  mic.setAttribute("aria-pressed", String(media.muted));
+  mic.title = media.muted ? "Unmute microphone" : "Mute microphone";
+  mic.classList.toggle("off", media.muted);
+  cam.innerHTML = icon(media.cameraOn ? "cam" : "cam-off");
+  cam.setAttribute("aria-pressed", String(!media.cameraOn));
+  cam.title = media.cameraOn ? "Turn camera off" : "Turn camera on";
+  cam.classList.toggle("off", !media.cameraOn);
   $("btn-leave").innerHTML = icon("leave");
+  $("btn-devices").innerHTML = icon("devices");
   $("self-muted").innerHTML = icon("mic-off");
-  $("self-muted").hidden = !app.muted;
-  $("self-video").hidden = !app.cameraOn;
+  $("self-muted").hidden = !media.muted;
+  $("self-video").hidden = !media.cameraOn;
   const avatar = $("self-avatar");
-  avatar.hidden = app.cameraOn;
+  avatar.hidden = media.cameraOn;
   avatar.textContent = initials(app.session ? app.session.name : "");
 }
 
@@ -199,13 +199,14 @@ function addPeer(info, offerer) {
     iceServers: app.client.iceServers,
     relayOnly: RELAY_ONLY,
     signal: (data) => { if (app.client) app.client.signal(peer.peerId, data); },
-    localTracks: { audio: localTrack("audio"), video: localTrack("video") },
+    localTracks: { audio: media.track("audio"), video: media.track("video") },
   });
   const tile = addTile(info);
   const entry = { peer, tile, info, failTimer: null, stale: false };
   note("added", info.peer_id, info.name);
   app.peers.set(info.peer_id, entry);
   const video = tile.querySelector("video");
+  if (media.devices.audiooutput) routeAudio(video, media.devices.audiooutput);
   video.srcObject = peer.remoteStream;
   peer.addEventListener("track", () => { video.srcObject = peer.remoteStream; video.play().catch(() => {}); });
   peer.addEventListener("rebuilt", () => { video.srcObject = peer.remoteStream; updateTile(entry); });
@@ -250,13 +251,18 @@ async function housekeeping() {
     await entry.peer.sampleMedia();
     if (!entry.stale) continue;
     const age = entry.peer.mediaAge();
-    if (entry.peer.pc.connectionState !== "connected" || age === null || age > STALE_GRACE_S) removePeer(id);
+    if (entry.peer.pc.connectionState !== "connected" || age === null || age > STALE_GRACE_S) {
+      // Said as a leave unless the same person is already back under a new id.
+      const back = [...app.peers.values()].some((e) => e !== entry && !e.stale && e.peer.name === entry.peer.name);
+      removePeer(id, { announce: !back });
+    }
   }
 }
 
-function removePeer(peerId) {
+function removePeer(peerId, { announce = false } = {}) {
   const entry = app.peers.get(peerId);
   if (!entry) return;
+  if (announce) notify(`${displayName(entry.info)} left`);
   clearTimeout(entry.failTimer);
   entry.peer.close();
   entry.tile.remove();
@@ -278,6 +284,8 @@ function wireClient(client) {
   });
   client.addEventListener("statechange", (e) => {
     const s = e.detail.state;
+    // Said in the call itself, not only in the top bar: the page cannot reach the server.
+    $("outage").hidden = s !== "reconnecting";
     if (s === "ready") setConn("ok", "Connected");
     else if (s === "reconnecting") setConn("warn", "Reconnecting…");
     else if (s === "connecting") setConn("warn", "Connecting…");
@@ -299,7 +307,9 @@ function wireClient(client) {
     const info = e.detail;
     if (info.peer_id === app.selfId) return;
     const full = { ...info, state: info.state || { muted: false, camera: true } };
-    if (!adopt(full)) addPeer(full, false);    // the newcomer offers to us
+    if (adopt(full)) return;                   // the same person, back after a signaling drop
+    addPeer(full, false);                      // the newcomer offers to us
+    notify(`${displayName(full)} joined`);
   });
   client.addEventListener("peer-left", (e) => {
     const entry = app.peers.get(e.detail.peer_id);
@@ -309,7 +319,7 @@ function wireClient(client) {
       entry.stale = true;     // its signaling dropped, its media did not: keep it for now
       return;
     }
-    removePeer(e.detail.peer_id);
+    removePeer(e.detail.peer_id, { announce: true });
   });
   client.addEventListener("peer-state", (e) => {
     const entry = app.peers.get(e.detail.peer_id);
@@ -372,10 +382,13 @@ async function joinRoom(room) {
       } catch (err) {
         app.client = null;
         if (err.code === CLOSE.UNAUTHORIZED) {
+          stopLocalMedia();
           saveSession(null);
           show("signin");
           showError("signin-error", "Your session has ended. Please sign in again.");
         } else {
+          show("lobby");    // a Rejoin lands here too, the room filled in for another try
+          $("room").value = room;
           showError("join-error", err.message);
         }
         return;
@@ -395,6 +408,20 @@ function leaveCall() {
   if (app.client) app.client.close();
   app.client = null;
   app.selfId = null;
+}
+
+/**
+ * Leave: every connection closed, the signaling connection closed cleanly, the camera and
+ * microphone released (the camera's light goes out), and a way back into the same room.
+ */
+function leaveRoom() {
+  app.lastRoom = app.room;
+  leaveCall();
+  stopLocalMedia();
+  $("left-room").textContent = app.lastRoom ? `Room “${app.lastRoom}”` : "";
+  $("rejoin-button").hidden = !app.lastRoom;
+  show("left");
+  $("rejoin-button").focus();
 }
 
 // ---------------------------------------------------------------- wiring
@@ -426,12 +453,25 @@ function init() {
     e.preventDefault();
     joinRoom($("room").value.trim().toLowerCase());
   });
-  $("btn-mic").addEventListener("click", () => setMuted(!app.muted));
-  $("btn-cam").addEventListener("click", () => setCamera(!app.cameraOn));
-  $("btn-leave").addEventListener("click", () => {
-    leaveCall();
-    show("lobby");
+  $("btn-mic").addEventListener("click", () => setMuted(!media.muted));
+  $("btn-cam").addEventListener("click", () => setCamera(!media.cameraOn));
+  $("btn-devices").addEventListener("click", () => showDevicePanel($("call-devices").hidden));
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "Escape" || $("call-devices").hidden) return;
+    showDevicePanel(false);
+    $("btn-devices").focus();
   });
+  $("btn-leave").addEventListener("click", leaveRoom);
+  $("rejoin-button").addEventListener("click", async () => {
+    $("rejoin-button").disabled = true;
+    try { await joinRoom(app.lastRoom); } finally { $("rejoin-button").disabled = false; }
+  });
+  $("lobby-button").addEventListener("click", () => {
+    show("lobby");
+    if (app.lastRoom) $("room").value = app.lastRoom;
+    openLocalMedia();
+  });
+  watchPickers(chooseDevice, refreshPickers);
   $("signout").addEventListener("click", () => {
     leaveCall();
     stopLocalMedia();
@@ -475,9 +515,10 @@ window.wallmesh = Object.freeze({
   },
   state() {
     return {
-      peer_id: app.selfId, room: app.room, muted: app.muted, camera: app.cameraOn,
+      peer_id: app.selfId, room: app.room, muted: media.muted, camera: media.cameraOn,
       signaling: app.client ? app.client.state : "closed", peers: [...app.peers.keys()],
-      capturing: app.local ? app.local.getTracks().filter((t) => t.readyState === "live").map((t) => t.kind).sort() : [],
+      devices: media.inUse(),
+      capturing: media.capturing(),
     };
   },
 });

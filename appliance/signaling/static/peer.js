@@ -94,6 +94,7 @@ export class Peer extends EventTarget {
     this.ignoreOffer = false;
     this.answerPending = false;
     this.negotiated = false;        // a first offer/answer has completed
+    this.descriptions = 0;          // local offers and answers made on this connection
     this.lastMediaAt = 0;
     this._bytesSeen = 0;
     this.remoteStream = new MediaStream();
@@ -123,6 +124,7 @@ export class Peer extends EventTarget {
       try {
         this.makingOffer = true;
         await pc.setLocalDescription();
+        this.descriptions += 1;
         this._signal({ sdp: { type: pc.localDescription.type, sdp: pc.localDescription.sdp } });
       } catch (err) {
         console.warn("wallmesh: offer to %s failed: %s", this.peerId, err.message);
@@ -150,15 +152,20 @@ export class Peer extends EventTarget {
     }
   }
 
-  /** Sets what we send; null stops sending that kind without renegotiating. */
+  /**
+   * Sets what we send; null stops sending that kind. No renegotiation: the senders switch
+   * tracks in place. Resolves once they have (a replaced track may only be stopped then).
+   */
   setLocalTrack(kind, track) {
     this.localTracks[kind] = track;
+    const switched = [];
     for (const t of this.pc.getTransceivers()) {
       if (t.stopped || t.currentDirection === "stopped") continue;
       if (transceiverKind(t) === kind && t.direction !== "recvonly" && t.direction !== "inactive") {
-        t.sender.replaceTrack(track).catch(() => {});
+        switched.push(t.sender.replaceTrack(track).catch(() => {}));
       }
     }
+    return Promise.all(switched);
   }
 
   /** Handles one `data` object relayed from this peer; calls run one after another. */
@@ -196,6 +203,7 @@ export class Peer extends EventTarget {
       if (desc.type === "offer") {
         this._attachToOffer(desc.sdp);
         await this.pc.setLocalDescription();
+        this.descriptions += 1;
         const local = this.pc.localDescription;
         this._signal({ sdp: { type: local.type, sdp: local.sdp } });
       }
@@ -283,7 +291,12 @@ export class Peer extends EventTarget {
       gathered: { ...this.gathered },   // local candidates by type, as announced to the peer
       iceErrors: this.iceErrors,
       iceServers: this.pc.getConfiguration().iceServers.map((s) => s.urls),   // never the credentials
+      descriptions: this.descriptions,
+      sending: { audio: null, video: null },   // id of the local track each kind's sender carries
     };
+    for (const sender of this.pc.getSenders()) {
+      if (sender.track) out.sending[sender.track.kind] = sender.track.id;
+    }
     const report = await this.pc.getStats();
     const byId = new Map();
     report.forEach((s) => byId.set(s.id, s));
