@@ -507,7 +507,7 @@ class AudioMixer:
         self._closed = False
         self._last_play = float("-inf")
         self._glitches = 0  # the sink's underruns + drops: each shifts what plays when
-        self._sink_underruns = 0
+        self._usual_held: float | None = None  # what the speaker holds at a punctual write (smoothed)
         self.frames_mixed = 0
         self.limiter = OutputLimiter()  # peaks held under -1 dBFS: the unit never clips its own output
 
@@ -583,12 +583,6 @@ class AudioMixer:
         # (1 ms look-ahead); what it returns is both what the speaker plays and the echo reference
         return self.limiter.process(total)
 
-    def _sink_ran_dry(self) -> bool:
-        """Whether the speaker has run out of audio since the last time this was asked."""
-        underruns = getattr(self.sink, "underruns", 0)
-        dry, self._sink_underruns = underruns != self._sink_underruns, underruns
-        return dry
-
     def _play_time(self, measured: float) -> float:
         """When this frame reaches the speaker: right after the previous one while the sink
         keeps playing (an exact, gap-free timeline), re-anchored to the measurement after an
@@ -604,14 +598,21 @@ class AudioMixer:
         while True:
             next_tick += PERIOD
             delay = next_tick - time.monotonic()
+            late = delay < -PERIOD
             if delay > 0:
                 await asyncio.sleep(delay)
-            elif delay < -0.2 or (delay < -PERIOD and self._sink_ran_dry()):
-                # stalled: skip ahead rather than burst. A speaker that ran dry meanwhile has
-                # already played the gap; the frames missed would now only sit in its buffer
-                # and delay everything after them (what the peers sent meanwhile waits in
-                # their jitter buffers, which shed it smoothly).
+            elif delay < -0.2:
+                next_tick = time.monotonic()  # stalled: skip ahead rather than burst
+            held = self.sink.delay
+            if not late:
+                self._usual_held = held if self._usual_held is None else 0.95 * self._usual_held + 0.05 * held
+            elif self._usual_held is not None and held > self._usual_held + PERIOD / 2:
+                # catching up after a stall: the speaker is back to what it usually holds. It ran
+                # dry meanwhile and played the gap; the frames still missed would now only sit in
+                # its buffer as delay (what the peers sent meanwhile waits in their jitter
+                # buffers, which shed it smoothly).
                 next_tick = time.monotonic()
+                continue
             mix = self.mix_once()
             play_time = self._play_time(time.monotonic() + self.sink.delay)
             self.sink.write(audio_frame(mix))
