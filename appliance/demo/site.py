@@ -177,7 +177,7 @@ class Site:
             "server": {
                 "url": self.url,
                 "name": name,
-                "device_id": f"demo-{name}",
+                "device_id": name,  # the same as its name: the tiles need no identity line
                 "enrollment_token_file": str(self.token_file),
                 "backoff_max_s": 2.0,
             },

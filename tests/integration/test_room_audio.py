@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pytest
@@ -72,6 +73,8 @@ class Call:
     received: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (arrival time, mono samples)
     live: list[tuple[np.ndarray, float, np.ndarray]] = field(default_factory=list)  # (mic, capture time, out)
     mixed: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (play time, mix) as the mixer stamped it
+    processing: Any = None  # the unit's capture chain, kept past the call (closing the media lets go of it)
+    status: dict = field(default_factory=dict)  # the unit's media status as the call ended
 
     def reference(self):
         """The speaker mix as the unit stamped it, the way its echo reference holds it."""
@@ -157,6 +160,7 @@ async def run_call(
     finally:
         for task in readers:
             task.cancel()
+        call.processing, call.status = media.processing, dict(media.status())
         await media.close()
         await unit_pc.close()
         await far_pc.close()
@@ -188,7 +192,7 @@ async def test_the_far_end_hears_the_echo_at_least_30_db_below_the_microphone(ic
     erle = db(mic / heard)
     print(f"echo: mic {db(mic):.1f} dB, received {db(heard):.1f} dB, {erle:.1f} dB below")
     assert erle >= 30
-    status = call.media.processing_status()
+    status = call.status["audio_processing"]
     assert status["active"] and status["mode"] == "webrtc" and status["binding"] == "webrtc" and status["error"] is None
     assert status["cpu_ms_per_frame"] > 0 and status["dropped"] == 0
 
@@ -200,7 +204,7 @@ async def test_with_processing_off_the_echo_reaches_the_far_end(ice):
     print(f"no processing: mic {db(mic):.1f} dB, received {db(heard):.1f} dB")
     assert db(mic) > 50
     assert abs(db(mic / heard)) < 6  # the echo goes out as loud as the microphone heard it
-    assert call.media.processing is None and call.media.processing_status()["active"] is False
+    assert call.processing is None and call.status["audio_processing"]["active"] is False
 
 
 def best_correlation(sent: np.ndarray, heard: np.ndarray, max_lag: int) -> tuple[float, int]:
@@ -238,8 +242,8 @@ async def test_in_double_talk_the_near_end_talker_reaches_the_far_end(ice):
 
 async def test_a_speakerphone_that_cancels_its_own_echo_gets_no_processing(ice):
     call = await run_call(3.0, room=echo_room(), audio={"processing": "device", "device_delay_ms": 40})
-    assert call.media.processing is None and not call.live
-    status = call.media.status()["audio_processing"]
+    assert call.processing is None and not call.live
+    status = call.status["audio_processing"]
     assert status == {
         "mode": "device", "binding": None, "active": False, "error": None, "cpu_ms_per_frame": None,
         "dropped": 0, "inline": None, "resets": 0, "device_delay_ms": 40,
@@ -254,7 +258,7 @@ async def test_a_binding_that_cannot_load_leaves_the_call_running_unprocessed(ic
 
     caplog.set_level("WARNING")
     call = await run_call(4.0, room=echo_room(), loader=broken)
-    status = call.media.status()["audio_processing"]
+    status = call.status["audio_processing"]
     assert status["mode"] == "webrtc" and status["active"] is False
     assert "appliance.audio.no_such_binding" in status["error"] and "not available" in status["error"]
     warnings = [r for r in caplog.records if "without echo cancellation" in r.getMessage()]
@@ -288,7 +292,7 @@ async def test_the_live_chain_and_wallmesh_audio_process_agree_bit_for_bit(ice, 
     monkeypatch.setattr("appliance.mesh.microphone.INLINE_BUDGET_MS", 100.0 if where == "inline" else 0.0)
     room = SimulatedRoom("small", talker=True, noise=True, talk_s=3.0, pause_s=1.0, name="unit-a")
     call = await run_call(6.0, room=room, audio={"device_delay_ms": 60})
-    chain = call.media.processing
+    chain = call.processing
     print(f"chain {chain.budget.ms:.3f} ms a frame timed on the loop, {chain.cpu_ms_per_frame:.3f} ms overall; "
           f"speaker glitches at slots {room.glitches}; stamps match the room for {100 * stamps_match_the_room(call):.1f}%")
     assert chain.inline is (where == "inline")
@@ -341,7 +345,7 @@ async def test_mute_closes_the_microphone_and_unmute_restarts_the_canceller(ice)
     call = await run_call(0, room=room, during=during)
     assert seen["mic_open_while_muted"] is False  # the device itself was released
     assert seen["frames_while_muted"] == 0
-    assert call.media.processing.resets == 1
+    assert call.processing.resets == 1
     times = [when for _, when, _ in call.live]
     gap = int(np.argmax(np.diff(times) > 0.05)) + 1
     before, after = call.live[:gap], call.live[gap:]
