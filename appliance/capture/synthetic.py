@@ -91,7 +91,6 @@ class NullAudioSink(AudioSink):
         self._played: collections.deque[np.ndarray] = collections.deque(maxlen=keep)
         self._frames_played = 0
         self.frames_dropped = 0
-        self.underruns = 0  # times a frame was due with none buffered (after the first one played)
         self._started: float | None = None
         self._ticks = 0  # 10 ms periods accounted for since start
 
@@ -104,8 +103,6 @@ class NullAudioSink(AudioSink):
         if self._started is None:
             return
         due = int((time.monotonic() - self._started) / (AUDIO_FRAME_MS / 1000))
-        if due - self._ticks > len(self._buffer) and self._frames_played:
-            self.underruns += 1
         for _ in range(min(due - self._ticks, len(self._buffer))):
             self._played.append(self._buffer.popleft())
             self._frames_played += 1

@@ -588,7 +588,6 @@ async def test_a_stall_that_ran_the_speaker_dry_does_not_leave_its_length_in_the
         for _ in range(3):
             time.sleep(0.08)  # the loop held for 80 ms: the speaker plays out what it had, then nothing
             await asyncio.sleep(0.2)
-        assert sink.underruns >= 1
         # catching up on the missed frames afterwards would only queue them behind the gap
         assert sink.delay <= before + 0.02
     finally:
