@@ -10,6 +10,8 @@
 * After sign-in and join the token is in no URL the page requested and not in
   ``localStorage`` (it lives in this tab's ``sessionStorage`` only, and goes out in the
   ``hello`` frame).
+* A hostile page opened on a wall unit's own machine aims the unit's loopback ``/status``
+  and ``/actions/*`` (posts, a beacon, a form into a frame): the unit's call goes on.
 """
 
 from __future__ import annotations
@@ -223,3 +225,75 @@ async def test_the_token_is_in_no_url_and_not_in_local_storage(browser, site):
     # it goes to the server in the hello frame instead
     sent = [e["params"]["response"]["payloadData"] for e in browser.events(page.session_id, "Network.webSocketFrameSent")]
     assert any(json.loads(f).get("type") == "hello" and json.loads(f).get("token") == token for f in sent)
+
+
+CSRF = """(async () => {
+  const unit = %(unit)s;
+  const out = {};
+  for (const action of ["hangup", "mute"]) {
+    try { out[action] = (await fetch(unit + "/actions/" + action, {method: "POST", mode: "no-cors", body: "{}"})).type; }
+    catch (e) { out[action] = "error"; }
+  }
+  out.beacon = navigator.sendBeacon(unit + "/actions/hangup", "{}");
+  try { out.status = "read " + (await (await fetch(unit + "/status")).text()); } catch (e) { out.status = "blocked"; }
+  // a form posted into a hidden frame: a plain navigation, no script needed on this page
+  const frame = document.createElement("iframe");
+  frame.name = "sink";
+  document.body.appendChild(frame);
+  const form = document.createElement("form");
+  form.method = "POST"; form.action = unit + "/actions/hangup"; form.target = "sink";
+  document.body.appendChild(form);
+  await new Promise((resolve) => { frame.onload = resolve; form.submit(); setTimeout(resolve, 5000); });
+  return out;
+})()"""
+
+
+async def _post_inside(netns, port: int, path: str) -> int:
+    """A local tool's POST (no Origin, no body) to 127.0.0.1:``port`` inside the namespace."""
+    reader, writer = await netns.open_inside(port)
+    try:
+        writer.write(f"POST {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n".encode())
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    return int(raw.split(b" ", 2)[1])
+
+
+async def test_a_page_on_the_units_machine_cannot_hang_up_its_call(netns, site, browser, open_client, hostile_site, tmp_path):
+    """A browser on the unit's own machine opens a hostile page, which aims the unit's
+    loopback status endpoint: posts, a beacon, a form into a frame, a read. The call goes on."""
+    import sys
+
+    units_helper = sys.modules["wallmesh_e2e_units"]
+    if missing := units_helper.unit_daemon_missing():
+        pytest.skip(missing)
+    units = units_helper.Units(netns, site, tmp_path / "units", "e2e-csrf")
+    try:
+        await units.start(1)
+        alice = await open_client("alice", "e2e-csrf")
+
+        async def in_call():
+            status = await units.status("unit-1")
+            return status if status and status.get("state") == "in_call" and status.get("peers") else None
+
+        await units_helper.until(in_call, 90, "the unit to be in a call with the browser")
+        port = units_helper.STATUS_PORT_BASE + 1
+        evil = await _open_elsewhere(browser, site.url, hostile_site + "/")
+        result = await evil.eval(CSRF % {"unit": json.dumps(f"http://127.0.0.1:{port}")}, timeout=30)
+        assert result["status"] == "blocked", result  # and the page could not read the unit's state
+        await asyncio.sleep(3.0)
+        status = await in_call()
+        assert status is not None, await units.status("unit-1")
+        assert status["muted"] is False
+        assert await alice.eval("wallmesh.state().peers.length") == 1
+        # the same action from a local tool does hang up: the attack would have shown
+        assert await _post_inside(netns, port, "/actions/hangup") == 200
+        await units_helper.until(lambda: _not_in_call(units), 20, "the unit to leave the call")
+    finally:
+        await units.close()
+
+
+async def _not_in_call(units) -> bool:
+    status = await units.status("unit-1")
+    return bool(status) and status.get("state") != "in_call"
