@@ -33,7 +33,7 @@ import orjson
 
 from appliance.bench.report import Result
 from appliance.bench.signaling.figures import percentile
-from appliance.bench.signaling.servers import ServerProcess, start_wallmesh
+from appliance.bench.signaling.servers import BenchError, ServerProcess, start_wallmesh
 from appliance.bench.signaling.wsclient import WsClient
 
 USER = "bench-faults"
@@ -42,6 +42,10 @@ USER = "bench-faults"
 HOSTILE_NET = "127.0.2."
 SOCKETS_PER_ADDRESS = 64
 BLAST_BYTES = 60_000
+#: How often each sender sends the reader that never reads one such frame: its queue
+#: passes the server's bound within a few seconds, and the senders together are a steady
+#: load on the server, not a flood the rate limit would cut off first.
+BLAST_INTERVAL_S = 0.2
 KINDS = ("partial-head", "no-hello", "never-reads")
 
 
@@ -53,7 +57,7 @@ async def measure(quick: bool, *, silent: int | None = None, seconds: float | No
                   login_samples: int | None = None) -> list[Result]:
     silent = silent if silent is not None else (60 if quick else 200)
     seconds = seconds if seconds is not None else (5.0 if quick else 20.0)
-    login_samples = login_samples if login_samples is not None else (10 if quick else 60)
+    login_samples = login_samples if login_samples is not None else (10 if quick else 100)
     password = secrets.token_urlsafe(18)
     with tempfile.TemporaryDirectory(prefix="wallmesh-bench-faults-") as tmp:
         server = await asyncio.to_thread(start_wallmesh, Path(tmp), USER, password)
@@ -134,7 +138,7 @@ class _Pair:
         kind = msg.get("type")
         if kind == "signal":
             self.delays.append(now - msg["data"]["t"])
-        elif kind in ("welcome", "joined"):
+        elif kind in ("welcome", "joined", "error"):
             fut = self.welcome.get(index)
             if fut is not None and not fut.done():
                 fut.set_result(msg)
@@ -147,7 +151,12 @@ class _Pair:
             for message in ({"type": "hello", "token": token, "name": f"pair-{index}"}, {"type": "join", "room": room}):
                 self.welcome[index] = loop.create_future()
                 client.send(orjson.dumps(message))
-                reply = await asyncio.wait_for(self.welcome[index], 10)
+                try:
+                    reply = await asyncio.wait_for(self.welcome[index], 10)
+                except TimeoutError:
+                    raise BenchError(f"the server did not answer {message['type']} in time") from None
+                if reply["type"] == "error":
+                    raise BenchError(f"the server refused the measuring client's {message['type']}: {reply.get('code')}")
                 if reply["type"] == "welcome":
                     self.peers[index] = reply["peer_id"]
 
@@ -172,6 +181,7 @@ class _Pair:
 async def silent_clients(server: ServerProcess, token: str, count: int, seconds: float) -> Result:
     ws_url = server.url.replace("http", "ws", 1) + "/ws"
     rss0, _ = server.rss_mb()
+    cpu0, wait0 = server.cpu_s(), server.cpu_wait_s()
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Event()
     ended = ctx.Array("i", len(KINDS))  # hostile sockets the server has closed, by kind
@@ -185,6 +195,7 @@ async def silent_clients(server: ServerProcess, token: str, count: int, seconds:
         await asyncio.sleep(1.0)
         await pair.exchange(seconds)
         rss1, peak = server.rss_mb()
+        cpu, wait = server.cpu_s() - cpu0, server.cpu_wait_s() - wait0
     finally:
         pair.close()
         attack.terminate()
@@ -195,7 +206,7 @@ async def silent_clients(server: ServerProcess, token: str, count: int, seconds:
     lost = pair.sent - len(pair.delays)
     closed = ", ".join(f"{n} {kind}" for kind, n in zip(KINDS, ended[:], strict=True))
     detail = (f"{count} silent/slow sockets ({closed} closed by the server), {len(pair.delays)} frames in {seconds:.0f} s, {lost} lost; "
-              f"server RSS {rss0:.0f} -> {rss1:.0f} MiB (peak {peak:.0f}); bar 50 ms")
+              f"server RSS {rss0:.0f} -> {rss1:.0f} MiB (peak {peak:.0f}), CPU {cpu:.1f} s, waited for a CPU {wait:.1f} s; bar 50 ms")
     return Result("silent_clients_p99_delay_ms", None if p99 is None else round(p99, 2), "ms", detail)
 
 
@@ -290,7 +301,7 @@ async def _attack(ws_url: str, token: str, count: int, seconds: float, ready: An
         blast = orjson.dumps({"type": "signal", "to": to, "data": {"sdp": {"type": "offer", "sdp": blob}}})
         while not gone.is_set() and not sender.closed and loop.time() < end:
             sender.send(blast)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(BLAST_INTERVAL_S)
         reader.abort()
         sender.abort()
         return gone.is_set()
