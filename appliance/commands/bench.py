@@ -1,4 +1,4 @@
-"""``wallmesh bench [signaling|media|display] [--json]``: the project's measurements."""
+"""``wallmesh bench [signaling|media|display|audio|faults] [--json]``: the project's measurements."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ PARTS = {
     "display": "appliance.bench.display:run",
     "signaling": "appliance.bench.signaling.runner:run",
     "audio": "appliance.bench.audio:run",
+    "faults": "appliance.bench.faults:run",
 }
 
 

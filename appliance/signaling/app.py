@@ -23,7 +23,7 @@ from aiohttp import WSCloseCode, web
 
 from appliance import protocol
 from appliance.errors import AuthError, StoreUnavailable
-from appliance.signaling import webclient, ws
+from appliance.signaling import origin, webclient, ws
 from appliance.signaling.auth import Hasher, LoginThrottle, TokenService
 from appliance.signaling.config import SignalConfig
 from appliance.signaling.metrics import Metrics
@@ -298,7 +298,18 @@ def create_app(
     static_dir: Path | None = None,
 ) -> web.Application:
     """Build the app around the given backends; background jobs live and die with it."""
-    app = web.Application(middlewares=[api_errors], client_max_size=protocol.MAX_FRAME_BYTES)
+    policies: dict[str, origin.OriginPolicy] = {}
+
+    def policy_of(request: web.Request) -> origin.OriginPolicy:
+        """The origin policy for the server's current URL (known only once it listens)."""
+        current = request.app[SERVICES].url
+        policy = policies.get(current)
+        if policy is None:
+            policies.clear()
+            policy = policies[current] = origin.OriginPolicy(current, config.http.allowed_origins)
+        return policy
+
+    app = web.Application(middlewares=[origin.middleware(policy_of), api_errors], client_max_size=protocol.MAX_FRAME_BYTES)
     m = Metrics()
     store.on_calllog_dropped = m.calllog_dropped.inc
 

@@ -245,12 +245,16 @@ class Hasher:
         return await self._run(self._ph.hash, secret)
 
     async def verify(self, stored: str | None, secret: str) -> bool:
-        """True when ``secret`` matches; with ``stored=None`` spends the same time and says False."""
+        """True when ``secret`` matches; with ``stored=None`` (an unknown user or device)
+        spends the same time -- one argon2id computation with the same parameters -- and
+        says False, so the answer's timing does not tell which names exist."""
         if stored is None:
             if self._dummy is None:
+                # the first unknown name pays for making the dummy hash, which costs what
+                # one verification does; verifying against it as well would cost double
                 self._dummy = await self.hash(secrets.token_hex(16))
-            stored = self._dummy
-            await self._run(self._check, stored, secret)
+            else:
+                await self._run(self._check, self._dummy, secret)
             return False
         return await self._run(self._check, stored, secret)
 

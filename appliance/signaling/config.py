@@ -37,6 +37,11 @@ class Http:
     unlimited_addresses: tuple[str, ...] = setting(
         ["127.0.0.1", "::1"], help="client addresses the per-address cap does not apply to (this host's own tools, a reverse proxy)",
     )
+    allowed_origins: tuple[str, ...] = setting(
+        [], pattern=r"https?://[A-Za-z0-9.\[\]:-]{1,255}",
+        help="web origins besides this server's own (scheme://host[:port], e.g. a reverse proxy's 'https://meet.example.org') "
+             "whose pages may open /ws and POST to /api; any other Origin is refused with 403",
+    )
 
 
 @dataclass(frozen=True)

@@ -258,3 +258,33 @@ def test_cached_token_refused_after_it_expires(svc) -> None:
     with pytest.raises(AuthError):
         svc.verify(token, "user")
 
+
+
+class _CountingArgon2:
+    """Delegates to the real argon2 PasswordHasher, counting the computations it runs."""
+
+    def __init__(self, real) -> None:
+        self.real, self.runs = real, 0
+
+    def hash(self, secret):
+        self.runs += 1
+        return self.real.hash(secret)
+
+    def verify(self, stored, secret):
+        self.runs += 1
+        return self.real.verify(stored, secret)
+
+
+async def test_an_unknown_name_costs_one_argon2_computation_like_a_wrong_secret() -> None:
+    """Every verification -- of a real hash, or for a name that does not exist, the first such
+    one included -- runs argon2id exactly once, so their timing cannot tell them apart."""
+    hasher = Hasher(memory_kib=19456, time_cost=2, parallelism=1, workers=1, queue=4)
+    try:
+        digest = await hasher.hash("s3cret-pass")
+        counting = hasher._ph = _CountingArgon2(hasher._ph)
+        for stored in (digest, None, None, digest, None):
+            before = counting.runs
+            assert not await hasher.verify(stored, "wrong")
+            assert counting.runs - before == 1, stored
+    finally:
+        hasher.close()

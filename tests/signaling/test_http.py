@@ -34,6 +34,26 @@ async def test_unknown_user_and_wrong_password_look_the_same(server: SignalServe
     assert wrong == unknown == (401, {"error": {"code": "invalid_credentials", "message": "unknown user or wrong password"}})
 
 
+async def test_unknown_user_and_wrong_password_answer_byte_for_byte_alike(server: SignalServer) -> None:
+    """Status, headers (but Date) and body are the same for an unknown user and a wrong
+    password, and again once either is throttled (from separate addresses, so the throttle
+    counts them alike)."""
+    limit = server.config.rate.login_failures
+
+    async def answers(ip: str, username: str) -> list[tuple[int, list[tuple[str, str]], bytes]]:
+        out = []
+        async with from_address(ip) as http:
+            for _ in range(limit + 1):
+                async with http.post(server.url + "/api/auth/login", json={"username": username, "password": "nope-nope"}) as r:
+                    headers = sorted((k, v) for k, v in r.headers.items() if k.lower() != "date")
+                    out.append((r.status, headers, await r.read()))
+        return out
+
+    wrong, unknown = await answers("127.0.0.5", "alice"), await answers("127.0.0.6", "nobody-here")
+    assert [a[0] for a in wrong] == [401] * limit + [429]
+    assert wrong == unknown
+
+
 def from_address(ip: str) -> aiohttp.ClientSession:
     """A client whose connections come from ``ip`` (any 127.x address is loopback on Linux)."""
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(ip, 0), limit=0))
