@@ -184,3 +184,13 @@ async def test_publish_refuses_what_is_not_a_wallmesh_wheel(site, tmp_path) -> N
     assert code == 1 and str(bogus) in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     code, _, err = await cli("release", "publish", str(tmp_path / "missing.whl"), "--state-dir", str(site.state_dir))
     assert code == 1 and "missing.whl" in err
+
+
+def test_the_unit_service_starts_through_the_launcher() -> None:
+    """Without it an installed trial would never start, nor roll back."""
+    from .update_parts import REPO
+
+    lines = (REPO / "systemd/wallmesh-unit.service").read_text().splitlines()
+    (start,) = [line.split("=", 1)[1].split() for line in lines if line.startswith("ExecStart=")]
+    assert start[:3] == ["/opt/wallmesh/bin/wallmesh", "update", "launch"] and start[start.index("--config") + 1] == "/etc/wallmesh/unit.toml"
+    assert "NotifyAccess=main" in lines  # the daemon is the main process after the launcher's exec
