@@ -73,3 +73,14 @@ def test_power_cut_then_the_next_start_runs_one_of_the_two_versions(tmp_path: Pa
         assert version_of(slots.program(retry.version)) == f"wallmesh {NEW}"
     staging = [p.name for p in (state / "versions").iterdir() if p.name.startswith(".staging")]
     assert staging == [] or step in ("unpacked", "installed", "checked")
+
+
+def test_a_state_partition_that_cannot_keep_the_record_still_starts_the_image_version(tmp_path: Path) -> None:
+    from appliance.fleet.update.launch import pick
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "versions").write_text("not a directory\n")  # e.g. a damaged or full state partition
+    choice = pick(Slots(state))
+    assert choice.version is None and not choice.trial and "cannot be written" in choice.why
+    assert version_of(Slots(state).program(choice.version)) == f"wallmesh {FACTORY}"

@@ -66,7 +66,7 @@ def healthy(doc: Any, pid: int) -> str | None:
 
 def launch(slots: Slots, run_args: Sequence[str], *, config_path: Path, deadline_s: float) -> NoReturn:
     """Choose, start the watcher for a trial, and become the chosen ``wallmesh run``."""
-    choice = slots.choose()
+    choice = pick(slots)
     print(f"wallmesh update launch: starting wallmesh {slots.label(choice.version)}: {choice.why}", file=sys.stderr, flush=True)
     argv = [*slots.program(choice.version), "run", *run_args]
     env = dict(os.environ)
@@ -76,6 +76,16 @@ def launch(slots: Slots, run_args: Sequence[str], *, config_path: Path, deadline
     if choice.trial:
         _leave_watcher(slots, choice, status_url(config_path), deadline_s)
     os.execve(argv[0], argv, env)
+
+
+def pick(slots: Slots) -> Choice:
+    """:meth:`Slots.choose`, or the image's version when the record cannot be kept: a unit always starts."""
+    try:
+        return slots.choose()
+    except OSError as exc:
+        why = f"the update record in {slots.root} cannot be written ({exc.strerror or exc}); updates are off until it can"
+        log.error("update: %s", why)
+        return Choice(None, False, why)
 
 
 def _leave_watcher(slots: Slots, choice: Choice, url: str | None, deadline_s: float) -> None:
