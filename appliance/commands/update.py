@@ -58,6 +58,7 @@ def _update(args: argparse.Namespace, slots: object) -> int:
 
     assert isinstance(slots, Slots)
     conf = config.load(args.config)
+    _check_owner(Path(conf.state_dir).expanduser())
     fetched = fetch_latest(conf, args.config)
     state = slots.load()
     if fetched.manifest.version in (state.current or slots.factory_version, state.trial):
@@ -71,6 +72,25 @@ def _update(args: argparse.Namespace, slots: object) -> int:
     print(f"installed wallmesh {fetched.manifest.version} as a trial: it starts with the next start of the unit "
           "(systemctl restart wallmesh-unit) and must prove healthy, else the unit goes back by itself", file=sys.stdout)
     return 0
+
+
+def _check_owner(state_dir: Path) -> None:
+    """Slots written by another user (root) would be unusable to the unit's service user."""
+    import os
+    import pwd
+
+    from appliance.fleet.update.slots import UpdateError
+
+    try:
+        owner = state_dir.stat().st_uid
+    except FileNotFoundError:
+        raise UpdateError(f"{state_dir}: the unit's state directory does not exist; is this unit provisioned?") from None
+    if owner != os.geteuid():
+        try:
+            name = pwd.getpwuid(owner).pw_name
+        except KeyError:
+            name = str(owner)
+        raise UpdateError(f"{state_dir} belongs to {name}: run this as that user (sudo -u {name} wallmesh update ...)")
 
 
 def _state_dir(config_path: str) -> Path:

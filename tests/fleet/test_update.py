@@ -194,3 +194,50 @@ def test_the_unit_service_starts_through_the_launcher() -> None:
     (start,) = [line.split("=", 1)[1].split() for line in lines if line.startswith("ExecStart=")]
     assert start[:3] == ["/opt/wallmesh/bin/wallmesh", "update", "launch"] and start[start.index("--config") + 1] == "/etc/wallmesh/unit.toml"
     assert "NotifyAccess=main" in lines  # the daemon is the main process after the launcher's exec
+
+
+def _rewrite(unit: Unit, old: str, new: str) -> None:
+    text = unit.config.read_text()
+    assert old in text
+    unit.config.write_text(text.replace(old, new))
+
+
+async def test_an_update_needs_a_pinned_site_certificate(site, unit, wheels) -> None:
+    code, _, err = await cli("release", "publish", str(wheels[GOOD]), "--state-dir", str(site.state_dir))
+    assert code == 0, err
+    _rewrite(unit, f'fingerprint = "{site.fingerprint}"', 'fingerprint = ""')
+    code, _, err = await cli("update", "--config", str(unit.config))
+    assert code == 1 and str(unit.config) in err and "server.fingerprint" in err and len(err.strip().splitlines()) == 1, err
+    assert unit.slots_json() == {}
+
+
+async def test_an_update_refuses_an_unenrolled_unit_or_another_users_state(site, unit) -> None:
+    import os
+
+    (unit.state_dir / "device.json").unlink()
+    code, _, err = await cli("update", "--config", str(unit.config))
+    assert code == 1 and "device.json" in err and "provision" in err, err
+    if os.geteuid() == 0:  # as root, a state directory of another user can be made
+        os.chown(unit.state_dir, 65534, 65534)
+        code, _, err = await cli("update", "--config", str(unit.config))
+        assert code == 1 and "run this as that user" in err, err
+        assert unit.slots_json() == {}
+
+
+@pytest.mark.parametrize(
+    "doc, healthy",
+    [
+        ({"process": {"pid": 42, "loop_lag_ms": 3}, "signaling": {"connected": True}, "joined_at": 1.0, "room": "r", "state": "in_call"}, True),
+        ({"process": {"pid": 42, "loop_lag_ms": 3}, "signaling": {"connected": True}, "joined_at": None, "state": "idle"}, True),
+        ({"process": {"pid": 41, "loop_lag_ms": 3}, "signaling": {"connected": True}, "joined_at": 1.0, "state": "in_call"}, False),
+        ({"process": {"pid": 42, "loop_lag_ms": 3}, "signaling": {"connected": False}, "joined_at": None, "state": "idle"}, False),
+        ({"process": {"pid": 42, "loop_lag_ms": 3}, "signaling": {"connected": True}, "joined_at": None, "state": "joining"}, False),
+        ({"process": {"pid": 42, "loop_lag_ms": 20000}, "signaling": {"connected": True}, "joined_at": 1.0, "state": "in_call"}, False),
+        (None, False),
+    ],
+    ids=["joined", "idle-reachable", "another-process", "server-unreachable", "still-joining", "loop-stalled", "no-status"],
+)
+def test_what_confirms_a_trial(doc, healthy) -> None:
+    from appliance.fleet.update.launch import healthy as judge
+
+    assert (judge(doc, 42) is not None) == healthy
