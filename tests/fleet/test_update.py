@@ -241,3 +241,17 @@ def test_what_confirms_a_trial(doc, healthy) -> None:
     from appliance.fleet.update.launch import healthy as judge
 
     assert (judge(doc, 42) is not None) == healthy
+
+
+def test_the_chosen_version_is_never_a_copy_in_the_working_directory(tmp_path: Path) -> None:
+    import subprocess
+
+    from appliance.fleet.update.slots import Slots
+
+    fake = tmp_path / "appliance"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / "cli.py").write_text("print('wallmesh not-this-one')\n")
+    program = Slots(tmp_path / "state").program(None)
+    done = subprocess.run([*program, "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == f"wallmesh {FACTORY}"

@@ -84,3 +84,34 @@ def test_a_state_partition_that_cannot_keep_the_record_still_starts_the_image_ve
     choice = pick(Slots(state))
     assert choice.version is None and not choice.trial and "cannot be written" in choice.why
     assert version_of(Slots(state).program(choice.version)) == f"wallmesh {FACTORY}"
+
+
+def test_a_trial_whose_watcher_cannot_start_still_starts_and_is_noted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    from appliance.fleet.update import launch as launcher
+
+    slots = Slots(tmp_path / "state")
+    (slots.slot(NEW) / "bin").mkdir(parents=True)
+    (slots.slot(NEW) / "bin/python").write_text("")  # a placed slot (the launcher only looks for its interpreter)
+    with slots.locked() as state:
+        state.trial = NEW
+        slots.save(state)
+
+    class Exec(Exception):
+        pass
+
+    def no_fork() -> int:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    def execve(path: str, argv: list[str], env: dict[str, str]) -> None:
+        raise Exec(argv)
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    monkeypatch.setattr(os, "execve", execve)
+    with pytest.raises(Exec) as started:
+        launcher.launch(slots, ["--config", "unit.toml"], config_path=tmp_path / "unit.toml", deadline_s=5)
+    assert started.value.args[0][0] == str(slots.slot(NEW) / "bin/python")
+    assert "watcher could not start" in slots.load().trial_failure
+    assert slots.choose().version is None  # the next start rolls back

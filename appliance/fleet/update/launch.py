@@ -74,7 +74,10 @@ def launch(slots: Slots, run_args: Sequence[str], *, config_path: Path, deadline
         env.pop("PYTHONPATH", None)
         env.pop("PYTHONHOME", None)
     if choice.trial:
-        _leave_watcher(slots, choice, status_url(config_path), deadline_s)
+        try:
+            _leave_watcher(slots, choice, status_url(config_path), deadline_s)
+        except OSError as exc:  # no judge: the trial runs once unconfirmed, and the next start rolls back
+            slots.fail(choice.version or "", f"its health watcher could not start ({exc.strerror or exc})")
     os.execve(argv[0], argv, env)
 
 
@@ -93,21 +96,23 @@ def _leave_watcher(slots: Slots, choice: Choice, url: str | None, deadline_s: fl
     assert choice.version is not None
     pid = os.getpid()
     pidfd = os.pidfd_open(pid)
-    first = os.fork()
-    if first == 0:
-        try:
-            if os.fork() == 0:
-                code = 0
-                try:
-                    watch(slots, choice.version, pid, pidfd, url, deadline_s)
-                except BaseException:  # the watcher must never take the daemon's path; it only reports
-                    log.exception("update: the watcher of %s failed", choice.version)
-                    code = 1
-                os._exit(code)
-        finally:
-            os._exit(0)
-    os.waitpid(first, 0)
-    os.close(pidfd)
+    try:
+        first = os.fork()
+        if first == 0:
+            try:
+                if os.fork() == 0:
+                    code = 0
+                    try:
+                        watch(slots, choice.version, pid, pidfd, url, deadline_s)
+                    except BaseException:  # the watcher must never take the daemon's path; it only reports
+                        log.exception("update: the watcher of %s failed", choice.version)
+                        code = 1
+                    os._exit(code)
+            finally:
+                os._exit(0)
+        os.waitpid(first, 0)
+    finally:
+        os.close(pidfd)
 
 
 def watch(slots: Slots, version: str, pid: int, pidfd: int, url: str | None, deadline_s: float) -> None:

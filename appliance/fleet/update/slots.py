@@ -127,7 +127,7 @@ class Slots:
         working directory's ``appliance`` either.
         """
         if version is None:
-            return [sys.executable, "-m", "appliance.cli"]
+            return [sys.executable, "-P", "-m", "appliance.cli"]
         return [str(self.slot(version) / "bin" / "python"), "-P", "-m", "appliance.cli"]
 
     def label(self, version: str | None) -> str:
