@@ -255,3 +255,10 @@ def test_the_chosen_version_is_never_a_copy_in_the_working_directory(tmp_path: P
     program = Slots(tmp_path / "state").program(None)
     done = subprocess.run([*program, "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == f"wallmesh {FACTORY}"
+
+
+async def test_the_launcher_names_a_config_file_it_cannot_read(tmp_path: Path) -> None:
+    bad = tmp_path / "unit.toml"
+    bad.write_text("room = \n")
+    code, _, err = await cli("update", "launch", "--config", str(bad))
+    assert code == 1 and str(bad) in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
