@@ -115,3 +115,13 @@ def test_a_trial_whose_watcher_cannot_start_still_starts_and_is_noted(tmp_path: 
     assert started.value.args[0][0] == str(slots.slot(NEW) / "bin/python")
     assert "watcher could not start" in slots.load().trial_failure
     assert slots.choose().version is None  # the next start rolls back
+
+
+def test_a_current_slot_that_went_missing_falls_back_and_says_so(tmp_path: Path) -> None:
+    slots = Slots(tmp_path / "state")
+    with slots.locked() as state:
+        state.current, state.previous = NEW, None  # its directory was never there, or was removed by hand
+        slots.save(state)
+    choice = slots.choose()
+    assert choice.version is None and not choice.trial and f"the slot of {NEW} is missing" in choice.why
+    assert slots.load().current is None and slots.load().running["version"] == FACTORY
