@@ -140,7 +140,7 @@ async def test_a_release_whose_signature_does_not_verify_is_refused_and_nothing_
     spoil(doc)
     latest.write_text(json.dumps(doc))
     before = sorted(p.name for p in (unit.state_dir / "versions").glob("*")) if (unit.state_dir / "versions").exists() else []
-    code, out, err = await cli("update", "--config", str(unit.config))
+    code, _, err = await cli("update", "--config", str(unit.config))
     assert code == 1 and "nothing was changed" in err and len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
     after = sorted(p.name for p in (unit.state_dir / "versions").glob("*")) if (unit.state_dir / "versions").exists() else []
