@@ -26,6 +26,8 @@ COMMANDS = {
     "doctor": "check this unit's camera, audio, display, GPIO and server, and say what is wrong",
     "firstboot": "provision this unit from the boot partition (run by wallmesh-firstboot.service)",
     "bench": "measure latency, CPU per peer, join time, compositor and signaling load",
+    "update": "install the site's latest release as a trial, start the unit's chosen version, say which runs",
+    "release": "sign a wallmesh wheel with the site key and offer it to the units (on the server)",
     "audio": "the microphone's processing chain on files (echo cancellation, noise suppression, gain)",
 }
 

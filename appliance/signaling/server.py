@@ -25,7 +25,7 @@ from aiohttp import web
 from appliance import __version__, protocol
 from appliance.errors import StoreUnavailable
 from appliance.netaddr import is_loopback
-from appliance.signaling import aiohttp_hooks
+from appliance.signaling import aiohttp_hooks, releases
 from appliance.signaling.admin import Admin
 from appliance.signaling.app import create_app
 from appliance.signaling.auth import Hasher, KeyRing, TokenService
@@ -160,6 +160,7 @@ class SignalServer:
 
         static = Path(cfg.static_dir) if cfg.static_dir else None
         self.app = create_app(cfg, store=self.store, tokens=self.tokens, hasher=self._hasher, fingerprint=self.fingerprint, static_dir=static)
+        releases.add_routes(self.app, self.state_dir)  # wheels offered to the units (wallmesh release publish)
         # aiohttp's keep-alive timer runs from a connection's opening and from each reply until
         # the next whole request head, whatever bytes trickle in meanwhile: the header timeout
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0, handle_signals=False,
