@@ -127,8 +127,13 @@ class NullAudioSink(AudioSink):
 
     @property
     def delay(self) -> float:
+        """Seconds until a frame written now starts to play: the frames ahead of it, and the
+        wait for the next 10 ms boundary at which the sink takes one."""
         self._advance()
-        return len(self._buffer) * AUDIO_FRAME_MS / 1000
+        if self._started is None:
+            return len(self._buffer) * AUDIO_FRAME_MS / 1000
+        period = AUDIO_FRAME_MS / 1000
+        return max(0.0, self._started + (self._ticks + 1 + len(self._buffer)) * period - time.monotonic())
 
     async def close(self) -> None:
         self._advance()

@@ -606,8 +606,10 @@ class AudioMixer:
             held = self.sink.delay
             if not late:
                 self._usual_held = held if self._usual_held is None else 0.95 * self._usual_held + 0.05 * held
-            elif self._usual_held is not None and held > self._usual_held + PERIOD / 2:
-                # catching up after a stall: the speaker is back to what it usually holds. It ran
+            elif self._usual_held is None or held > self._usual_held + PERIOD / 2:
+                # catching up after a stall: the speaker is back to what it usually holds (or
+                # nothing has been written on time yet: at the start there is nothing to restore,
+                # and frames written in a burst then would stay as delay all call). It ran
                 # dry meanwhile and played the gap; the frames still missed would now only sit in
                 # its buffer as delay (what the peers sent meanwhile waits in their jitter
                 # buffers, which shed it smoothly).

@@ -140,11 +140,12 @@ async def test_null_speaker_plays_one_frame_every_10ms_from_a_bounded_buffer(mon
     for v in (1, 2, 3):
         sink.write(frame(v))
     clock[0] += 0.025  # two periods: two frames played, one waiting
-    assert sink.frames_played == 2 and abs(sink.delay - 0.01) < 1e-9
+    # a frame written now plays after the waiting one, at the boundary 15 ms from now
+    assert sink.frames_played == 2 and abs(sink.delay - 0.015) < 1e-9
     clock[0] += 0.1  # ten periods, one frame to play: the rest are gaps, not debt
-    assert sink.frames_played == 3 and sink.delay == 0
+    assert sink.frames_played == 3 and abs(sink.delay - 0.005) < 1e-9  # just the wait for the next boundary
     for v in range(10, 18):  # a burst beyond the 60 ms buffer drops the oldest
         sink.write(frame(v))
-    assert sink.frames_dropped == 2 and abs(sink.delay - 0.06) < 1e-9
+    assert sink.frames_dropped == 2 and abs(sink.delay - 0.065) < 1e-9
     clock[0] += 0.06
     assert [int(p[0, 0]) for p in sink.played] == [1, 2, 3, 12, 13, 14, 15, 16, 17]
