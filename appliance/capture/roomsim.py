@@ -149,6 +149,15 @@ class SimulatedRoom:
             ahead = min(len(self._buffer), (self._buffer.maxlen or 1) - 1)  # a full buffer drops its oldest
             return max(0.0, self.t0 + (self._slot + ahead) * PERIOD - now)
 
+    @property
+    def next_take(self) -> float | None:
+        """When the room's speaker starts its next slot (``time.monotonic()``), None before it opens."""
+        with self._lock:
+            if self.t0 is None:
+                return None
+            self._decide(time.monotonic())
+            return self.t0 + self._slot * PERIOD
+
     def _decide(self, now: float) -> None:
         """Play every slot that has begun by ``now`` (under the lock)."""
         if self.t0 is None:
@@ -234,6 +243,10 @@ class RoomSpeaker(AudioSink):
     @property
     def delay(self) -> float:
         return self.room.delay
+
+    @property
+    def next_take(self) -> float | None:
+        return self.room.next_take
 
     @property
     def frames_played(self) -> int:

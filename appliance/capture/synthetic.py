@@ -91,6 +91,7 @@ class NullAudioSink(AudioSink):
         self._played: collections.deque[np.ndarray] = collections.deque(maxlen=keep)
         self._frames_played = 0
         self.frames_dropped = 0
+        self.underruns = 0  # boundaries that found nothing to take, once playing (the mixer re-anchors its stamps)
         self._started: float | None = None
         self._ticks = 0  # 10 ms periods accounted for since start
 
@@ -103,6 +104,8 @@ class NullAudioSink(AudioSink):
         if self._started is None:
             return
         due = int((time.monotonic() - self._started) / (AUDIO_FRAME_MS / 1000))
+        if due - self._ticks > len(self._buffer) and self._frames_played:
+            self.underruns += 1
         for _ in range(min(due - self._ticks, len(self._buffer))):
             self._played.append(self._buffer.popleft())
             self._frames_played += 1
@@ -134,6 +137,14 @@ class NullAudioSink(AudioSink):
             return len(self._buffer) * AUDIO_FRAME_MS / 1000
         period = AUDIO_FRAME_MS / 1000
         return max(0.0, self._started + (self._ticks + 1 + len(self._buffer)) * period - time.monotonic())
+
+    @property
+    def next_take(self) -> float | None:
+        """When the sink takes its next frame (``time.monotonic()``), None before start."""
+        self._advance()
+        if self._started is None:
+            return None
+        return self._started + (self._ticks + 1) * AUDIO_FRAME_MS / 1000
 
     async def close(self) -> None:
         self._advance()

@@ -53,6 +53,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PERIOD = AUDIO_FRAME_MS / 1000
+#: How long before a speaker takes its next frame the mixer writes it, for speakers that say
+#: when that is (``next_take``): the loop's wake-up may be this late without a gap.
+WRITE_LEAD = 0.005
+#: Punctual ticks over which a speaker holding a whole spare frame is watched before one is shed.
+SHED_WINDOW = 50
 
 
 def rms(samples: np.ndarray) -> float:
@@ -508,6 +513,9 @@ class AudioMixer:
         self._last_play = float("-inf")
         self._glitches = 0  # the sink's underruns + drops: each shifts what plays when
         self._usual_held: float | None = None  # what the speaker holds at a punctual write (smoothed)
+        self._aligned = False  # ticking WRITE_LEAD before the speaker takes a frame
+        self._reanchor = False  # a tick was skipped: stamp the next frame from the measurement
+        self.speaker_frames_shed = 0
         self.frames_mixed = 0
         self.limiter = OutputLimiter()  # peaks held under -1 dBFS: the unit never clips its own output
 
@@ -589,23 +597,35 @@ class AudioMixer:
         underrun (the sink counts them: a one-frame slip is within the tolerance) or a stall."""
         expected = self._last_play + PERIOD
         glitches = getattr(self.sink, "underruns", 0) + getattr(self.sink, "frames_dropped", 0)
-        slipped, self._glitches = glitches != self._glitches, glitches
+        slipped, self._glitches = glitches != self._glitches or self._reanchor, glitches
+        self._reanchor = False
         self._last_play = expected if abs(measured - expected) < 0.015 and not slipped else measured
         return self._last_play
 
     async def _run(self) -> None:
         next_tick = time.monotonic()
+        align = True
+        least, ticks = math.inf, 0  # the least the speaker held at a punctual write, this window
         while True:
             next_tick += PERIOD
+            take = getattr(self.sink, "next_take", None) if align else None
+            if take is not None:
+                # a speaker that says when it takes its next frame gets each frame WRITE_LEAD
+                # before that, not whenever the mixer's own tick happens to fall (up to a
+                # whole period of waiting in the speaker for nothing)
+                while take - WRITE_LEAD <= time.monotonic():
+                    take += PERIOD
+                next_tick, align, self._aligned = take - WRITE_LEAD, False, True
             delay = next_tick - time.monotonic()
             late = delay < -PERIOD
             if delay > 0:
                 await asyncio.sleep(delay)
             elif delay < -0.2:
-                next_tick = time.monotonic()  # stalled: skip ahead rather than burst
+                next_tick, align = time.monotonic(), True  # stalled: skip ahead rather than burst
             held = self.sink.delay
             if not late:
                 self._usual_held = held if self._usual_held is None else 0.95 * self._usual_held + 0.05 * held
+                least, ticks = min(least, held), ticks + 1
             elif self._usual_held is None or held > self._usual_held + PERIOD / 2:
                 # catching up after a stall: the speaker is back to what it usually holds (or
                 # nothing has been written on time yet: at the start there is nothing to restore,
@@ -613,8 +633,17 @@ class AudioMixer:
                 # dry meanwhile and played the gap; the frames still missed would now only sit in
                 # its buffer as delay (what the peers sent meanwhile waits in their jitter
                 # buffers, which shed it smoothly).
-                next_tick = time.monotonic()
+                next_tick, self._reanchor = time.monotonic(), True
                 continue
+            if ticks >= SHED_WINDOW:
+                shed = self._aligned and least >= PERIOD
+                least, ticks = math.inf, 0
+                if shed:
+                    # an aligned speaker held a whole frame more than it takes all window (a
+                    # write that missed its take once): skip one tick, the jitter buffers shed it
+                    self.speaker_frames_shed += 1
+                    self._reanchor = True  # the next frame plays a period later than the timeline says
+                    continue
             mix = self.mix_once()
             play_time = self._play_time(time.monotonic() + self.sink.delay)
             self.sink.write(audio_frame(mix))

@@ -592,3 +592,52 @@ async def test_a_stall_that_ran_the_speaker_dry_does_not_leave_its_length_in_the
         assert sink.delay <= before + 0.02
     finally:
         await mixer.close()
+
+
+async def _waits_in_speaker(mixer: AudioMixer, seconds: float) -> list[float]:
+    """How long each frame mixed within ``seconds`` waits in the speaker before it plays, by
+    the speaker's own clock (just after the write, a frame written then would wait a period more),
+    and that the mixer's stamps say the same."""
+    waits: list[float] = []
+
+    def heard(samples: np.ndarray, play_time: float) -> None:
+        wait = mixer.sink.delay - 0.01
+        waits.append(wait)
+        assert abs(play_time - time.monotonic() - wait) < 0.002, "the stamp is when the frame really plays"
+
+    mixer.on_mix(heard)
+    await asyncio.sleep(seconds)
+    return waits
+
+
+async def test_the_mixer_writes_just_before_the_speaker_takes_a_frame():
+    from appliance.mesh.audio import WRITE_LEAD
+
+    sink = NullAudioSink(buffer_ms=60)
+    mixer = AudioMixer(sink)
+    await mixer.start()
+    try:
+        waits = await _waits_in_speaker(mixer, 1.0)
+        # not up to a whole period behind the speaker's own take (the mixer's tick used to fall
+        # right after it, so every frame waited ~10 ms in the speaker for nothing)
+        assert len(waits) > 50 and float(np.median(waits)) <= WRITE_LEAD + 0.002
+    finally:
+        await mixer.close()
+
+
+async def test_a_write_that_missed_its_take_does_not_stay_as_delay():
+    from appliance.mesh.audio import SHED_WINDOW, WRITE_LEAD
+
+    sink = NullAudioSink(buffer_ms=60)
+    mixer = AudioMixer(sink)
+    await mixer.start()
+    try:
+        await asyncio.sleep(0.3)
+        for _ in range(3):
+            await asyncio.sleep(0.1)
+            time.sleep(WRITE_LEAD + 0.003)  # the loop wakes a little late: past the take, not a whole period
+        waits = await _waits_in_speaker(mixer, 2 * SHED_WINDOW * 0.01 + 0.5)
+        assert mixer.speaker_frames_shed >= 1
+        assert float(np.median(waits[-20:])) <= WRITE_LEAD + 0.002
+    finally:
+        await mixer.close()
