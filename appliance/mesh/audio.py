@@ -19,7 +19,7 @@ Receiving — :class:`AudioMixer` takes each remote audio track (``add(peer_id, 
 ``remove(peer_id)``; a track may also push Opus payloads through an ``inlet``, see
 :class:`appliance.mesh.aiortc_hooks.AudioInlet`), decodes/resamples it to 48 kHz mono, keeps a short
 bounded jitter buffer per peer (stretched to the peer's packet length, and cut back by
-10 ms whenever the link has shown for half a second that it does not need it), and every 10 ms
+5 ms whenever the link has shown for half a second that it does not need it), and every 10 ms
 sums one frame from each into the
 :class:`~appliance.capture.base.AudioSink`. Each mixed frame is also put, with the
 monotonic time at which it will reach the speaker, into :class:`EchoReference` — the
@@ -385,9 +385,9 @@ class _Remote:
     It starts playing once it holds a packet plus a margin (its bounds stretch with the
     peer's packet length: a peer sending 60 ms packets must be able to hold a packet in
     hand while the next is on its way), then keeps itself short: the least audio left
-    after a take is watched over a window, and when a whole frame more than the cushion
-    sat unused all window, 10 ms are cut out with a short cross-fade (after a fifth of the
-    window when three frames sat unused: a burst after a stall). An underrun pads
+    after a take is watched over a window, and when 5 ms more than the cushion sat unused
+    all window, 5 ms are cut out with a short cross-fade (10 ms after a fifth of the window
+    when three frames sat unused: a burst after a stall). An underrun pads
     with silence, primes again and widens the cushion; a calm stretch narrows it again.
     That keeps mouth-to-ear delay near what the link's real jitter needs, and a sender
     whose clock runs fast cannot build the delay up to the buffer's bound.
@@ -399,6 +399,7 @@ class _Remote:
     CUSHION_MAX = AUDIO_RATE * 30 // 1000
     CALM = 1000  # takes (10 s) without an underrun before the cushion narrows by a step
     FADE = AUDIO_RATE // 500  # 2 ms cross-fade over a cut
+    STEP = AUDIO_RATE // 200  # 5 ms: what one window's cut takes out
 
     _fade_in = np.linspace(0.0, 1.0, FADE, dtype=np.float32)
 
@@ -417,7 +418,7 @@ class _Remote:
         self.dropped = 0
         self.underruns = 0
         self.bad_packets = 0
-        self.cut = 0  # 10 ms pieces cut out to keep the delay short
+        self.cut = 0  # pieces cut out to keep the delay short
         self.cushion = self.CUSHION
         self._least = math.inf  # least audio left after a take in this window
         self._takes = 0
@@ -478,21 +479,24 @@ class _Remote:
         self._least = min(self._least, len(self.buffer))
         self._takes += 1
         spare = self._least - self.cushion  # what sat unused all window, beyond the cushion
-        # a frame to spare sheds 10 ms per window; several (a burst after a stall) shed faster
+        # 5 ms to spare sheds 5 ms per window; three frames (a burst after a stall) shed a frame
+        # every fifth of a window
         burst = spare >= 3 * AUDIO_SAMPLES and self._takes >= self.WINDOW // 5
-        if spare >= AUDIO_SAMPLES and (burst or self._takes >= self.WINDOW):
-            chunk = self._cut(chunk)
+        if burst:
+            chunk = self._cut(chunk, AUDIO_SAMPLES)
+        elif spare >= self.STEP and self._takes >= self.WINDOW:
+            chunk = self._cut(chunk, self.STEP)
         if burst or self._takes >= self.WINDOW:
             self._least, self._takes = math.inf, 0
         return chunk
 
-    def _cut(self, chunk: np.ndarray) -> np.ndarray:
-        """Skip the 10 ms after ``chunk``: its tail fades into the audio that follows the cut."""
-        after = self.buffer[AUDIO_SAMPLES - self.FADE : AUDIO_SAMPLES].astype(np.float32)
+    def _cut(self, chunk: np.ndarray, size: int) -> np.ndarray:
+        """Skip the ``size`` samples after ``chunk``: its tail fades into the audio that follows."""
+        after = self.buffer[size - self.FADE : size].astype(np.float32)
         tail = chunk[-self.FADE :].astype(np.float32)
         out = chunk.copy()
         out[-self.FADE :] = np.round(tail + (after - tail) * self._fade_in).astype(np.int16)
-        self.buffer = self.buffer[AUDIO_SAMPLES:]
+        self.buffer = self.buffer[size:]
         self.cut += 1
         return out
 
