@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import multiprocessing
 import secrets
+import signal
 import socket
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -182,14 +184,22 @@ async def silent_clients(server: ServerProcess, token: str, count: int, seconds:
     ws_url = server.url.replace("http", "ws", 1) + "/ws"
     rss0, _ = server.rss_mb()
     cpu0, wait0 = server.cpu_s(), server.cpu_wait_s()
-    ctx = multiprocessing.get_context("spawn")
-    ready = ctx.Event()
-    ended = ctx.Array("i", len(KINDS))  # hostile sockets the server has closed, by kind
-    attack = ctx.Process(target=_attack_main, args=(ws_url, token, count, seconds + 30, ready, ended), daemon=True)
-    attack.start()
+    # the hostile side runs in a process of its own, so its work never delays the pair's clock;
+    # a plain child driven over its stdout (as the signaling bench's load processes are): it
+    # prints "ready" once its sockets are open, and the closures it counted when it is stopped
+    attack = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "appliance.bench.faults", "--attack", ws_url, token, str(count), str(seconds + 30),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+    )
+    assert attack.stdout is not None
     pair = _Pair()
+    ended = [0] * len(KINDS)
     try:
-        if not await asyncio.to_thread(ready.wait, 60):
+        try:
+            line = await asyncio.wait_for(attack.stdout.readline(), 60)
+        except TimeoutError:
+            line = b""
+        if line.strip() != b"ready":
             return Result("silent_clients_p99_delay_ms", None, "ms", "the hostile clients did not connect")
         await pair.start(ws_url, token, "bench-faults-pair")
         await asyncio.sleep(1.0)
@@ -198,13 +208,17 @@ async def silent_clients(server: ServerProcess, token: str, count: int, seconds:
         cpu, wait = server.cpu_s() - cpu0, server.cpu_wait_s() - wait0
     finally:
         pair.close()
-        attack.terminate()
-        await asyncio.to_thread(attack.join, 10)
-        if attack.is_alive():
+        if attack.returncode is None:
+            attack.terminate()
+        try:
+            out, _ = await asyncio.wait_for(attack.communicate(), 10)
+            ended = orjson.loads(out.splitlines()[-1]) if out.strip() else ended
+        except TimeoutError:
             attack.kill()
+            await attack.wait()
     p99 = percentile([d * 1000 for d in pair.delays], 99)
     lost = pair.sent - len(pair.delays)
-    closed = ", ".join(f"{n} {kind}" for kind, n in zip(KINDS, ended[:], strict=True))
+    closed = ", ".join(f"{n} {kind}" for kind, n in zip(KINDS, ended, strict=True))
     detail = (f"{count} silent/slow sockets ({closed} closed by the server), {len(pair.delays)} frames in {seconds:.0f} s, {lost} lost; "
               f"server RSS {rss0:.0f} -> {rss1:.0f} MiB (peak {peak:.0f}), CPU {cpu:.1f} s, waited for a CPU {wait:.1f} s; bar 50 ms")
     return Result("silent_clients_p99_delay_ms", None if p99 is None else round(p99, 2), "ms", detail)
@@ -218,10 +232,22 @@ def _ignore_close(_code: int | None) -> None:
     pass
 
 
-def _attack_main(ws_url: str, token: str, count: int, seconds: float, ready: Any, ended: Any) -> None:
-    """The hostile side, in a process of its own so its work never delays the pair's clock."""
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_attack(ws_url, token, count, seconds, ready, ended))
+def _attack_main(ws_url: str, token: str, count: int, seconds: float) -> None:
+    """The hostile side's process: "ready" on stdout once its sockets are open; on SIGTERM (or
+    after ``seconds``), the closures by kind as one JSON line."""
+    ended = [0] * len(KINDS)
+
+    def ready() -> None:
+        print("ready", flush=True)
+
+    async def main() -> None:
+        task = asyncio.create_task(_attack(ws_url, token, count, seconds, ready, ended))
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    print(orjson.dumps(ended).decode(), flush=True)
 
 
 async def _open(host: str, port: int, index: int) -> socket.socket:
@@ -234,7 +260,7 @@ async def _open(host: str, port: int, index: int) -> socket.socket:
     return sock
 
 
-async def _attack(ws_url: str, token: str, count: int, seconds: float, ready: Any, ended: Any) -> None:
+async def _attack(ws_url: str, token: str, count: int, seconds: float, ready: Callable[[], None], ended: list[int]) -> None:
     from urllib.parse import urlsplit
 
     parts = urlsplit(ws_url)
@@ -320,5 +346,16 @@ async def _attack(ws_url: str, token: str, count: int, seconds: float, ready: An
 
     tasks = [asyncio.create_task(keep_open(i)) for i in range(count)]
     await asyncio.sleep(2.0)
-    ready.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    ready()
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--attack":
+        _attack_main(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+    else:
+        sys.exit("usage: python -m appliance.bench.faults --attack WS_URL TOKEN COUNT SECONDS (the faults bench starts it)")
