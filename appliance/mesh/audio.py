@@ -519,6 +519,7 @@ class AudioMixer:
         self._usual_held: float | None = None  # what the speaker holds at a punctual write (smoothed)
         self._aligned = False  # ticking WRITE_LEAD before the speaker takes a frame
         self._reanchor = False  # a tick was skipped: stamp the next frame from the measurement
+        self._least_held, self._punctual = math.inf, 0  # the least the speaker held at a punctual write, this window
         self.speaker_frames_shed = 0
         self.frames_mixed = 0
         self.limiter = OutputLimiter()  # peaks held under -1 dBFS: the unit never clips its own output
@@ -606,10 +607,34 @@ class AudioMixer:
         self._last_play = expected if abs(measured - expected) < 0.015 and not slipped else measured
         return self._last_play
 
+    def _skip_tick(self, late: bool) -> bool:
+        """Whether this tick writes nothing, to keep what the speaker holds from growing.
+
+        Catching up after a stall stops once the speaker is back to what it usually holds at a
+        punctual write (at the start, when nothing has been written on time yet, there is
+        nothing to restore): it ran dry meanwhile and played the gap, and the frames still
+        missed would only sit in its buffer as delay for the rest of the call. And an aligned
+        speaker that held a whole frame more than it takes for a whole window (a write that
+        missed its take once) has one tick skipped. Either way the peers' jitter buffers keep
+        what was not mixed and shed it smoothly, and the next frame is stamped afresh.
+        """
+        held = self.sink.delay
+        if late:
+            skip = self._usual_held is None or held > self._usual_held + PERIOD / 2
+        else:
+            self._usual_held = held if self._usual_held is None else 0.95 * self._usual_held + 0.05 * held
+            self._least_held, self._punctual = min(self._least_held, held), self._punctual + 1
+            skip = False
+            if self._punctual >= SHED_WINDOW:
+                skip = self._aligned and self._least_held >= PERIOD
+                self._least_held, self._punctual = math.inf, 0
+                self.speaker_frames_shed += skip
+        self._reanchor = self._reanchor or skip
+        return skip
+
     async def _run(self) -> None:
         next_tick = time.monotonic()
         align = True
-        least, ticks = math.inf, 0  # the least the speaker held at a punctual write, this window
         while True:
             next_tick += PERIOD
             take = getattr(self.sink, "next_take", None) if align else None
@@ -626,28 +651,10 @@ class AudioMixer:
                 await asyncio.sleep(delay)
             elif delay < -0.2:
                 next_tick, align = time.monotonic(), True  # stalled: skip ahead rather than burst
-            held = self.sink.delay
-            if not late:
-                self._usual_held = held if self._usual_held is None else 0.95 * self._usual_held + 0.05 * held
-                least, ticks = min(least, held), ticks + 1
-            elif self._usual_held is None or held > self._usual_held + PERIOD / 2:
-                # catching up after a stall: the speaker is back to what it usually holds (or
-                # nothing has been written on time yet: at the start there is nothing to restore,
-                # and frames written in a burst then would stay as delay all call). It ran
-                # dry meanwhile and played the gap; the frames still missed would now only sit in
-                # its buffer as delay (what the peers sent meanwhile waits in their jitter
-                # buffers, which shed it smoothly).
-                next_tick, self._reanchor = time.monotonic(), True
+            if self._skip_tick(late):
+                if late:
+                    next_tick = time.monotonic()
                 continue
-            if ticks >= SHED_WINDOW:
-                shed = self._aligned and least >= PERIOD
-                least, ticks = math.inf, 0
-                if shed:
-                    # an aligned speaker held a whole frame more than it takes all window (a
-                    # write that missed its take once): skip one tick, the jitter buffers shed it
-                    self.speaker_frames_shed += 1
-                    self._reanchor = True  # the next frame plays a period later than the timeline says
-                    continue
             mix = self.mix_once()
             play_time = self._play_time(time.monotonic() + self.sink.delay)
             self.sink.write(audio_frame(mix))

@@ -15,7 +15,7 @@ import pytest
 from appliance.signaling.config import SignalConfig
 from appliance.signaling.server import SignalServer
 
-from .update_parts import FACTORY, Unit, build_wheel, cli, enrolled_unit, in_room, launch, stop, wait_for
+from .update_parts import FACTORY, Unit, build_wheel, cli, enrolled_unit, in_room, launch, starts_in_room, stop, wait_for
 
 GOOD, CRASH, HANG = "0.1.1", "0.1.2", "0.1.3"
 
@@ -66,11 +66,7 @@ async def test_a_good_update_is_confirmed_and_kept(site, unit, wheels) -> None:
     code, out, _ = await cli("update", "status", "--config", str(unit.config))
     assert code == 0 and f"runs: wallmesh {GOOD}" in out
 
-    daemon = await launch(unit)  # the next start stays on the confirmed version
-    try:
-        await in_room(unit, daemon)
-    finally:
-        await stop(daemon)
+    await starts_in_room(unit)  # the next start stays on the confirmed version
     assert unit.slots_json()["running"]["version"] == GOOD and unit.slots_json()["current"] == GOOD
     code, out, err = await cli("update", "--config", str(unit.config))
     assert code == 0 and "already installed" in out, err
@@ -84,11 +80,7 @@ async def test_a_build_that_crashes_at_start_rolls_back_and_the_unit_is_back_in_
     assert trial.returncode == 1 and "this build crashes at start" in err.decode()
     await wait_for(lambda: "exited" in unit.slots_json().get("trial_failure", ""))  # the watcher's word, before systemd's restart
 
-    daemon = await launch(unit)
-    try:
-        await in_room(unit, daemon)
-    finally:
-        await stop(daemon)
+    await starts_in_room(unit)
     record = unit.slots_json()
     assert record["current"] is None and record["trial"] is None
     assert record["running"]["version"] == FACTORY and record["last"].startswith(f"rolled back from {CRASH} to {FACTORY}")
@@ -104,11 +96,7 @@ async def test_a_build_that_never_becomes_healthy_rolls_back_after_the_deadline(
     assert trial.returncode == -9  # stopped by the watcher, so the service manager restarts it
     assert "not healthy within 4 s" in unit.slots_json()["trial_failure"]
 
-    daemon = await launch(unit)
-    try:
-        await in_room(unit, daemon)
-    finally:
-        await stop(daemon)
+    await starts_in_room(unit)
     record = unit.slots_json()
     assert record["running"]["version"] == FACTORY and f"rolled back from {HANG}" in record["last"]
     assert "not healthy within 4 s" in record["last"]

@@ -149,3 +149,12 @@ async def wait_for(predicate: Any, timeout: float = 30) -> None:
 def version_of(program: list[str]) -> str:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} if program[0] != sys.executable else None
     return subprocess.run([*program, "--version"], capture_output=True, text=True, timeout=60, env=env, check=True).stdout.strip()
+
+
+async def starts_in_room(unit: Unit) -> None:
+    """Start the unit as its service does, wait until it has joined its room, stop it."""
+    daemon = await launch(unit)
+    try:
+        await in_room(unit, daemon)
+    finally:
+        await stop(daemon)
