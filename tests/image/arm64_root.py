@@ -10,7 +10,8 @@ What costs the time, and what is cached under ``~/.cache/wallmesh``:
 * the debootstrapped arm64 base (:func:`debian_root.base_tar`, ~4 min under emulation);
 * the aarch64 dependency wheels (``wheelhouse-aarch64``): downloaded by this
   machine's pip for the Pi's platform, never built; pyalsaaudio, which PyPI has
-  no aarch64 wheel of, is built inside the root by the stage itself, as on the Pi;
+  no aarch64 wheel of, comes as source and is built inside the root by the stage
+  itself (as on the Pi), without going to an index;
 * the finished root (``bookworm-arm64-stage-KEY.tar``): the base with the stage
   run into it. ``KEY`` covers the stage's files, the systemd units and the
   dependency list in ``pyproject.toml``, so changing any of them rebuilds it.
@@ -23,6 +24,7 @@ seconds), so a warm run tests the code as it is.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -95,9 +97,14 @@ def aarch64_wheels(dest: Path) -> None:
     subprocess.run(pip + ["download", "--only-binary=:all:", *platforms, "--python-version", "3.11",
                           "--implementation", "cp", "--find-links", str(WHEELHOUSE), "-d", str(WHEELHOUSE),
                           "-r", str(requirements)], check=True, timeout=900)
+    # pyalsaaudio comes as source (no aarch64 wheel exists); the stage builds it in the root, offline
+    alsa = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["alsa"]
+    requirements.write_text("\n".join([*alsa, "setuptools", "wheel"]) + "\n")
+    subprocess.run(pip + ["download", "--no-deps", "--no-binary=pyalsaaudio", "--find-links", str(WHEELHOUSE),
+                          "-d", str(WHEELHOUSE), "-r", str(requirements)], check=True, timeout=300)
     requirements.unlink()
     wallmesh_wheel(dest)
-    for wheel in WHEELHOUSE.glob("*.whl"):
+    for wheel in [*WHEELHOUSE.glob("*.whl"), *WHEELHOUSE.glob("*.tar.gz")]:
         shutil.copy(wheel, dest / wheel.name)
 
 
@@ -113,22 +120,35 @@ def stage_key() -> str:
     """A digest of everything the finished root depends on except wallmesh's own code."""
     digest = hashlib.sha256(f"{SUITE} {ARCH} {PLATFORMS[0]}\n".encode())
     for top in (STAGE, SYSTEMD):
-        for path in sorted(p for p in top.rglob("*") if p.is_file() and "wheels" not in p.parts):
+        for path in sorted(p for p in top.rglob("*") if p.is_file() and not _prepared(p)):
             digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
     digest.update("\n".join(unit_requirements()).encode())
     digest.update((REPO / "image" / "run-stage.sh").read_bytes())
     return digest.hexdigest()[:12]
 
 
+def _prepared(path: Path) -> bool:
+    """What ``image/prepare.sh`` fills in on a build machine (git ignores it): not the stage itself."""
+    rel = path.relative_to(STAGE).parts if path.is_relative_to(STAGE) else ()
+    return rel[:2] in (("02-wallmesh", "files"), ("03-units", "files")) or "__pycache__" in path.parts
+
+
 def finished_tar(log: Path) -> Path:
     """The cached tar of the arm64 root with the stage run into it; built when missing."""
     ensure_emulation()
     tar = CACHE / f"{SUITE}-{ARCH}-stage-{stage_key()}.tar"
-    if tar.exists():
-        return tar
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f".{ARCH}-stage.lock", "w") as lock:  # one builder at a time; the others wait, then reuse
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not tar.exists():
+            _build(tar, log)
+    return tar
+
+
+def _build(tar: Path, log: Path) -> None:
     base = base_tar(stage_packages(STAGE), arch=ARCH)
     work = CACHE / f"build-{tar.stem}"
-    shutil.rmtree(work, ignore_errors=True)
+    remove_root(work)  # what a build cut short left
     try:
         root = unpack(base, work / "root")
         wheels = work / "wheels"
@@ -147,7 +167,6 @@ def finished_tar(log: Path) -> Path:
         partial.rename(tar)
     finally:
         remove_root(work)
-    return tar
 
 
 def chroot(root: Path, *cmd: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

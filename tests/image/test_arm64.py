@@ -91,6 +91,8 @@ async def spawn_in_root(site: Site, root: Path, index: int, extra: dict) -> Unit
 
 
 async def test_an_arm64_unit_enrolls_joins_and_exchanges_video_with_an_x86_unit(arm64_root: Path, tmp_path: Path) -> None:
+    from appliance import __version__
+
     site = Site(tmp_path / "site", room="arm64", server_process=True)
     (tmp_path / "site").mkdir()
     with mounted(arm64_root, tmp_path):
@@ -125,5 +127,37 @@ async def test_an_arm64_unit_enrolls_joins_and_exchanges_video_with_an_x86_unit(
             assert status["process"]["pid"] == pi.proc.pid
             # the kernel ran it through the aarch64 emulator (the host sees qemu as its program)
             assert "qemu-aarch64" in Path(f"/proc/{pi.proc.pid}/exe").resolve().name
+            assert status["software"]["version"] == __version__ and status["software"]["state"] == "image"
+
+            # doctor in the same root, with the unit's config, while the server runs
+            done = await asyncio.to_thread(chroot, arm64_root, "/opt/wallmesh/bin/wallmesh", "doctor", "--config",
+                                           str(pi.config), "--json", "--timeout", "30", timeout=600)
+            check_doctor_report(done)
         finally:
             await site.close()
+
+
+def check_doctor_report(done: subprocess.CompletedProcess[str]) -> None:
+    """What doctor can tell in an emulated root, and that it names what needs the unit's hardware."""
+    from appliance import __version__
+    from appliance.fleet.doctor.hardware import HARDWARE_CHECKS
+
+    assert "Traceback" not in done.stderr, done.stderr
+    report = json.loads(done.stdout)
+    findings: dict[str, list[dict]] = {}
+    for f in report["findings"]:
+        findings.setdefault(f["check"], []).append(f)
+    assert not [f for f in report["findings"] if "the check itself failed" in f["summary"]], done.stdout
+    (board,) = findings["board"]
+    assert board["status"] == "warn" and board["summary"].startswith("not a Raspberry Pi (aarch64")
+    assert all(name in board["summary"] for name in HARDWARE_CHECKS)
+    assert set(HARDWARE_CHECKS) <= set(findings)  # each still reported, for what it is worth here
+    for f in report["findings"]:
+        assert f["status"] not in ("fail", "warn") or f["fix"], f
+    # what it can check here, it checks: the server, the unit's enrollment, the version, the aarch64 SDL
+    assert [f["status"] for f in findings["server"]] == ["ok"], findings["server"]
+    assert [f["status"] for f in findings["enrollment"]] == ["ok"], findings["enrollment"]
+    (version,) = findings["version"]
+    assert version["status"] == "ok" and f"wallmesh {__version__} (image)" in version["summary"]
+    assert any("kmsdrm driver present" in f["summary"] for f in findings["display"]), findings["display"]
+    assert report["ok"] is False and done.returncode == 1  # provisioning by first boot never ran here
