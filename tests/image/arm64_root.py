@@ -181,8 +181,9 @@ def refresh_wallmesh(root: Path, wheels: Path) -> None:
     inside = root / "tmp" / wheel.name
     shutil.copy(wheel, inside)
     try:
-        done = chroot(root, "/opt/wallmesh/bin/python", "-m", "pip", "install", "--disable-pip-version-check", "-q",
-                      "--no-deps", "--no-index", "--force-reinstall", "--no-compile", f"/tmp/{wheel.name}")
+        with mounted(root):
+            done = chroot(root, "/opt/wallmesh/bin/python", "-m", "pip", "install", "--disable-pip-version-check", "-q",
+                          "--no-deps", "--no-index", "--force-reinstall", "--no-compile", f"/tmp/{wheel.name}")
         assert done.returncode == 0, done.stdout + done.stderr
     finally:
         inside.unlink(missing_ok=True)
