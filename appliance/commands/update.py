@@ -2,7 +2,9 @@
 
 * ``wallmesh update`` fetches the release the site server offers, verifies it
   against the pinned site certificate, installs it into a new slot under the
-  state partition and makes it the trial for the next start.
+  state partition and makes it the trial; then it restarts ``wallmesh-unit.service``
+  so the trial runs (as root, where systemd runs the unit; elsewhere it prints the
+  command that starts it). Run as root it installs as the state directory's owner.
 * ``wallmesh update launch`` is the unit service's start: it runs the chosen
   version's ``wallmesh run`` and rolls back a trial that did not confirm its health.
 * ``wallmesh update status`` says which version runs and why.
@@ -19,6 +21,8 @@ DEFAULT_CONFIG = "/etc/wallmesh/unit.toml"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"unit config file (default {DEFAULT_CONFIG})")
+    parser.add_argument("--no-restart", action="store_true",
+                        help="only install the trial; it runs at the unit's next start")
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     launch = sub.add_parser("launch", help="start the chosen version's `wallmesh run` (wallmesh-unit.service runs this)")
     launch.add_argument("--config", default=argparse.SUPPRESS, help="unit config file, passed on to `wallmesh run`")
@@ -53,12 +57,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _update(args: argparse.Namespace, slots: object) -> int:
     from appliance.fleet.update.fetch import fetch_latest
+    from appliance.fleet.update.restart import as_owner
     from appliance.fleet.update.slots import Slots
     from appliance.unit import config
 
     assert isinstance(slots, Slots)
     conf = config.load(args.config)
-    _check_owner(Path(conf.state_dir).expanduser())
+    state_dir = Path(conf.state_dir).expanduser()
+    code = as_owner(state_dir, ["update", "--config", args.config, "--no-restart"])
+    if code is not None:  # root: the service user installed it; root restarts the service
+        if code == 0 and not args.no_restart and slots.load().trial is not None:
+            _restart(args.config)
+        return code
+    _check_owner(state_dir)
     fetched = fetch_latest(conf, args.config)
     state = slots.load()
     if fetched.manifest.version in (state.current or slots.factory_version, state.trial):
@@ -69,9 +80,17 @@ def _update(args: argparse.Namespace, slots: object) -> int:
         slots.install(fetched.wheel, fetched.manifest.version)
     finally:
         fetched.wheel.unlink(missing_ok=True)
-    print(f"installed wallmesh {fetched.manifest.version} as a trial: it starts with the next start of the unit "
-          "(systemctl restart wallmesh-unit) and must prove healthy, else the unit goes back by itself", file=sys.stdout)
+    print(f"installed wallmesh {fetched.manifest.version} as a trial: it runs at the unit's next start and must "
+          "prove healthy, else the unit goes back by itself", file=sys.stdout, flush=True)
+    if not args.no_restart:
+        _restart(args.config)
     return 0
+
+
+def _restart(config_path: str) -> None:
+    from appliance.fleet.update.restart import restart_unit
+
+    print(restart_unit(config_path).message, file=sys.stdout, flush=True)
 
 
 def _check_owner(state_dir: Path) -> None:

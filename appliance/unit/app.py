@@ -52,7 +52,7 @@ from appliance.wall.machine import StateMachine
 from appliance.wall.model import Tile, WallModel, quality_from
 from appliance.wall.speaker import ActiveSpeaker, LevelMeter
 from appliance.wall.states import UnitState
-from appliance.wall.status import DaemonStatus, PeerStatus, ProcessFigures
+from appliance.wall.status import DaemonStatus, PeerStatus, ProcessFigures, SoftwareStatus
 
 if TYPE_CHECKING:
     from appliance.unit.frontpanel import FrontPanel
@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 AUDIO_WATCH_RATE = 20.0
 NOTICE_SECONDS = 2.0  # how long a toast ("Volume 70%") stays on the wall
 DEVICE_RETRY_S = 5.0  # how often devices that did not open are tried again
+SOFTWARE_READ_S = 5.0  # how often the update record is read again (a trial's confirmation shows within this)
 
 
 def process_figures() -> ProcessFigures:
@@ -124,6 +125,8 @@ class UnitDaemon:
         self.devices_missing: DeviceError | None = None  # why the devices did not open, until they do
         self._held_room: str | None = None  # the room to join once the devices open
         self._device_task: asyncio.Task[None] | None = None
+        self.software: SoftwareStatus | None = None  # which version runs and why (the update record)
+        self._software_task: asyncio.Task[None] | None = None
         self.machine.subscribe(self._machine_changed)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -140,8 +143,10 @@ class UnitDaemon:
         if not await self._open_devices():
             self._device_task = asyncio.create_task(self._retry_devices(), name="device-retry")
         self._devices_open.set()  # open or not: the session goes on (without a join while not)
+        from appliance.fleet.update.running import running_version
         from appliance.unit.status import StatusServer
 
+        self.software = await asyncio.to_thread(running_version, self._state_dir())
         self.status_server = StatusServer(self, self.conf.status.host, self.conf.status.port)
         try:
             await self.status_server.start()
@@ -154,6 +159,7 @@ class UnitDaemon:
             self.front_panel = FrontPanel(self.conf, self, heartbeat=self.heartbeat)
             await self.front_panel.start()
         self._lag_task = asyncio.create_task(self._watch_loop_lag(), name="loop-lag")
+        self._software_task = asyncio.create_task(self._watch_software(), name="update-record")
         self._audio_task = asyncio.create_task(self._watch_audio(), name="audio-watch")
         if self.conf.status.file:
             self._file_task = asyncio.create_task(self._write_status_file(), name="status-file")
@@ -164,7 +170,7 @@ class UnitDaemon:
         self._closed = True
         await self.signal.close()
         await self.mesh.close()
-        for task in (self._device_task, self._file_task, self._lag_task, self._audio_task):
+        for task in (self._device_task, self._file_task, self._lag_task, self._audio_task, self._software_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -285,7 +291,7 @@ class UnitDaemon:
             account = self._accounts.get(peer["id"])
             if account is not None:
                 peer["account"] = account
-        return {
+        doc: DaemonStatus = {
             "state": m.state.value,
             "room": self.mesh.room or m.room,
             "name": self.name,
@@ -304,6 +310,9 @@ class UnitDaemon:
             "started": self.started_wall,
             "time": time.time(),
         }
+        if self.software is not None:
+            doc["software"] = self.software
+        return doc
 
     async def join(self) -> None:
         """Join the room; with a device missing, try it once more, else hold the join for
@@ -455,6 +464,17 @@ class UnitDaemon:
             worst = max(worst, (now - before - period) * 1000)
             if now - since >= 1.0:
                 self.loop_lag_ms, worst, since = worst, 0.0, now
+
+    def _state_dir(self) -> Path:
+        return Path(self.conf.state_dir).expanduser()
+
+    async def _watch_software(self, period: float = SOFTWARE_READ_S) -> None:
+        """Keep :attr:`software` current: the health watcher confirms a trial after the start."""
+        from appliance.fleet.update.running import running_version
+
+        while True:
+            await asyncio.sleep(period)
+            self.software = await asyncio.to_thread(running_version, self._state_dir())
 
     async def _write_status_file(self) -> None:
         """Write the status document atomically, twice a second (tests and the demo read it)."""

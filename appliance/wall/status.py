@@ -26,7 +26,9 @@ plain ``dict`` that ``json.dumps`` writes unchanged.
 * ``media`` — :class:`MediaStatus`;
 * ``process`` — :class:`ProcessStatus`;
 * ``status_url`` — base URL of this status endpoint (``null`` before it serves);
-* ``started`` — wall-clock time the daemon was built; ``time`` — wall-clock time of this document.
+* ``started`` — wall-clock time the daemon was built; ``time`` — wall-clock time of this document;
+* ``software`` — :class:`SoftwareStatus`: the wallmesh version that runs and why (an update's
+  trial, confirmed, rolled back, or the image's own).
 
 :class:`SignalingStatus`: ``connected`` (a session is up), ``sessions`` (completed
 ``hello``/``welcome`` handshakes since start), ``error`` (why the last attempt
@@ -193,6 +195,20 @@ class ProcessStatus(ProcessFigures):
     loop_lag_ms: float
 
 
+class SoftwareStatus(TypedDict):
+    """The wallmesh version this daemon runs, under ``software`` (see :mod:`appliance.fleet.update.running`).
+
+    ``version``; ``state``: ``image``, ``trial``, ``confirmed``, ``rolled_back``, ``fallback``
+    or ``unmanaged`` (not started by the update launcher); ``slot``: it runs from an update's
+    slot, not the image's install; ``why``: the launcher's reason, in words.
+    """
+
+    version: str
+    state: str
+    slot: bool
+    why: str
+
+
 class DaemonStatus(UnitStatus):
     """The unit daemon's full status document (see the module docstring)."""
 
@@ -204,3 +220,4 @@ class DaemonStatus(UnitStatus):
     status_url: str | None
     started: float
     time: float
+    software: NotRequired[SoftwareStatus]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import appliance
 from appliance.fleet.doctor import hardware
 from appliance.fleet.doctor import Context, Finding, exit_status, render_text, run_checks
 from appliance.fleet.doctor.findings import load_config
@@ -56,6 +58,9 @@ def unit_toml(tmp_path: Path, url: str, fp: str = "", state: Path | None = None)
 def pi_tree(root: Path, throttled: str = "0x0", temp_mc: int = 48500) -> tuple[Path, Path, Path]:
     """sysfs, /dev and procfs as a Raspberry Pi 4 with camera, HDMI screen and USB mic shows them."""
     sys_, dev, proc = root / "sys", root / "dev", root / "proc"
+    dt = sys_ / "firmware/devicetree/base"
+    dt.mkdir(parents=True)
+    (dt / "model").write_bytes(b"Raspberry Pi 4 Model B Rev 1.5\0")
     conn = sys_ / "class/drm/card1-HDMI-A-1"
     conn.mkdir(parents=True)
     (conn / "status").write_text("connected\n")
@@ -105,6 +110,12 @@ def test_this_machine_reports_missing_pi_hardware(tmp_path: Path, unused_tcp_por
     assert {"camera", "microphone", "speaker", "display", "gpio", "temperature", "throttling"} <= set(by_check(findings))
     assert "fail" in statuses(findings, "server") and "cannot reach" in text
     assert "fail" in statuses(findings, "provisioning")
+    # this is no Pi, and the report says which findings only a unit's hardware can settle
+    (board,) = by_check(findings)["board"]
+    assert board.status == "warn" and "not a Raspberry Pi" in board.summary
+    assert all(name in board.summary for name in ("camera", "microphone", "speaker", "display", "gpio"))
+    (version,) = by_check(findings)["version"]
+    assert version.status == "ok" and f"wallmesh {appliance.__version__} (image)" in version.summary
     assert exit_status(findings) == 1
     for f in findings:
         if f.status == "fail":
@@ -135,6 +146,7 @@ async def test_provisioned_pi_tree_is_healthy_then_revocation_shows(tmp_path: Pa
     assert all("picamera2" in f.summary for f in camera if f.status == "fail")
     assert statuses(findings, "enrollment") == {"ok"} and statuses(findings, "server") == {"ok"}
     assert any("kmsdrm driver present" in f.summary for f in by_check(findings)["display"])  # pygame's own SDL
+    assert [f.summary for f in by_check(findings)["board"]] == [f"Raspberry Pi 4 Model B Rev 1.5 ({platform.machine()})"]
 
     device_id = (card.state_dir / "provisioned").read_text().strip()
     await server.admin.revoke_device(device_id)

@@ -15,7 +15,7 @@ import pytest
 from appliance.signaling.config import SignalConfig
 from appliance.signaling.server import SignalServer
 
-from .update_parts import FACTORY, Unit, build_wheel, cli, enrolled_unit, in_room, launch, starts_in_room, stop, wait_for
+from .update_parts import FACTORY, Unit, build_wheel, cli, enrolled_unit, in_room, launch, starts_in_room, status, stop, wait_for
 
 GOOD, CRASH, HANG = "0.1.1", "0.1.2", "0.1.3"
 
@@ -53,12 +53,18 @@ async def publish_and_update(site: SignalServer, unit: Unit, wheel: Path) -> str
 async def test_a_good_update_is_confirmed_and_kept(site, unit, wheels) -> None:
     out = await publish_and_update(site, unit, wheels[GOOD])
     assert f"installed wallmesh {GOOD} as a trial" in out
+    # no systemd runs this machine: it says so, and the command that starts the trial
+    assert f"start the trial with: wallmesh update launch --config {unit.config}" in out
     assert unit.slots_json()["trial"] == GOOD
 
     daemon = await launch(unit)
     try:
-        await in_room(unit, daemon)
+        doc = await in_room(unit, daemon)
+        assert doc["software"]["version"] == GOOD and doc["software"]["state"] == "trial" and doc["software"]["slot"]
         await wait_for(lambda: unit.slots_json().get("current") == GOOD)
+        # the daemon's /status follows the watcher's confirmation
+        await wait_for(lambda: (status(unit.status_url) or {}).get("software", {}).get("state") == "confirmed", 15)
+        assert "confirmed healthy: joined room boardroom" in status(unit.status_url)["software"]["why"]
     finally:
         await stop(daemon)
     record = unit.slots_json()
@@ -80,12 +86,21 @@ async def test_a_build_that_crashes_at_start_rolls_back_and_the_unit_is_back_in_
     assert trial.returncode == 1 and "this build crashes at start" in err.decode()
     await wait_for(lambda: "exited" in unit.slots_json().get("trial_failure", ""))  # the watcher's word, before systemd's restart
 
-    await starts_in_room(unit)
+    daemon = await launch(unit)
+    try:
+        doc = await in_room(unit, daemon)
+    finally:
+        await stop(daemon)
+    assert doc["software"]["version"] == FACTORY and doc["software"]["state"] == "rolled_back"
+    assert doc["software"]["why"].startswith(f"rolled back from {CRASH}") and not doc["software"]["slot"]
     record = unit.slots_json()
     assert record["current"] is None and record["trial"] is None
     assert record["running"]["version"] == FACTORY and record["last"].startswith(f"rolled back from {CRASH} to {FACTORY}")
     code, out, _ = await cli("update", "status", "--config", str(unit.config))
     assert code == 0 and f"runs: wallmesh {FACTORY}: rolled back from {CRASH}" in out and "exited" in out
+    code, out, _ = await cli("doctor", "--config", str(unit.config), "--no-network", "--json")
+    (version,) = [f for f in json.loads(out)["findings"] if f["check"] == "version"]
+    assert version["status"] == "warn" and f"wallmesh {FACTORY} (rolled back): rolled back from {CRASH}" in version["summary"]
 
 
 @pytest.mark.timeout(240)

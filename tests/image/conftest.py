@@ -48,3 +48,22 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory):
     shutil.rmtree(work, ignore_errors=True)
 
 
+
+
+@pytest.fixture(scope="session")
+def arm64_root(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh copy of the finished arm64 root (built once, cached) with this tree's wallmesh in it."""
+    from .arm64_root import finished_tar, refresh_wallmesh, remove_root
+
+    started = time.monotonic()
+    work = tmp_path_factory.mktemp("arm64")
+    tar = finished_tar(work / "stage.log")
+    built = time.monotonic()
+    root = unpack(tar, work / "root")
+    wheels = work / "wheels"
+    wheels.mkdir()
+    refresh_wallmesh(root, wheels)
+    print(f"\narm64 root: {built - started:.0f} s to the finished root ({tar.name}), "
+          f"{time.monotonic() - built:.0f} s to unpack it and put this tree's wallmesh in")
+    yield root
+    remove_root(work)

@@ -52,17 +52,21 @@ def stage_packages(stage: Path) -> list[str]:
     return sorted(names)
 
 
-def base_tar(packages: list[str]) -> Path:
-    """The cached tar of a minbase root with ``packages`` installed; built once."""
-    key = hashlib.sha256(f"{SUITE} {ARCH} minbase {','.join(packages)}".encode()).hexdigest()[:12]
-    tar = CACHE / f"{SUITE}-{ARCH}-{key}.tar"
+def base_tar(packages: list[str], arch: str = ARCH) -> Path:
+    """The cached tar of a minbase root with ``packages`` installed; built once.
+
+    A foreign ``arch`` (arm64) runs debootstrap's second stage under qemu-user
+    through binfmt_misc, which the caller makes sure is ready (``tests/image/emulation.py``).
+    """
+    key = hashlib.sha256(f"{SUITE} {arch} minbase {','.join(packages)}".encode()).hexdigest()[:12]
+    tar = CACHE / f"{SUITE}-{arch}-{key}.tar"
     if tar.exists():
         return tar
     CACHE.mkdir(parents=True, exist_ok=True)
     work = CACHE / f"build-{key}"
     shutil.rmtree(work, ignore_errors=True)
     subprocess.run(
-        ["debootstrap", "--variant=minbase", f"--arch={ARCH}", f"--include={','.join(packages)}",
+        ["debootstrap", "--variant=minbase", f"--arch={arch}", f"--include={','.join(packages)}",
          SUITE, str(work), apt_mirror()],
         check=True, stdout=subprocess.DEVNULL,
     )

@@ -6,13 +6,16 @@ Audio: ALSA cards and PCM streams from ``/proc/asound``. Display: DRM
 connectors in ``/sys/class/drm`` and their ``status``/``modes``. GPIO:
 ``/dev/gpiochip*`` and the configured pins. Temperature: thermal zones.
 Throttling: the firmware's ``get_throttled`` bits (sysfs, else vcgencmd). Audio processing:
-the configured echo-cancellation binding is loaded, as the unit would load it.
+the configured echo-cancellation binding is loaded, as the unit would load it. Board: the
+device tree's model; off a Raspberry Pi (a laptop, an emulated arm64 root) it names the
+checks whose findings only the unit's own hardware can settle.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -20,6 +23,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from appliance.fleet.doctor.findings import Context, Finding, read_text
+
+#: the checks that look at the unit's own hardware (the report names them off a Pi)
+HARDWARE_CHECKS = ("camera", "microphone", "speaker", "display", "gpio", "temperature", "throttling")
+
+
+def board_model(ctx: Context) -> str:
+    """The device tree's model string ("Raspberry Pi 4 Model B Rev 1.5"), "" where there is none."""
+    for path in (ctx.sys_root / "firmware/devicetree/base/model", ctx.proc_root / "device-tree/model"):
+        model = read_text(path).rstrip("\0").strip()
+        if model:
+            return model
+    return ""
+
+
+def check_board(ctx: Context) -> Iterator[Finding]:
+    model, machine = board_model(ctx), platform.machine() or "unknown architecture"
+    if "Raspberry Pi" in model:
+        yield Finding("board", "ok", f"{model} ({machine})")
+        return
+    what = f"{model}, {machine}" if model else f"{machine}, no device-tree model"
+    yield Finding("board", "warn", f"not a Raspberry Pi ({what}): {', '.join(HARDWARE_CHECKS)} need the unit's own "
+                  "hardware, so what they report here says nothing about a unit",
+                  "run `wallmesh doctor` on the wall unit itself for those")
 
 
 def check_camera(ctx: Context) -> Iterator[Finding]:

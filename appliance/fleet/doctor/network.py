@@ -1,4 +1,4 @@
-"""Doctor checks for configuration, provisioning and the signaling server.
+"""Doctor checks for configuration, provisioning, the running version and the signaling server.
 
 The server checks follow what the unit daemon does at start: find the server
 (the configured URL, or mDNS), pin its certificate (the configured fingerprint,
@@ -65,6 +65,20 @@ def check_provisioning(ctx: Context) -> Iterator[Finding]:
         yield Finding("provisioning", "fail", f"{secret} is readable by other users (mode {mode:o})", f"chmod 600 {secret}")
     else:
         yield Finding("provisioning", "ok", f"device secret present, mode {mode:o}")
+
+
+def check_version(ctx: Context) -> Iterator[Finding]:
+    """The wallmesh version that runs and why (the update launcher's record)."""
+    from appliance.fleet.update.running import running_version
+
+    software = running_version(Path(ctx.config.state_dir))
+    summary = f"wallmesh {software['version']} ({software['state'].replace('_', ' ')}): {software['why']}"
+    if software["state"] == "rolled_back":
+        yield Finding("version", "warn", summary, "see `wallmesh update status` and the unit's journal for why the update failed")
+    elif software["state"] == "fallback":
+        yield Finding("version", "warn", summary, "install the update again with `wallmesh update`")
+    else:
+        yield Finding("version", "ok", summary)
 
 
 def check_server(ctx: Context) -> Iterator[Finding]:

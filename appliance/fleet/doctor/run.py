@@ -10,6 +10,7 @@ from dataclasses import asdict
 from appliance.fleet.doctor.findings import Check, Context, Finding, load_config
 from appliance.fleet.doctor.hardware import (
     check_audio_processing,
+    check_board,
     check_camera,
     check_display,
     check_gpio,
@@ -19,7 +20,7 @@ from appliance.fleet.doctor.hardware import (
     check_temperature,
     check_throttling,
 )
-from appliance.fleet.doctor.network import check_config, check_provisioning, check_server
+from appliance.fleet.doctor.network import check_config, check_provisioning, check_server, check_version
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,9 @@ def all_checks() -> list[Check]:
     """Every check, in the order the report lists them: config first, the server last."""
     return [
         check_config,
+        check_board,
         check_provisioning,
+        check_version,
         check_camera,
         check_microphone,
         check_speaker,

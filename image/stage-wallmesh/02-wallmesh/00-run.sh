@@ -9,3 +9,5 @@ if ! ls "${wheels}"/wallmesh-*.whl >/dev/null 2>&1; then
 fi
 install -d -m 0755 "${ROOTFS_DIR}/tmp/wallmesh-wheels"
 cp "${wheels}"/*.whl "${ROOTFS_DIR}/tmp/wallmesh-wheels/"
+# sources of what has no wheel for the target (pyalsaaudio on arm64), built by the next step
+if ls "${wheels}"/*.tar.gz >/dev/null 2>&1; then cp "${wheels}"/*.tar.gz "${ROOTFS_DIR}/tmp/wallmesh-wheels/"; fi

@@ -8,13 +8,15 @@ pip=/opt/wallmesh/bin/pip
 index_opts=(--no-index)
 if [ "${WALLMESH_PIP_INDEX:-0}" = 1 ]; then index_opts=(); fi
 # pyalsaaudio has no binary wheels on PyPI: build it here unless the
-# wheelhouse already has one, then drop the compiler again.
+# wheelhouse already has one, then drop the compiler again. Its source
+# (pyalsaaudio-*.tar.gz, with setuptools and wheel to build it) may be in the
+# wheelhouse too; only without it does pip go to the index.
 build_deps=()
 if ! ls "${wheels}"/pyalsaaudio-*.whl >/dev/null 2>&1; then
   build_deps=(gcc python3-dev libasound2-dev)
   apt-get update -qq
   apt-get install -y --no-install-recommends "${build_deps[@]}"
-  index_opts=()
+  ls "${wheels}"/pyalsaaudio-*.tar.gz >/dev/null 2>&1 || index_opts=()
 fi
 PIP_NO_CACHE_DIR=1 "${pip}" install --disable-pip-version-check "${index_opts[@]}" --find-links "${wheels}" "wallmesh[alsa]"
 if [ "${#build_deps[@]}" -gt 0 ]; then
