@@ -142,7 +142,7 @@ class LabSite:
         from appliance.demo.site import merge
 
         config: dict[str, Any] = {
-            "server": {"url": self.url, "fingerprint": self.fingerprint, "backoff_max_s": 1.0},
+            "server": {"url": self.url, "fingerprint": self.fingerprint, "backoff_max_s": 10.0},
             "ice": {"loopback": False, "interfaces": [host.interface], "resolve_mdns": False},
             "status": {"host": "127.0.0.1", "port": STATUS_PORT, "file": ""},
             "video": {"width": 320, "height": 240, "fps": 15},
