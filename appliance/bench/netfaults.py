@@ -243,14 +243,17 @@ async def partition(root: Path, seconds: float = 30.0, *, rejoin_timeout: float 
 class TurnRun:
     connect_s: float | None  # second unit joined -> both peer connections connected
     first_frame_s: float | None  # second unit joined -> both show the other's pictures
-    allocations: int  # TURN allocations coturn logged
+    allocations: int  # TURN allocations the units made
+    relayed_pairs: int  # ICE checks that succeeded through the relay on the switch
+    direct_pairs: int  # ... and directly between the units (must be none: UDP between them is dropped)
 
     @property
     def detail(self) -> str:
         first = f"{self.first_frame_s:.2f} s" if self.first_frame_s is not None else "never"
         return (f"UDP between the two units' hosts dropped, coturn on the switch with REST credentials from welcome: "
-                f"connected after the second join, first pictures both ways after {first}; "
-                f"{self.allocations} TURN allocations; bar 3 s")
+                f"connected {_s(self.connect_s)} after the second join, first pictures both ways after {first}; "
+                f"{self.allocations} TURN allocations, {self.relayed_pairs} candidate pairs through the relay and "
+                f"{self.direct_pairs} direct; bar 3 s")
 
 
 async def turn_only(root: Path, *, timeout: float = 30.0) -> TurnRun:
@@ -277,8 +280,11 @@ async def turn_only(root: Path, *, timeout: float = 30.0) -> TurnRun:
                     first = max(pa["first_frame_at"], pb["first_frame_at"]) - joined
                     break
                 await asyncio.sleep(POLL_S)
-            allocations = site.turn_log().count("ALLOCATE processed, success")
-            return TurnRun(connect, first, allocations)
+            logs = a.log_tail(100000) + "\n" + b.log_tail(100000)
+            allocations = logs.count("TURN allocation created")
+            succeeded = [ln for ln in logs.splitlines() if "-> State.SUCCEEDED" in ln]
+            via_turn = sum(1 for ln in succeeded if f"('{lab.address}'," in ln)
+            return TurnRun(connect, first, allocations, via_turn, len(succeeded) - via_turn)
         finally:
             await site.close()
 
@@ -325,6 +331,10 @@ async def measure(quick: bool) -> list[Result]:
         except LabError as exc:
             results.append(Result(names[3], None, "s", f"failed: {exc}"))
     return results
+
+
+def _s(value: float | None) -> str:
+    return "never" if value is None else f"{value:.2f} s"
 
 
 def _round(value: float | None, digits: int) -> float | None:
