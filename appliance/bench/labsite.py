@@ -121,7 +121,7 @@ class LabSite:
                "--host", self.lab.address, "--port", "8443"]
         if self.turn_secret:
             cmd += ["--turn-url", f"turn:{self.lab.address}:{TURN_PORT}?transport=udp", "--turn-secret", self.turn_secret]
-        with open(self.root / "server.log", "ab") as log:
+        with await asyncio.to_thread(open, self.root / "server.log", "ab") as log:
             self._server = await asyncio.create_subprocess_exec(
                 *cmd, stdout=asyncio.subprocess.PIPE, stderr=log, env=self._env(), start_new_session=True)
         assert self._server.stdout is not None
@@ -149,7 +149,7 @@ class LabSite:
         }
         name, path, _status = self.site.unit_config(index, merge(config, extra or {}))
         log_file = self.root / name / "unit.log"
-        with open(log_file, "ab") as log:
+        with await asyncio.to_thread(open, log_file, "ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 *host.exec_prefix(), sys.executable, "-m", "appliance.cli", "-v", "run", "--config", str(path),
                 stdout=log, stderr=log, env=self._env(), start_new_session=True)
@@ -183,7 +183,7 @@ def frames_from(status: dict[str, Any] | None, name: str) -> int:
 def peer_named(status: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
     for peer in (status or {}).get("peers", []):
         if peer.get("name") == name:
-            return peer  # type: ignore[no-any-return]
+            return peer
     return None
 
 

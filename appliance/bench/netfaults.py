@@ -36,7 +36,8 @@ from appliance.bench.report import Result
 POLL_S = 0.1
 #: Units that follow loss: the policy may pick up to 640x480, which two units can send each
 #: other on a shared machine; loss then has a tier to step down from.
-ADAPTIVE = {"quality": {"adaptive": True, "max_tier": "medium"}, "video": {"width": 640, "height": 480, "fps": 15}}
+BEST_WIDTH = 640
+ADAPTIVE: dict[str, Any] = {"quality": {"adaptive": True, "max_tier": "medium"}, "video": {"width": BEST_WIDTH, "height": 480, "fps": 15}}
 
 
 @dataclass
@@ -126,7 +127,7 @@ async def loss(root: Path, percent: int, *, lossy_s: float = 15.0, recover_s: fl
             async def settled() -> int | None:
                 st = await a.status()
                 width = _width(st)
-                return width if width and width > ADAPTIVE["video"]["width"] // 2 else None
+                return width if width and width > BEST_WIDTH // 2 else None
 
             start_width = await until(settled, 20, "the unit's encoder at its best tier")
             await asyncio.sleep(2.0)  # the new tier's keyframe is through

@@ -27,7 +27,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from appliance.errors import WallmeshError
 
@@ -44,7 +44,7 @@ class LabError(WallmeshError, RuntimeError):
 
 def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     try:
-        done = subprocess.run(list(cmd), capture_output=True, text=True, timeout=15)
+        done = subprocess.run(list(cmd), check=False, capture_output=True, text=True, timeout=15)
     except FileNotFoundError as exc:
         raise LabError(f"{cmd[0]} is missing (scripts/setup installs iproute2 and nftables)") from exc
     if check and done.returncode != 0:
@@ -68,7 +68,7 @@ def _which(tool: str) -> str | None:
     return shutil.which(tool)
 
 
-def _in_namespace(name: str, fn: Callable[[], Any]) -> Any:
+def in_namespace(name: str, fn: Callable[[], Any]) -> Any:
     """Run ``fn`` on a short-lived thread that entered namespace ``name`` (a namespace is per
     thread); sockets it makes keep that namespace after the thread ends."""
     box: dict[str, Any] = {}
@@ -139,7 +139,7 @@ class Host:
 
     def socket(self, kind: int = socket.SOCK_STREAM) -> socket.socket:
         """A socket made on this host (connect it to the host's own 127.0.0.1 services)."""
-        return _in_namespace(self.netns, lambda: socket.socket(socket.AF_INET, kind))
+        return in_namespace(self.netns, lambda: socket.socket(socket.AF_INET, kind))
 
     async def http_get(self, port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         """A plain HTTP/1.0 GET to 127.0.0.1:``port`` on this host: (status, body)."""
@@ -198,6 +198,10 @@ class Lab:
         """Prefix for a command line that runs on the switch's namespace (server, TURN)."""
         return ["ip", "netns", "exec", self.hub]
 
+    def socket(self, kind: int = socket.SOCK_STREAM) -> socket.socket:
+        """A socket made on the switch's namespace (it can bind :attr:`address`)."""
+        return in_namespace(self.hub, lambda: socket.socket(socket.AF_INET, kind))
+
     def add_host(self, name: str) -> Host:
         """A new host on the switch, addressed ``10.88.0.(n + 1)`` in order of creation."""
         if name in self.hosts:
@@ -238,7 +242,7 @@ class Lab:
                 lines.append(f'    oifname "{host.port}" numgen random mod 100 < {host.loss} drop')
         lines += ["  }", "}"]
         try:
-            done = subprocess.run([*self.exec_prefix(), "nft", "-f", "-"], input="\n".join(lines) + "\n",
+            done = subprocess.run([*self.exec_prefix(), "nft", "-f", "-"], check=False, input="\n".join(lines) + "\n",
                                   capture_output=True, text=True, timeout=15)
         except FileNotFoundError as exc:
             raise LabError("nft is missing (scripts/setup installs nftables)") from exc
@@ -263,7 +267,7 @@ class Lab:
             _run("ip", "netns", "del", name, check=False)
         return names
 
-    def __enter__(self) -> Lab:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
