@@ -99,7 +99,8 @@ class LossRun:
     start_width: int
     step_s: float | None  # loss on -> the lossy unit's encoder at a lower tier
     low_width: int | None
-    max_freeze_ms: float  # longest gap between pictures from the lossy unit while lossy
+    max_freeze_ms: float  # longest gap between pictures from the lossy unit while lossy (the peer's record)
+    polled_freeze_ms: float  # the same seen through status polls (up to a poll interval more)
     recovered_s: float | None  # loss off -> the encoder back at its first tier
     out_loss: list[float]  # what the lossy unit's peer reported losing (RTCP), each poll
 
@@ -110,7 +111,8 @@ class LossRun:
         seen = sorted(self.out_loss)
         median = f"{seen[len(seen) // 2] * 100:.1f} %" if seen else "none"
         return (f"{self.percent} % drop each way on one of two units' links: tier {self.start_width}px -> "
-                f"{self.low_width or '-'}px after {step}, back {back}; longest freeze {self.max_freeze_ms:.0f} ms; "
+                f"{self.low_width or '-'}px after {step}, back {back}; longest freeze {self.max_freeze_ms:.0f} ms "
+                f"(polled {self.polled_freeze_ms:.0f} ms); "
                 f"median reported loss {median}")
 
 
@@ -148,7 +150,13 @@ async def loss(root: Path, percent: int, *, lossy_s: float = 15.0, recover_s: fl
                 if reported is not None:
                     out_loss.append(reported)
                 await asyncio.sleep(POLL_S)
-            freeze = watch.gap_now(time.monotonic())
+            # the unit's own record of its freezes (exact), and a freeze still going on (polled)
+            t_end = time.time()
+            freezes = [gap for end, gap in (peer_named(await b.status(), a.name) or {}).get("freezes", [])
+                       if t_end - (time.monotonic() - t0) <= end <= t_end]
+            ongoing = time.monotonic() - watch.last_new if watch.last_new is not None else lossy_s
+            freeze_ms = max([*freezes, ongoing * 1000])
+            polled_ms = watch.gap_now(time.monotonic()) * 1000
             a.host.set_loss(0)
             t1 = time.monotonic()
             recovered_s = None
@@ -157,7 +165,7 @@ async def loss(root: Path, percent: int, *, lossy_s: float = 15.0, recover_s: fl
                     recovered_s = time.monotonic() - t1
                     break
                 await asyncio.sleep(POLL_S * 2)
-            return LossRun(percent, start_width, step_s, low_width, freeze * 1000, recovered_s, out_loss)
+            return LossRun(percent, start_width, step_s, low_width, freeze_ms, polled_ms, recovered_s, out_loss)
         finally:
             await site.close()
 
