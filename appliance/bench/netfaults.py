@@ -9,6 +9,8 @@ reports the figures; the tests run the same functions and check what the units d
   that unit's encoder runs a lower tier, the longest gap between pictures its peer shows
   from it while the loss lasts (a freeze), how long after the link is clean the tier is
   back. Figures ``loss5_tier_step_s`` and ``loss15_max_freeze_ms``.
+* :func:`rate_limit` -- the same with a ``tc`` token bucket on what the unit sends, below
+  what its best tier needs: figure ``rate_limit_tier_step_s`` (an addition to the issue's).
 * :func:`partition` -- one of three units loses its link for ``seconds``: the other two
   must go on receiving each other; the cut-off unit must say ``reconnecting``; once the
   link is back, how long until its pictures and the others' flow both ways again, without
@@ -25,15 +27,18 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from appliance.bench.labsite import LabSite, LabUnit, frames_from, peer_named, until
-from appliance.bench.netlab import Lab, LabError, missing
+from appliance.bench.netlab import Host, Lab, LabError, missing
 from appliance.bench.report import Result
 
 POLL_S = 0.1
+#: A token bucket that 640x480 does not fit through (about 600 kbit/s with audio) and 320x240 does (about 350).
+RATE_KBIT = 480
 #: Units that follow loss: the policy may pick up to 640x480, which two units can send each
 #: other on a shared machine; loss then has a tier to step down from.
 BEST_WIDTH = 640
@@ -95,7 +100,7 @@ def _width(status: dict[str, Any] | None) -> int | None:
 
 @dataclass
 class LossRun:
-    percent: int
+    fault: str  # what was done to the link, in words
     start_width: int
     step_s: float | None  # loss on -> the lossy unit's encoder at a lower tier
     low_width: int | None
@@ -110,7 +115,7 @@ class LossRun:
         back = f"{self.recovered_s:.1f} s after the link was clean" if self.recovered_s is not None else "not back"
         seen = sorted(self.out_loss)
         median = f"{seen[len(seen) // 2] * 100:.1f} %" if seen else "none"
-        return (f"{self.percent} % drop each way on one of two units' links: tier {self.start_width}px -> "
+        return (f"{self.fault} on one of two units' links: tier {self.start_width}px -> "
                 f"{self.low_width or '-'}px after {step}, back {back}; longest freeze {self.max_freeze_ms:.0f} ms "
                 f"(polled {self.polled_freeze_ms:.0f} ms); "
                 f"median reported loss {median}")
@@ -118,6 +123,19 @@ class LossRun:
 
 async def loss(root: Path, percent: int, *, lossy_s: float = 15.0, recover_s: float = 40.0) -> LossRun:
     """Two adaptive units; ``percent`` % loss on the first one's link for ``lossy_s`` seconds."""
+    return await _degraded(root, f"{percent} % drop each way", lambda h: h.set_loss(percent), lambda h: h.set_loss(0),
+                           lossy_s=lossy_s, recover_s=recover_s)
+
+
+async def rate_limit(root: Path, kbit: int, *, lossy_s: float = 15.0, recover_s: float = 40.0) -> LossRun:
+    """Two adaptive units; what the first one sends limited to ``kbit`` kbit/s (tc tbf) for
+    ``lossy_s`` seconds: less than its best tier needs, so the bucket drops what does not fit."""
+    return await _degraded(root, f"a {kbit} kbit/s token bucket", lambda h: h.set_rate(kbit), lambda h: h.set_rate(None),
+                           lossy_s=lossy_s, recover_s=recover_s)
+
+
+async def _degraded(root: Path, fault: str, spoil: Callable[[Host], None], mend: Callable[[Host], None], *,
+                    lossy_s: float, recover_s: float) -> LossRun:
     with Lab.create() as lab:
         site = LabSite(lab, root)
         try:
@@ -137,7 +155,7 @@ async def loss(root: Path, percent: int, *, lossy_s: float = 15.0, recover_s: fl
             watch.fold(await b.status(), time.monotonic())
             t0 = time.monotonic()
             watch.reset(t0)
-            a.host.set_loss(percent)
+            spoil(a.host)
             step_s = low_width = None
             out_loss: list[float] = []
             while (now := time.monotonic()) - t0 < lossy_s:
@@ -157,7 +175,7 @@ async def loss(root: Path, percent: int, *, lossy_s: float = 15.0, recover_s: fl
             ongoing = time.monotonic() - watch.last_new if watch.last_new is not None else lossy_s
             freeze_ms = max([*freezes, ongoing * 1000])
             polled_ms = watch.gap_now(time.monotonic()) * 1000
-            a.host.set_loss(0)
+            mend(a.host)
             t1 = time.monotonic()
             recovered_s = None
             while step_s is not None and time.monotonic() - t1 < recover_s:
@@ -165,7 +183,7 @@ async def loss(root: Path, percent: int, *, lossy_s: float = 15.0, recover_s: fl
                     recovered_s = time.monotonic() - t1
                     break
                 await asyncio.sleep(POLL_S * 2)
-            return LossRun(percent, start_width, step_s, low_width, freeze_ms, polled_ms, recovered_s, out_loss)
+            return LossRun(fault, start_width, step_s, low_width, freeze_ms, polled_ms, recovered_s, out_loss)
         finally:
             await site.close()
 
@@ -310,8 +328,8 @@ def run(quick: bool) -> list[Result]:
 
 
 async def measure(quick: bool) -> list[Result]:
-    names = ("loss5_tier_step_s", "loss15_max_freeze_ms", "partition_rejoin_s", "turn_only_connect_s")
-    units = ("s", "ms", "s", "s")
+    names = ("loss5_tier_step_s", "loss15_max_freeze_ms", "partition_rejoin_s", "turn_only_connect_s", "rate_limit_tier_step_s")
+    units = ("s", "ms", "s", "s", "s")
     why = missing()
     if why:
         return [Result(n, None, u, f"not measured: {why}") for n, u in zip(names, units, strict=True)]
@@ -339,6 +357,11 @@ async def measure(quick: bool) -> list[Result]:
             results.append(Result(names[3], _round(turn.connect_s, 2), "s", turn.detail))
         except LabError as exc:
             results.append(Result(names[3], None, "s", f"failed: {exc}"))
+        try:
+            limited = await rate_limit(root / "rate", RATE_KBIT, lossy_s=lossy_s)
+            results.append(Result(names[4], _round(limited.step_s, 2), "s", limited.detail))
+        except LabError as exc:
+            results.append(Result(names[4], None, "s", f"failed: {exc}"))
     return results
 
 

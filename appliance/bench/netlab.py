@@ -131,7 +131,7 @@ class Host:
         if kbit:
             burst = max(16, kbit // 8)  # about 1/8 s of traffic, at least a few full packets
             _run(*self.exec_prefix(), "tc", "qdisc", "add", "dev", self.interface, "root", "tbf",
-                 "rate", f"{kbit}kbit", "burst", f"{burst}kbit", "latency", "100ms")
+                 "rate", f"{kbit}kbit", "burst", f"{burst}kbit", "latency", "300ms")
 
     def set_link(self, up: bool) -> None:
         """Set this host's switch port up or down (the host sees its carrier come and go)."""

@@ -47,6 +47,13 @@ async def test_loss_steps_the_lossy_units_tier_down_and_back_and_its_video_keeps
     assert run.recovered_s is not None, run.detail  # a clean link brings the tier back
 
 
+async def test_a_rate_limit_below_the_best_tier_steps_the_tier_down(tmp_path: Path):
+    run = await netfaults.rate_limit(tmp_path, netfaults.RATE_KBIT, lossy_s=15.0)
+    assert run.step_s is not None and run.step_s <= 20, run.detail
+    assert run.low_width is not None and run.low_width < run.start_width, run.detail
+    # no bar on freezes here: near a bucket's rate, repair traffic keeps it overflowing (docs/network-faults.md)
+
+
 async def test_a_partitioned_unit_comes_back_by_itself_while_the_others_carry_on(tmp_path: Path):
     run = await netfaults.partition(tmp_path, 30.0)
     assert run.others_max_gap_ms < 3000, run.detail  # the two that stayed connected kept their streams
