@@ -49,11 +49,14 @@ class LabUnit:
             return None
         return json.loads(body) if code == 200 else None
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log_text(self) -> str:
         try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+            return self.log_file.read_text(errors="replace")
         except OSError:
             return ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     async def stop(self, timeout: float = 10.0) -> None:
         if self.proc.returncode is None:

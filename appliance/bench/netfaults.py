@@ -251,7 +251,7 @@ async def partition(root: Path, seconds: float = 30.0, *, rejoin_timeout: float 
                     if w.last_new != before:
                         w.samples.append(now)
                 state = (statuses[pairs.index((c, a))] or {}).get("state")
-                if state and states[-1] != state:
+                if state and (not states or states[-1] != state):
                     states.append(state)
                 # fresh pictures (two new frame counts each) on all four streams to and from the cut-off unit
                 if all(len(w.samples) >= 2 for w in watches) and state == "in_call":
@@ -307,7 +307,7 @@ async def turn_only(root: Path, *, timeout: float = 30.0) -> TurnRun:
                     first = max(pa["first_frame_at"], pb["first_frame_at"]) - joined
                     break
                 await asyncio.sleep(POLL_S)
-            logs = a.log_tail(100000) + "\n" + b.log_tail(100000)
+            logs = a.log_text() + "\n" + b.log_text()
             allocations = logs.count("TURN allocation created")
             succeeded = [ln for ln in logs.splitlines() if "-> State.SUCCEEDED" in ln]
             via_turn = sum(1 for ln in succeeded if f"('{lab.address}'," in ln)

@@ -13,7 +13,7 @@ is pulled), and nftables rules that drop UDP between hosts so only a TURN relay 
 
 The benches and the tests use the same :class:`Lab`, so a bench figure comes from the same
 code a test checks. Everything is torn down in :meth:`Lab.close` (deleting a namespace takes
-its veth ends, bridge and rules with it); :meth:`Lab.sweep` removes a lab a killed run left.
+its veth ends, bridge and rules with it); a new lab first removes those of killed runs.
 """
 
 from __future__ import annotations
@@ -178,7 +178,8 @@ class Lab:
         why = missing()
         if why:
             raise LabError(why)
-        lab = cls(f"{PREFIX}{os.getpid()}{secrets.token_hex(2)}")
+        Lab.sweep()
+        lab = cls(f"{PREFIX}{os.getpid()}x{secrets.token_hex(2)}")
         try:
             lab._add_namespace(lab.hub)
             _run("ip", "-n", lab.hub, "link", "add", "br0", "type", "bridge")
@@ -259,13 +260,18 @@ class Lab:
         self._namespaces.clear()
 
     @staticmethod
-    def sweep(pid: int) -> list[str]:
-        """Delete the namespaces a lab of process ``pid`` left behind (a run that was killed)."""
+    def sweep() -> list[str]:
+        """Delete the namespaces of labs whose process is gone (a run that was killed before
+        it could close its lab); a lab of a running process is never touched."""
         out = _run("ip", "netns", "list", check=False).stdout
-        names = [line.split()[0] for line in out.splitlines() if line.startswith(f"{PREFIX}{pid}")]
-        for name in names:
-            _run("ip", "netns", "del", name, check=False)
-        return names
+        gone = []
+        for line in out.splitlines():
+            name = line.split()[0] if line.strip() else ""
+            pid = name[len(PREFIX):].partition("x")[0]
+            if name.startswith(PREFIX) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                _run("ip", "netns", "del", name, check=False)
+                gone.append(name)
+        return gone
 
     def __enter__(self) -> Self:
         return self

@@ -121,3 +121,16 @@ def test_a_rate_limit_caps_what_a_host_sends(lab: Lab):
     kbit = received * 8 / 1000 / (time.monotonic() - start)
     assert sent * 8 / 1000 / 2.0 > 3000 and 400 < kbit < 1500, (sent, kbit)
     a.set_rate(None)
+
+
+def test_a_new_lab_removes_the_namespaces_a_killed_run_left_and_no_others():
+    proc = subprocess.Popen(["true"])  # a pid that has ended
+    proc.wait()
+    orphan = f"wmlab{proc.pid}x0000-hub"
+    subprocess.run(["ip", "netns", "add", orphan], check=True)
+    try:
+        with Lab.create() as lab:  # our own lab (a live pid) is left alone while it runs
+            assert orphan not in lab_namespaces()
+            assert Lab.sweep() == [] and lab.hub in lab_namespaces()
+    finally:
+        subprocess.run(["ip", "netns", "del", orphan], check=False, capture_output=True)

@@ -31,7 +31,7 @@ def nothing_left_behind():
     import os
 
     out = subprocess.run(["ip", "netns", "list"], check=False, capture_output=True, text=True).stdout
-    left = [line.split()[0] for line in out.splitlines() if line.startswith(f"{PREFIX}{os.getpid()}")]
+    left = [line.split()[0] for line in out.splitlines() if line.startswith(f"{PREFIX}{os.getpid()}x")]
     assert not left, f"namespaces left behind: {left}"
 
 
