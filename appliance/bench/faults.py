@@ -13,6 +13,9 @@ Two figures, both against a real ``wallmesh signal`` process on loopback:
   and never say hello, a third join rooms and never read while a sender in their room
   fills their queues with large frames. Each one closed by the server is replaced at once,
   so the pressure lasts the whole run. The detail says how the server's memory moved.
+
+Then the network faults on real units in namespaces (:mod:`appliance.bench.netfaults`):
+``loss5_tier_step_s``, ``loss15_max_freeze_ms``, ``partition_rejoin_s``, ``turn_only_connect_s``.
 """
 
 from __future__ import annotations
@@ -52,7 +55,9 @@ KINDS = ("partial-head", "no-hello", "never-reads")
 
 
 def run(quick: bool) -> list[Result]:
-    return asyncio.run(measure(quick))
+    from appliance.bench import netfaults
+
+    return asyncio.run(measure(quick)) + netfaults.run(quick)
 
 
 async def measure(quick: bool, *, silent: int | None = None, seconds: float | None = None,

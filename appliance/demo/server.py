@@ -47,8 +47,8 @@ async def start(state_dir: Path, port: int = 0, host: str = "127.0.0.1", **extra
     return server
 
 
-async def _main(state_dir: Path, port: int, host: str, max_room_size: int) -> None:
-    server = await start(state_dir, port, host, max_room_size=max_room_size)
+async def _main(state_dir: Path, port: int, host: str, max_room_size: int, **extra: Any) -> None:
+    server = await start(state_dir, port, host, max_room_size=max_room_size, **extra)
     print(f"listening on {server.url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -66,9 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--host", default="127.0.0.1", help="127.0.0.1, or an address inside a test's namespace")
     parser.add_argument("--max-room-size", type=int, default=6)
+    parser.add_argument("--turn-url", action="append", default=[], help="a TURN url handed out in welcome (repeatable)")
+    parser.add_argument("--turn-secret", default="", help="coturn's static-auth-secret, for TURN REST credentials")
     args = parser.parse_args(argv)
     args.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    asyncio.run(_main(args.state_dir, args.port, args.host, args.max_room_size))
+    extra = {"ice": {"turn_urls": args.turn_url, "turn_secret": args.turn_secret}} if args.turn_url else {}
+    asyncio.run(_main(args.state_dir, args.port, args.host, args.max_room_size, **extra))
     return 0
 
 

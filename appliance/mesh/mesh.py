@@ -259,7 +259,12 @@ class Mesh(Generic[PeerT]):
         """Re-key a stale but live link to a reappearing participant of the same name."""
         name = str(entry.get("name") or "")
         remote = str(entry["peer_id"])
-        if not name or remote in self.peers or self.local_id is None:
+        if self.local_id is None:
+            return None
+        known = self.peers.get(remote)
+        if known is not None and known.stale:
+            return self._resume(known)
+        if not name or remote in self.peers:
             return None
         same = [p for p in self.peers.values() if p.stale and p.name == name]
         if len(same) != 1:
@@ -271,6 +276,20 @@ class Mesh(Generic[PeerT]):
         del self.peers[peer.remote_id]
         peer.rekey(self.local_id, remote)
         self.peers[remote] = peer
+        return peer
+
+    def _resume(self, peer: PeerT) -> PeerT:
+        """A stale link whose participant kept its id: only this unit's session changed (its
+        link went down and came back, the others stayed). The participant now knows this unit
+        by its new id: a link whose media still flows goes on under it; a dead one starts over
+        with an offer (this unit is the one that joined later)."""
+        assert self.local_id is not None
+        age = peer.last_media_age()
+        alive = peer.connection_state == "connected" and age is not None and age <= self.stale_grace
+        peer.rekey(self.local_id, peer.remote_id)
+        if not alive:
+            log.info("mesh: %s (%s) is still in the room; its link is dead: starting it over", peer.remote_id, peer.name)
+            self._spawn(peer.rebuild(), f"rebuild-{peer.remote_id}")
         return peer
 
     async def _on_peer_left(self, remote: str, reason: str) -> None:

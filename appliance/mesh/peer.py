@@ -400,6 +400,8 @@ class Peer:
             "remb_dropped": self.remb_dropped,
             "connected_at": _wall(self.connected_at),
             "first_frame_at": _wall(video.first_frame_at if video else None),
+            "freezes": [[round(time.time() - (time.monotonic() - end), 4), round(gap * 1000, 1)] for end, gap in video.freezes]
+            if video else [],
         }
         if samples:
             out["latency_samples_ms"] = [round(x, 2) for x in video.latencies_ms] if video else []

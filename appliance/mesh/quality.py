@@ -3,10 +3,17 @@
 A full mesh sends the same stream N-1 times, so the upload a unit needs is
 ``(participants - 1) × bitrate``. :func:`ceiling` is the best tier that fits the configured
 budget (and an optional cap). :class:`QualityPolicy` then follows measured packet loss:
-sustained loss above ``loss_high`` steps one tier down; a long clean spell (loss below
-``loss_low``) steps one tier back up, never above the ceiling. The gap between the two
-thresholds and the longer wait to go up are the hysteresis that keeps it from flapping.
-A change of mesh size applies at once (it changes what the budget allows).
+when the mean loss over the last ``down_after`` seconds reaches ``loss_high`` it steps one
+tier down; a long clean spell (every reading below ``loss_low``) steps one tier back up,
+never above the ceiling. The gap between the two thresholds and the longer wait to go up
+are the hysteresis that keeps it from flapping. A change of mesh size applies at once (it
+changes what the budget allows).
+
+The loss is what the peers' receiver reports say (RTCP ``fractionLost``, each over about a
+second of packets): noisy, and lower than the drop on the wire, since packets that NACK
+recovered in time count as received. A link that drops 5 % reads 3-6 % from one report to
+the next, so the step-down looks at a mean over a window (one quiet report must not cancel
+a bad spell) and ``loss_high`` sits at 3 %.
 
 No media here: the unit feeds it figures from getStats and gives the chosen tier to
 :meth:`appliance.mesh.fanout.SharedVideo.reconfigure`.
@@ -15,6 +22,7 @@ No media here: the unit feeds it figures from getStats and gives the chosen tier
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -77,7 +85,7 @@ class QualityPolicy:
         *,
         upload_budget: int = 20_000_000,
         max_tier: Tier = TIERS[-1],
-        loss_high: float = 0.05,
+        loss_high: float = 0.03,
         loss_low: float = 0.01,
         down_after: float = 2.0,
         up_after: float = 10.0,
@@ -89,7 +97,7 @@ class QualityPolicy:
         self.loss_high, self.loss_low = loss_high, loss_low
         self.down_after, self.up_after = down_after, up_after
         self._loss_cap = len(TIERS) - 1  # index loss allows
-        self._bad_since: float | None = None
+        self._recent: deque[tuple[float, float]] = deque(maxlen=4096)  # (time, loss) over the last down_after s
         self._clean_since: float | None = None
         self._ceiling = TIERS.index(ceiling(2, upload_budget, max_tier))
         self.tier = TIERS[self._ceiling]
@@ -104,22 +112,23 @@ class QualityPolicy:
             loss = min(max(loss, 0.0), 1.0)
         self._ceiling = TIERS.index(ceiling(participants, self.upload_budget, self.max_tier))
         current = min(self._ceiling, self._loss_cap)
-        if loss >= self.loss_high:
-            self._clean_since = None
-            if self._bad_since is None:
-                self._bad_since = now
-            elif now - self._bad_since >= self.down_after and current > 0:
-                self._loss_cap = current - 1
-                self._bad_since = now  # another full spell before the next step down
-        elif loss <= self.loss_low:
-            self._bad_since = None
+        recent = self._recent
+        recent.append((now, loss))
+        while len(recent) > 1 and recent[1][0] <= now - self.down_after:
+            recent.popleft()  # keep one reading at or before the window's start
+        covered = now - recent[0][0] >= self.down_after
+        mean = sum(x for _, x in recent) / len(recent)
+        if covered and mean >= self.loss_high and current > 0:
+            self._loss_cap = current - 1
+            recent.clear()  # another full window before the next step down
+        if loss <= self.loss_low:
             if self._clean_since is None:
                 self._clean_since = now
             elif now - self._clean_since >= self.up_after and self._loss_cap < self._ceiling:
                 self._loss_cap = min(self._loss_cap, self._ceiling) + 1
                 self._clean_since = now
-        else:  # between the thresholds: hold, and restart both spells
-            self._bad_since = self._clean_since = None
+        else:  # any loss restarts the clean spell
+            self._clean_since = None
         self._loss_cap = max(self._loss_cap, 0)
         self.tier = TIERS[min(self._ceiling, self._loss_cap)]
         return self.tier

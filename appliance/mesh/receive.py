@@ -67,8 +67,14 @@ class _Rate:
         return len(self.times) / self.window
 
 
+#: A gap between two pictures longer than this is a freeze the room notices (at 15 fps a
+#: picture comes every 67 ms).
+FREEZE_S = 0.2
+
+
 class VideoReceiver:
-    """Drains one remote video track; exposes :attr:`latest`, fps and glass-to-glass latency."""
+    """Drains one remote video track; exposes :attr:`latest`, fps, glass-to-glass latency
+    and the recent freezes (gaps between pictures of over :data:`FREEZE_S`)."""
 
     def __init__(
         self,
@@ -87,6 +93,7 @@ class VideoReceiver:
         self.frames = 0
         self.first_frame_at: float | None = None
         self.latencies_ms: collections.deque[float] = collections.deque(maxlen=keep)
+        self.freezes: collections.deque[tuple[float, float]] = collections.deque(maxlen=32)  # (monotonic end, seconds)
         self._rate = _Rate()
         self._task: asyncio.Task[None] | None = None
 
@@ -121,6 +128,9 @@ class VideoReceiver:
                 stamp = None
             if stamp is not None:
                 self.latencies_ms.append((time.time() - stamp.capture_time) * 1000.0)
+        before = self.latest.frame_time
+        if before is not None and now - before > FREEZE_S:
+            self.freezes.append((now, now - before))
         self.latest = Latest(frame, now, stamp)
         self.frames += 1
         if self.on_frame is not None:

@@ -17,7 +17,8 @@ Where things live:
 * :mod:`~appliance.unit.signaling` — ``SignalClient``: locate the server (the
   configured URL, or mDNS via :mod:`~appliance.unit.discovery`), pin its
   certificate, enroll and get a token (:mod:`~appliance.unit.credentials`),
-  ``hello``/``join``, relay signals, reconnect with capped jittered backoff.
+  ``hello``/``join``, relay signals, reconnect with capped jittered backoff (cut short
+  when :mod:`~appliance.unit.links` sees a network link come back up).
 * :mod:`~appliance.unit.media` — ``UnitMedia``, the unit's media as the mesh sees
   it: the camera behind one shared encoder, the microphone read once for all
   peers, the speaker mixer, the self-view tee, and the per-peer video gate.

@@ -28,6 +28,7 @@ from appliance.errors import AuthError, ProtocolError, WallmeshError
 from appliance.netaddr import parse_fingerprint
 from appliance.unit import credentials
 from appliance.unit.config import UnitConfig
+from appliance.unit.links import LinkWatch
 from appliance.wall.status import SignalingStatus
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class SignalClient:
         self._task: asyncio.Task[None] | None = None
         self._session: Any = None
         self._closing = False
+        self._wake = asyncio.Event()  # a link came up: the next round need not wait out the backoff
+        self.links = LinkWatch(conf.ice.interfaces, self.link_up)  # sets it; started with the client
 
     def status(self) -> SignalingStatus:
         """The ``signaling`` part of ``GET /status``."""
@@ -90,9 +93,17 @@ class SignalClient:
 
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=5))
         self._task = asyncio.create_task(self._run(), name=f"signal-{self.device_id}")
+        self.links.start()
+
+    def link_up(self, name: str) -> None:
+        """A network link came (back) up: without a session, try again now, not after the backoff."""
+        if not self.connected.is_set() and not self._closing:
+            log.info("signal %s: link %s is up; trying the server again now", self.device_id, name)
+            self._wake.set()
 
     async def close(self) -> None:
         self._closing = True
+        await self.links.close()
         if self._ws is not None and not self._ws.closed:
             with contextlib.suppress(Exception):  # best effort on the way out
                 await asyncio.wait_for(self._send(protocol.Leave()), 1)
@@ -138,6 +149,7 @@ class SignalClient:
     async def _run(self) -> None:
         delays = backoff_delays(self.conf.server.backoff_max_s)
         while not self._closing:
+            self._wake.clear()  # a link that comes up during this round cuts the next wait short
             try:
                 await self._round()
                 delays = backoff_delays(self.conf.server.backoff_max_s)  # a good session resets it
@@ -164,7 +176,11 @@ class SignalClient:
                     await self.handler.on_signaling_down()
             if self._closing:
                 break
-            await asyncio.sleep(next(delays))
+            try:
+                await asyncio.wait_for(self._wake.wait(), next(delays))
+                delays = backoff_delays(self.conf.server.backoff_max_s)  # a new link: start the backoff afresh
+            except TimeoutError:
+                pass
 
     async def _locate(self) -> tuple[str, bytes | None]:
         server = self.conf.server

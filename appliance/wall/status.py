@@ -75,6 +75,8 @@ tell; ``loop_lag_ms``, the event loop's worst delay over the last second.
   ``audio_inline`` — remote Opus goes straight to the mixer on the loop (aiortc's decoder thread skipped);
   ``remb_dropped`` — aiortc's receive-side bandwidth estimator is off for this link (a unit's shared encoder ignores REMB);
 * ``connected_at``, ``first_frame_at`` — wall-clock times, ``null`` until they happen;
+* ``freezes`` — the latest gaps of over 200 ms between its pictures (at most 32), each
+  ``[wall-clock time the next picture came, gap in ms]``: a frozen tile, as the room saw it;
 * ``latency_samples_ms`` — only with ``[status] samples = true``: recent latency samples.
 """
 
@@ -121,6 +123,7 @@ class PeerStatus(TypedDict):
     remb_dropped: bool
     connected_at: float | None
     first_frame_at: float | None
+    freezes: list[list[float]]
     latency_samples_ms: NotRequired[list[float]]
     account: NotRequired[str]
 

@@ -210,6 +210,23 @@ async def test_after_the_server_came_back_live_links_are_rekeyed_not_duplicated(
     await room.mesh.close()
 
 
+async def test_after_only_this_unit_reconnected_the_others_ids_are_kept_and_dead_links_start_over():
+    room = Room(stale_grace=3.0)
+    room.session("old-me")
+    await room.joined("old-me", ("u1", "alpha"), ("u2", "beta"))
+    alpha, beta = room.peer("u1"), room.peer("u2")
+    room.session("new-me")  # this unit's link was down: only its own id changes
+    alpha.state, alpha.media_age = "connected", 25.0  # no media for the whole outage (consent not failed yet)
+    beta.media_age = 0.2  # its media kept flowing
+    await room.joined("new-me", ("u1", "alpha"), ("u2", "beta"))
+    # the same links, under this unit's new id and no longer stale: nobody is left for housekeeping to retire
+    assert room.peer("u1") is alpha and room.peer("u2") is beta and len(room.made) == 2
+    assert not alpha.stale and not beta.stale
+    assert alpha.calls == [("offer",), ("rekey", "new-me", "u1"), ("rebuild",)]  # the dead one starts over
+    assert beta.calls == [("offer",), ("rekey", "new-me", "u2")]  # the live one goes on
+    await room.mesh.close()
+
+
 async def test_a_link_is_rekeyed_only_to_one_unambiguous_same_name_participant():
     room = Room()
     room.session("m1")

@@ -209,3 +209,24 @@ async def test_discovery_without_a_server_times_out_with_a_clear_error():
 
     with pytest.raises(DiscoveryError, match="_wallmesh._tcp"):
         await discover(["127.0.0.1"], timeout=1.0)
+
+
+async def test_a_link_coming_up_cuts_the_reconnect_backoff_short(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on: every try is refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    def tries(rec: Recorder) -> int:
+        return len(rec.unreachable) + len(rec.errors)
+
+    rec = Recorder()
+    client = SignalClient(unit_conf(tmp_path, "u1", f"http://127.0.0.1:{port}", backoff_max_s=600), rec, name="u1")
+    await client.start()
+    try:
+        # five refused tries: the backoff has grown to 4-8 s before the sixth
+        await until(lambda: tries(rec) >= 5, what="five refused tries")
+        client.link_up("eth0")  # what the link watch calls when a link comes (back) up
+        await until(lambda: tries(rec) >= 6, timeout=1.5, what="a try right after the link came up")
+    finally:
+        await client.close()
