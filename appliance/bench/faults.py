@@ -52,7 +52,12 @@ KINDS = ("partial-head", "no-hello", "never-reads")
 
 
 def run(quick: bool) -> list[Result]:
-    return asyncio.run(measure(quick))
+    from appliance.bench import soak, watchdog
+
+    results = asyncio.run(measure(quick))
+    results.extend(watchdog.run(quick))
+    results.extend(soak.run(quick))
+    return results
 
 
 async def measure(quick: bool, *, silent: int | None = None, seconds: float | None = None,
