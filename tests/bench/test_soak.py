@@ -46,8 +46,9 @@ def test_slope_and_fd_growth_from_a_series() -> None:
 
 
 def test_sampler_follows_children_and_names_them(tmp_path: Path) -> None:
-    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-                               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"])
+    script = ("import subprocess, sys, time; "
+              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", script])
     try:
         sampler = Sampler({"parent": parent.pid}, labels={"parent": "child"})
         for _ in range(50):

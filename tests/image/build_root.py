@@ -22,7 +22,7 @@ def build(dest: Path) -> Path:
     wheels.mkdir(exist_ok=True)
     build_wheels(wheels)
     env = dict(os.environ, WALLMESH_WHEELS=str(wheels), WALLMESH_SYSTEMD_DIR=str(REPO / "systemd"))
-    done = subprocess.run([str(REPO / "image/run-stage.sh"), str(STAGE), str(root)], env=env,
+    done = subprocess.run([str(REPO / "image/run-stage.sh"), str(STAGE), str(root)], env=env, check=False,
                           capture_output=True, text=True, timeout=800)
     if done.returncode != 0:
         sys.exit(f"image stage failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
