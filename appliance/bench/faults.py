@@ -13,6 +13,11 @@ Two figures, both against a real ``wallmesh signal`` process on loopback:
   and never say hello, a third join rooms and never read while a sender in their room
   fills their queues with large frames. Each one closed by the server is replaced at once,
   so the pressure lasts the whole run. The detail says how the server's memory moved.
+
+The part also runs :mod:`appliance.bench.watchdog` (``watchdog_rejoin_s``: the image's
+systemd restarts a killed and a hung unit) and :mod:`appliance.bench.soak`
+(``soak_rss_slope_kb_per_min``, ``soak_fd_growth``: a 4-unit room for 30 minutes, 5 with
+``--quick``).
 """
 
 from __future__ import annotations

@@ -190,6 +190,7 @@ class Rejoin:
     joined: float
     first_frame: float
     watchdog_fired: bool  # systemd logged a watchdog timeout for the old process
+    launched: float | None = None  # the launcher chose the version and exec'd the daemon
 
     @property
     def seconds(self) -> float:
@@ -226,10 +227,10 @@ async def fault(container: Container, kind: str, timeout: float = 120) -> Rejoin
     if after.get("MainPID") == pid or after.get("NRestarts") == before.get("NRestarts"):
         raise WatchdogError(f"systemd did not restart {SERVICE} after {kind}: {before} -> {after}")
     first = min(p["first_frame_at"] for p in status["peers"] if p.get("first_frame_at"))
-    since = f"@{int(at)}"
-    journal = container.run("journalctl", "--no-pager", "-o", "cat", "--since", since, "-u", SERVICE).stdout
+    journal = container.run("journalctl", "--no-pager", "-o", "short-unix", "--since", f"@{int(at)}", "-u", SERVICE).stdout
+    launched = [float(line.split()[0]) for line in journal.splitlines() if "update launch: starting" in line]
     return Rejoin(kind, at, _mono_to_wall(after["ExecMainStartTimestampMonotonic"]), status["started"],
-                  status["joined_at"], first, "watchdog timeout" in journal.lower())
+                  status["joined_at"], first, "watchdog timeout" in journal.lower(), launched[-1] if launched else None)
 
 
 @contextlib.asynccontextmanager
@@ -272,7 +273,8 @@ async def measure(image_root: Path, work: Path) -> list[Rejoin]:
 
 def results(rejoins: list[Rejoin]) -> list[Result]:
     parts = [f"{r.fault}: restarted {r.started_at - r.fault_at:.1f} s after the fault"
-             f"{' (watchdog timeout)' if r.watchdog_fired else ''}, start -> daemon built "
+             f"{' (watchdog timeout)' if r.watchdog_fired else ''}, start -> "
+             f"{f'launcher exec {r.launched - r.started_at:.2f} s -> ' if r.launched else ''}daemon built "
              f"{r.constructed - r.started_at:.2f} s -> joined {r.joined - r.started_at:.2f} s -> first remote frame "
              f"{r.first_frame - r.started_at:.2f} s" for r in rejoins]
     worst = max(rejoins, key=lambda r: r.seconds)
