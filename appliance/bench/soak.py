@@ -212,9 +212,14 @@ def results(run: SoakRun) -> list[Result]:
     if run.incomplete:
         where += f"; room not whole at {', '.join(run.incomplete)}"
     where += f"; load avg {os.getloadavg()[0]:.1f}; warm-up {run.warmup_min:g} min left out"
+    # growth that settles (an allocator reaching the churn's high-water mark) flattens in the
+    # second half of the measured window; a leak keeps its slope there
+    half = run.warmup_min + (run.minutes - run.warmup_min) / 2
+    late = rss_series.rss_slope(half) if rss_series is not None else None
+    trend = f"; its slope after minute {half:.0f}: {late:.0f} KiB/min" if late is not None else ""
     return [
         Result("soak_rss_slope_kb_per_min", None if rss is None else round(rss, 1), "KiB/min",
-               f"worst {rss_series.name if rss_series else '-'}; {where}; bar 50 KiB/min; {per}"),
+               f"worst {rss_series.name if rss_series else '-'}{trend}; {where}; bar 50 KiB/min; {per}"),
         Result("soak_fd_growth", fds, "fds", f"worst {fd_series.name if fd_series else '-'}; {where}; bar 0"),
     ]
 
