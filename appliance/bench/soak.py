@@ -24,6 +24,13 @@ encoder state filling up. Over the full run it is 5 minutes: by then every unit 
 and rejoined once (4 cycles) and one more cycle has run with all of that in place. The
 quick run (5 minutes) keeps only the first minute out, so its slope carries some of that
 start-up growth: a smoke test of the soak, not its figure.
+
+Five minutes is not always enough: on the 2-core development machine the units' resident
+memory went on rising after it, ever more slowly (about 450 KiB/min from minute 5, 150
+from minute 15, near zero from minute 20 for most), while their Python heap (tracemalloc),
+object counts and malloc's arenas stayed flat and a room without joins and leaves grew by
+a few KiB a minute. So the detail also gives the worst process's slope over the second
+half of the window: growth that settles flattens there, a leak does not.
 """
 
 from __future__ import annotations
