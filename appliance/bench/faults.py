@@ -16,6 +16,11 @@ Two figures, both against a real ``wallmesh signal`` process on loopback:
 
 Then the network faults on real units in namespaces (:mod:`appliance.bench.netfaults`):
 ``loss5_tier_step_s``, ``loss15_max_freeze_ms``, ``partition_rejoin_s``, ``turn_only_connect_s``.
+
+The part also runs :mod:`appliance.bench.watchdog` (``watchdog_rejoin_s``: the image's
+systemd restarts a killed and a hung unit) and :mod:`appliance.bench.soak`
+(``soak_rss_slope_kb_per_min``, ``soak_fd_growth``: a 4-unit room for 30 minutes, 5 with
+``--quick``).
 """
 
 from __future__ import annotations
@@ -55,9 +60,13 @@ KINDS = ("partial-head", "no-hello", "never-reads")
 
 
 def run(quick: bool) -> list[Result]:
-    from appliance.bench import netfaults
+    from appliance.bench import netfaults, soak, watchdog
 
-    return asyncio.run(measure(quick)) + netfaults.run(quick)
+    results = asyncio.run(measure(quick))
+    results.extend(netfaults.run(quick))
+    results.extend(watchdog.run(quick))
+    results.extend(soak.run(quick))
+    return results
 
 
 async def measure(quick: bool, *, silent: int | None = None, seconds: float | None = None,

@@ -160,6 +160,12 @@ class Site:
                 await asyncio.sleep(0.2)  # let the store's children go too
 
     @property
+    def server_pid(self) -> int | None:
+        """The server process's PID when it runs as one (its store is a child of it)."""
+        proc = self._server_proc
+        return proc.pid if proc is not None and proc.returncode is None else None
+
+    @property
     def token_file(self) -> Path:
         return self.server_dir / demo_server.TOKEN_FILE
 

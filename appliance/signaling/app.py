@@ -225,6 +225,7 @@ async def metrics(request: web.Request) -> web.Response:
     m.rooms.set(len(s.hub.rooms))
     m.members.set(s.hub.members)
     m.store_up.set(1 if s.store.available else 0)
+    m.asyncio_tasks.set(len(asyncio.all_tasks()))
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
 
 

@@ -32,6 +32,7 @@ class Metrics:
         )
         self.store_up = Gauge("wallmesh_signal_store_up", "1 when the store is reachable", registry=r)
         self.store_restarts = Counter("wallmesh_signal_store_restarts", "times the embedded store was started again after it died", registry=r)
+        self.asyncio_tasks = Gauge("wallmesh_signal_asyncio_tasks", "asyncio tasks in the server's process (leak checks)", registry=r)
         self.calllog_dropped = Counter("wallmesh_signal_calllog_dropped", "call-log records dropped while the store was away", registry=r)
         # Hot-path counters are plain ints folded in at scrape time: a prometheus Counter.inc()
         # takes a lock, which costs more than the relay itself.

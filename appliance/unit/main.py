@@ -35,6 +35,7 @@ def run_daemon(conf: UnitConfig, *, seconds: float | None = None) -> int:
     """Run a unit daemon until a signal (or ``seconds``) in a fresh event loop."""
     for check in (aiortc_hooks.check, aioice_hooks.check):  # an untested library refuses to start
         check()
+    aiortc_hooks.install_dtls_verify()  # DTLS handshakes under the unit's MemoryDenyWriteExecute=yes
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         return runner.run(serve(conf, seconds=seconds))
 

@@ -3,7 +3,8 @@
 wallmesh's receive and fan-out paths are fast because they replace private parts of
 aiortc 1.16 (pinned in pyproject.toml): a receiver's decoder queue, jitter buffer and
 bandwidth estimator (:mod:`.receiver`, with the replacements in :mod:`.decode`,
-:mod:`.jitter` and :mod:`.inlet`), and a sender's keyframe handling (:mod:`.sender`).
+:mod:`.jitter` and :mod:`.inlet`), and a sender's keyframe handling (:mod:`.sender`);
+its DTLS contexts get a certificate callback that works under W^X (:mod:`.dtls`).
 This package is the only place in wallmesh allowed to touch aiortc's underscore names
 or reassign its module globals (``tests/test_internals.py`` enforces it).
 
@@ -27,6 +28,7 @@ from appliance.mesh.aiortc_hooks.decode import (
     DecodeRoute,
     h264_keyframe,
 )
+from appliance.mesh.aiortc_hooks.dtls import install_dtls_verify
 from appliance.mesh.aiortc_hooks.inlet import AudioInlet, CountingTrack
 from appliance.mesh.aiortc_hooks.jitter import (
     MAX_AUDIO_MISORDER,
@@ -68,7 +70,7 @@ __all__ = [
     "INLINE_DECODE_MS", "INLINE_DECODE_PIXELS", "KEYFRAME_ASK_INTERVAL", "MAX_AUDIO_MISORDER",
     "MAX_DECODE_BACKLOG", "MAX_GAP_WAIT", "TESTED", "AudioInlet", "AudioPassThrough", "CountingTrack",
     "DecodeBacklog", "DecodeRoute", "GapSkippingJitterBuffer", "check", "drop_remb", "h264_keyframe",
-    "install_inline_audio", "install_inline_video", "on_keyframe_request", "pin_h264_bitrate",
+    "install_dtls_verify", "install_inline_audio", "install_inline_video", "on_keyframe_request", "pin_h264_bitrate",
     "remove_keyframe_request", "use_h264_encoder",
 ]
 
