@@ -1,0 +1,441 @@
+"""``SfuBroker``: the signaling server's side of rooms that go through Janus.
+
+The hub asks the broker three things: how large a room may grow (the mesh cap without a
+live SFU, the SFU's cap with one), what mode a room is in, and to handle a ``signal``
+addressed to :data:`~appliance.protocol.SFU_PEER_ID`. Everything Janus sees comes from
+here: one VideoRoom per wallmesh room (a random numeric id, created with the admin key,
+the publisher limit set explicitly), one publisher handle per participant (its feed's
+display is its wallmesh peer id) and one multistream subscriber handle per participant,
+subscribed to every *other* live feed of the *same* room — the only feeds it ever names,
+so nothing crosses rooms and a participant only gets there through a granted ``join``.
+
+Descriptions: a client offers to publish (``data.stream == "publish"``) and gets Janus's
+answer back; Janus offers each subscription (``stream: "subscribe"``, with ``session`` and
+``streams``: which mid carries which peer's audio or video) and the client answers. When
+the set of live feeds changes the subscription is rebuilt on a new handle (the old one is
+detached a few seconds later, so the client's tiles keep moving until the new one runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from appliance import protocol
+from appliance.errors import ProtocolError
+from appliance.signaling.sfu.janus import JanusError, JanusSession, SfuUnavailable
+from appliance.signaling.sfu.policy import ModePolicy
+
+if TYPE_CHECKING:
+    from appliance.signaling.config import Sfu
+    from appliance.signaling.rooms import Participant
+
+log = logging.getLogger(__name__)
+
+RESUBSCRIBE_DEBOUNCE_S = 0.3
+OLD_HANDLE_GRACE_S = 4.0
+ANSWER_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Member:
+    publisher: int | None = None  # Janus handle
+    feed: int | None = None
+    live: bool = False  # Janus receives its media
+    subscriber: int | None = None
+    subscribed: frozenset[int] = frozenset()
+    session: int = 0  # counts this member's subscriptions
+    answer: asyncio.Future[dict[str, Any]] | None = None
+    busy: bool = False
+    dirty: bool = False
+
+
+@dataclass
+class SfuRoom:
+    name: str
+    mode: str = "mesh"
+    epoch: int = 0
+    janus_id: int | None = None
+    pin: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    small_since: float | None = None
+    members: dict[str, Member] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    resubscribe: asyncio.TimerHandle | None = None
+
+
+class SfuBroker:
+    """See the module docstring. ``members_of(room)`` is the hub's roster of a room."""
+
+    def __init__(
+        self,
+        config: Sfu,
+        *,
+        mesh_cap: int,
+        api_secret: str,
+        admin_key: str,
+        members_of: Callable[[str], dict[str, Participant]],
+    ) -> None:
+        self.config = config
+        self.mesh_cap = mesh_cap
+        escalate = config.escalate_at or mesh_cap + 1
+        self.policy = ModePolicy(min(escalate, mesh_cap + 1), config.return_below, config.return_after_s)
+        self.max_room_size = max(config.max_room_size, mesh_cap)
+        self.api_secret = api_secret
+        self.admin_key = admin_key
+        self.members_of = members_of
+        self.rooms: dict[str, SfuRoom] = {}
+        self.janus: JanusSession | None = None
+        self._feeds = itertools.count(secrets.randbelow(2**20) * 1000 + 1)
+        self._handles: dict[int, tuple[str, str, str]] = {}  # janus handle -> (room, peer id, role)
+        self._jobs: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    # -- what the hub asks -----------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        return self.janus is not None and self.janus.alive
+
+    def capacity(self, room: str) -> int:
+        state = self.rooms.get(room)
+        if self.available:
+            return self.max_room_size
+        return max(self.mesh_cap, len(state.members) if state is not None and state.mode == "sfu" else 0)
+
+    def full_message(self) -> str:
+        if self.available:
+            return f"this room is full; it holds at most {self.max_room_size} participants"
+        return "this room is full; the site's conference server is not reachable"
+
+    def mode(self, room: str) -> tuple[str, int]:
+        state = self.rooms.get(room)
+        return (state.mode, state.epoch) if state is not None else ("mesh", 0)
+
+    def joined(self, room: str, peer: Participant) -> None:
+        """``peer`` is now in ``room`` (the hub has added it); the room may escalate."""
+        state = self.rooms.setdefault(room, SfuRoom(room))
+        state.members[peer.peer_id] = Member()
+        size = len(self.members_of(room))
+        state.small_since = self.policy.small_since(size, state.small_since, time.monotonic())
+        if state.mode == "mesh" and self.available and self.policy.after_join("mesh", size) == "sfu":
+            state.mode = "sfu"
+            state.epoch += 1
+            log.info("sfu: room %s has %d participants: through the conference server (epoch %d)", room, size, state.epoch)
+            self._broadcast(state, exclude=peer.peer_id)
+
+    def left(self, room: str, peer_id: str) -> None:
+        state = self.rooms.get(room)
+        if state is None:
+            return
+        member = state.members.pop(peer_id, None)
+        if member is not None:
+            self._spawn(self._release(member), f"sfu-release-{peer_id}")
+        size = len(self.members_of(room))
+        if size == 0:
+            del self.rooms[room]
+            if state.janus_id is not None:
+                self._spawn(self._destroy_room(state.janus_id), f"sfu-destroy-{room}")
+            return
+        state.small_since = self.policy.small_since(size, state.small_since, time.monotonic())
+        if member is not None and member.feed is not None:
+            self._schedule_resubscribe(state)
+
+    def from_client(self, peer: Participant, data: dict[str, Any]) -> None:
+        """A ``signal`` the client addressed to the SFU; a bad one raises ProtocolError."""
+        room = peer.room
+        state = self.rooms.get(room) if room is not None else None
+        if state is None or state.mode != "sfu":
+            raise ProtocolError("unknown_peer", "this room does not use the conference server", "signal")
+        member = state.members.get(peer.peer_id)
+        if member is None:
+            raise ProtocolError("unknown_peer", "not in a room that uses the conference server", "signal")
+        stream, sdp = data.get("stream"), data.get("sdp")
+        if "candidate" in data:
+            return  # descriptions carry every candidate (non-trickle); a trickled one adds nothing
+        if not isinstance(sdp, dict) or not isinstance(sdp.get("sdp"), str):
+            raise ProtocolError("bad_message", "a signal to the conference server carries a description", "signal")
+        if stream == "publish" and sdp.get("type") == "offer":
+            self._spawn(self._publish(state, peer, member, sdp["sdp"]), f"sfu-publish-{peer.peer_id}")
+        elif stream == "subscribe" and sdp.get("type") == "answer":
+            fut = member.answer
+            if fut is None or fut.done() or data.get("session") != member.session:
+                return  # an answer to a subscription already replaced
+            fut.set_result(sdp)
+        else:
+            raise ProtocolError("bad_message", "'stream' must be 'publish' (an offer) or 'subscribe' (an answer)", "signal")
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Keep a Janus session up (reconnecting after a loss) and apply the return rule."""
+        while not self._closed:
+            if not self.available:
+                await self._connect()
+            else:
+                with contextlib.suppress(SfuUnavailable, JanusError):  # a lost session: the poll loop says so
+                    await self.janus.keepalive()  # type: ignore[union-attr]
+            self._check_returns()
+            await asyncio.sleep(self.config.probe_s)
+
+    async def _connect(self) -> None:
+        old, self.janus = self.janus, None
+        if old is not None:
+            await old.close()
+        session = JanusSession(self.config.url, self.api_secret, timeout_s=self.config.timeout_s, on_event=self._on_event, on_lost=self._lost)
+        try:
+            await session.start()
+        except (SfuUnavailable, JanusError, KeyError, TypeError, ValueError) as exc:
+            await session.close()
+            log.debug("sfu: janus not reachable: %s", exc)
+            return
+        self.janus = session
+        self._handles.clear()
+        for state in self.rooms.values():  # rooms left in sfu while it was away: start over
+            if state.mode == "sfu":
+                state.janus_id = None
+                state.members = {pid: Member() for pid in state.members}
+                state.epoch += 1
+                log.info("sfu: conference server back; room %s publishes afresh (epoch %d)", state.name, state.epoch)
+                self._broadcast(state)
+
+    def _lost(self) -> None:
+        """Janus went away: rooms that fit a mesh return to it; the others wait for it."""
+        for state in self.rooms.values():
+            state.janus_id = None
+            if state.mode != "sfu":
+                continue
+            if len(self.members_of(state.name)) <= self.mesh_cap:
+                state.mode = "mesh"
+                log.warning("sfu: conference server lost; room %s back to a mesh", state.name)
+                self._broadcast(state)
+            else:
+                log.warning("sfu: conference server lost; room %s is larger than a mesh and waits for it", state.name)
+
+    async def close(self) -> None:
+        self._closed = True
+        for job in list(self._jobs):
+            job.cancel()
+        await asyncio.gather(*self._jobs, return_exceptions=True)
+        if self.janus is not None:
+            for state in self.rooms.values():
+                if state.janus_id is not None:
+                    await self._destroy_room(state.janus_id)
+            await self.janus.close()
+
+    def _check_returns(self) -> None:
+        now = time.monotonic()
+        for state in self.rooms.values():
+            size = len(self.members_of(state.name))
+            state.small_since = self.policy.small_since(size, state.small_since, now)
+            if self.policy.returns(state.mode, size, state.small_since, now):
+                log.info("sfu: room %s has stayed at %d: back to a mesh", state.name, size)
+                state.mode = "mesh"
+                self._broadcast(state)
+                janus_id, state.janus_id = state.janus_id, None
+                members, state.members = state.members, {pid: Member() for pid in state.members}
+                self._spawn(self._retire(janus_id, list(members.values())), f"sfu-retire-{state.name}")
+
+    async def _retire(self, janus_id: int | None, members: list[Member]) -> None:
+        """After a return to mesh: keep the SFU streams while the mesh links come up, then drop them."""
+        await asyncio.sleep(OLD_HANDLE_GRACE_S * 2)
+        for member in members:
+            await self._release(member)
+        if janus_id is not None:
+            await self._destroy_room(janus_id)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._jobs.add(task)
+        task.add_done_callback(self._job_done)
+
+    def _job_done(self, task: asyncio.Task[Any]) -> None:
+        self._jobs.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.warning("sfu: %s failed: %s: %s", task.get_name(), exc.__class__.__name__, exc)
+
+    def _broadcast(self, state: SfuRoom, exclude: str | None = None) -> None:
+        frame = protocol.encode_server(protocol.room_mode(state.name, state.mode, state.epoch))
+        for pid, who in self.members_of(state.name).items():
+            if pid != exclude:
+                who.send(frame)
+
+    def _send(self, room: str, peer_id: str, data: dict[str, Any]) -> None:
+        who = self.members_of(room).get(peer_id)
+        if who is not None:
+            who.send(protocol.encode_server(protocol.relayed(protocol.SFU_PEER_ID, data)))
+
+    async def _ensure_room(self, state: SfuRoom) -> int:
+        async with state.lock:
+            if state.janus_id is not None:
+                return state.janus_id
+            janus = self._janus()
+            handle = await janus.attach()
+            try:
+                janus_id = secrets.randbelow(2**52) + 1
+                await janus.request(handle, {
+                    "request": "create", "room": janus_id, "admin_key": self.admin_key, "pin": state.pin,
+                    "description": f"wallmesh {state.name}"[:64], "publishers": self.max_room_size, "permanent": False,
+                    "is_private": True, "videocodec": "h264", "h264_profile": "42e01f", "audiocodec": "opus",
+                    "notify_joining": False, "bitrate": 0, "fir_freq": 10,
+                })
+            finally:
+                await janus.detach(handle)
+            state.janus_id = janus_id
+            log.info("sfu: room %s has its VideoRoom", state.name)
+            return janus_id
+
+    def _janus(self) -> JanusSession:
+        if self.janus is None or not self.janus.alive:
+            raise SfuUnavailable("the conference server is not reachable")
+        return self.janus
+
+    async def _publish(self, state: SfuRoom, peer: Participant, member: Member, sdp: str) -> None:
+        janus_id = await self._ensure_room(state)
+        janus = self._janus()
+        if member.publisher is not None:  # publishing afresh: the old feed goes
+            old, member.publisher, member.feed, member.live = member.publisher, None, None, False
+            self._handles.pop(old, None)
+            await janus.detach(old)
+        handle = await janus.attach()
+        feed = next(self._feeds)
+        self._handles[handle] = (state.name, peer.peer_id, "publisher")
+        try:
+            _, jsep = await janus.message(
+                handle,
+                {"request": "joinandconfigure", "room": janus_id, "pin": state.pin, "ptype": "publisher", "id": feed,
+                 "display": peer.peer_id, "audio": True, "video": True},
+                {"type": "offer", "sdp": sdp, "trickle": False},
+            )
+        except BaseException:
+            self._handles.pop(handle, None)
+            await janus.detach(handle)
+            raise
+        if state.members.get(peer.peer_id) is not member:  # left meanwhile
+            self._handles.pop(handle, None)
+            await janus.detach(handle)
+            return
+        member.publisher, member.feed = handle, feed
+        if not jsep or jsep.get("type") != "answer":
+            raise SfuUnavailable("janus did not answer the publisher's offer")
+        self._send(state.name, peer.peer_id, {"sdp": {"type": "answer", "sdp": jsep["sdp"]}, "stream": "publish"})
+        self._schedule_resubscribe(state)  # the member itself subscribes to the others right away
+
+    def _on_event(self, handle: int, event: dict[str, Any]) -> None:
+        where = self._handles.get(handle)
+        if where is None:
+            return
+        room, peer_id, role = where
+        state = self.rooms.get(room)
+        member = state.members.get(peer_id) if state is not None else None
+        if state is None or member is None:
+            return
+        kind = event.get("janus")
+        if role == "publisher" and member.publisher == handle:
+            if kind in ("webrtcup", "media") and not member.live:
+                member.live = True
+                self._schedule_resubscribe(state)
+            elif kind == "hangup" and member.live:
+                member.live = False
+                self._schedule_resubscribe(state)
+
+    def _schedule_resubscribe(self, state: SfuRoom) -> None:
+        if state.resubscribe is not None:
+            state.resubscribe.cancel()
+        state.resubscribe = asyncio.get_running_loop().call_later(RESUBSCRIBE_DEBOUNCE_S, self._resubscribe_all, state)
+
+    def _resubscribe_all(self, state: SfuRoom) -> None:
+        state.resubscribe = None
+        if self.rooms.get(state.name) is not state or state.mode != "sfu":
+            return
+        for peer_id, member in state.members.items():
+            self._spawn(self._subscribe(state, peer_id, member), f"sfu-subscribe-{peer_id}")
+
+    async def _subscribe(self, state: SfuRoom, peer_id: str, member: Member) -> None:
+        if member.busy:
+            member.dirty = True
+            return
+        member.busy = True
+        try:
+            while True:
+                member.dirty = False
+                await self._subscribe_once(state, peer_id, member)
+                if not member.dirty or state.members.get(peer_id) is not member:
+                    return
+        finally:
+            member.busy = False
+
+    async def _subscribe_once(self, state: SfuRoom, peer_id: str, member: Member) -> None:
+        feeds = {m.feed: pid for pid, m in state.members.items() if pid != peer_id and m.live and m.feed is not None}
+        wanted = frozenset(feeds)
+        if wanted == member.subscribed or state.janus_id is None:
+            return
+        janus = self._janus()
+        old = member.subscriber
+        if not wanted:
+            member.subscriber, member.subscribed = None, wanted
+        else:
+            handle = await janus.attach()
+            self._handles[handle] = (state.name, peer_id, "subscriber")
+            try:
+                data, jsep = await janus.message(handle, {
+                    "request": "join", "room": state.janus_id, "pin": state.pin, "ptype": "subscriber",
+                    "streams": [{"feed": f} for f in sorted(wanted)],
+                })
+                if not jsep or jsep.get("type") != "offer":
+                    raise SfuUnavailable("janus offered no subscription")
+                member.session += 1
+                streams = [
+                    {"mid": str(s.get("mid")), "peer_id": feeds.get(int(s.get("feed_id") or 0), ""), "kind": s.get("type")}
+                    for s in data.get("streams") or [] if isinstance(s, dict) and s.get("feed_id") in feeds
+                ]
+                member.answer = asyncio.get_running_loop().create_future()
+                self._send(state.name, peer_id, {
+                    "sdp": {"type": "offer", "sdp": jsep["sdp"]}, "stream": "subscribe", "session": member.session, "streams": streams,
+                })
+                async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                    answer = await member.answer
+                await janus.message(handle, {"request": "start"}, {"type": "answer", "sdp": answer["sdp"], "trickle": False})
+            except BaseException:
+                self._handles.pop(handle, None)
+                await janus.detach(handle)
+                raise
+            member.subscriber, member.subscribed = handle, wanted
+        if old is not None:
+            self._spawn(self._detach_later(old), f"sfu-detach-{old}")
+
+    async def _detach_later(self, handle: int) -> None:
+        await asyncio.sleep(OLD_HANDLE_GRACE_S)
+        self._handles.pop(handle, None)
+        if self.janus is not None:
+            await self.janus.detach(handle)
+
+    async def _release(self, member: Member) -> None:
+        if member.answer is not None and not member.answer.done():
+            member.answer.cancel()
+        for handle in (member.publisher, member.subscriber):
+            if handle is not None:
+                self._handles.pop(handle, None)
+                if self.janus is not None:
+                    await self.janus.detach(handle)
+
+    async def _destroy_room(self, janus_id: int) -> None:
+        if not self.available or self.janus is None:
+            return
+        try:
+            handle = await self.janus.attach()
+            try:
+                await self.janus.request(handle, {"request": "destroy", "room": janus_id, "admin_key": self.admin_key, "permanent": False})
+            finally:
+                await self.janus.detach(handle)
+        except (SfuUnavailable, JanusError) as exc:
+            log.debug("sfu: destroying a VideoRoom: %s", exc)
