@@ -303,6 +303,8 @@ class UnitDaemon:
             "status_url": self.status_server.url if self.status_server is not None else None,
             "started": self.started_wall,
             "time": time.time(),
+            "room_mode": self.mesh.mode,
+            "room_switched_at": None if self.mesh.switched_at is None else round(time.time() - (time.monotonic() - self.mesh.switched_at), 3),
         }
 
     async def join(self) -> None:

@@ -204,3 +204,5 @@ class DaemonStatus(UnitStatus):
     status_url: str | None
     started: float
     time: float
+    room_mode: NotRequired[str]  # "mesh" or "sfu" (the room goes through the site's conference server)
+    room_switched_at: NotRequired[float | None]  # wall clock of a mode change still settling
