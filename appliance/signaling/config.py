@@ -100,7 +100,9 @@ class Sfu:
     admin_key_file: str = setting("janus-admin-key", help="file holding the VideoRoom admin_key; a relative path is in the state directory")
     escalate_at: int = setting(0, min=0, max=256, help="room size at which a room moves to the conference server; 0: max_room_size + 1")
     max_room_size: int = setting(32, min=2, max=256, help="participants per room through the conference server (the VideoRoom's publisher limit)")
-    return_below: int = setting(4, min=1, max=255, help="a room this size or smaller for return_after_s goes back to a mesh")
+    return_below: int = setting(
+        0, min=0, max=255, help="a room this size or smaller for return_after_s goes back to a mesh; 0: max_room_size - 2 (at least 1)",
+    )
     return_after_s: float = setting(
         60.0, min=0, max=3600, help="how long a room must stay at return_below or smaller before it goes back to a mesh, s",
     )

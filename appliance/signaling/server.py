@@ -204,7 +204,7 @@ class SignalServer:
 
         if not sfu.url:
             raise ConfigError(None, "sfu.url", "type = 'janus' needs the URL of Janus's HTTP API, e.g. 'http://10.0.0.2:8088/janus'")
-        if sfu.return_below >= (sfu.escalate_at or self.config.max_room_size + 1):
+        if sfu.return_below and sfu.return_below >= (sfu.escalate_at or self.config.max_room_size + 1):
             raise ConfigError(None, "sfu.return_below", "must be smaller than sfu.escalate_at (default: max_room_size + 1)")
         secret = Path(sfu.secret_file) if Path(sfu.secret_file).is_absolute() else self.state_dir / sfu.secret_file
         key = Path(sfu.admin_key_file) if Path(sfu.admin_key_file).is_absolute() else self.state_dir / sfu.admin_key_file

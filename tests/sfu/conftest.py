@@ -47,3 +47,11 @@ async def sfu_site(tmp_path, janus):
             if unit.alive is False and unit.proc.returncode not in (0, -9, -15):
                 print(f"--- {unit.name} exited {unit.proc.returncode}:\n{unit.log_tail(40)}")
         await site.close()
+
+
+@pytest.fixture
+async def http():
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        yield session

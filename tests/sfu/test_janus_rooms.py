@@ -57,3 +57,37 @@ async def test_third_unit_moves_the_room_to_janus_and_back(sfu_site, janus):
     for b, a, u in zip(before, after, units):
         other = next(x.name for x in units if x is not u)
         assert a[other] > b[other] + 10, f"{u.name}: mesh frames from {other} stopped: {b} -> {a}"
+
+
+async def _frames_flow(units, seconds=2.0, at_least=10):
+    before = [_fresh_frames(u) for u in units]
+    await asyncio.sleep(seconds)
+    after = [_fresh_frames(u) for u in units]
+    names = {x.name for x in units}
+    return all(a.get(n, 0) > b.get(n, 0) + at_least for b, a, u in zip(before, after, units) for n in names - {u.name})
+
+
+async def test_a_janus_killed_mid_call_is_rebuilt_and_the_room_carries_on(sfu_site, janus):
+    from tests.sfu.conftest import unit_extra
+    extra = unit_extra(janus)
+    units = [await sfu_site.spawn(i, extra) for i in (1, 2, 3)]
+    await _all_receive(units, 60)
+    await wait_for(lambda: {u.status().get("room_mode") for u in units} == {"sfu"}, 20, "the room on the SFU")
+    assert await _frames_flow(units)
+
+    await janus.kill_janus()
+    await asyncio.sleep(2)
+    assert not await _frames_flow(units, 1.0, 0), "frames still flow without Janus: not through it"
+    # three do not fit the mesh of two: the room stays on the SFU and waits for it to come back
+    assert {u.status().get("room_mode") for u in units} == {"sfu"}
+    await janus.start_janus()
+
+    async def recovered():
+        return await _frames_flow(units)
+
+    for _ in range(30):
+        if await recovered():
+            break
+    else:
+        raise AssertionError("the room did not recover after Janus came back")
+    assert {u.status().get("room_mode") for u in units} == {"sfu"}

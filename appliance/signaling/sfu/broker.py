@@ -85,7 +85,9 @@ class SfuBroker:
         self.config = config
         self.mesh_cap = mesh_cap
         escalate = config.escalate_at or mesh_cap + 1
-        self.policy = ModePolicy(min(escalate, mesh_cap + 1), config.return_below, config.return_after_s)
+        escalate = min(escalate, mesh_cap + 1)
+        back = config.return_below or max(1, mesh_cap - 2)
+        self.policy = ModePolicy(escalate, min(back, escalate - 1), config.return_after_s)
         self.max_room_size = max(config.max_room_size, mesh_cap)
         self.api_secret = api_secret
         self.admin_key = admin_key

@@ -1,0 +1,147 @@
+"""The server's side of the conference server: who may grow a room, and what the relay lets through.
+
+Against the real signaling server; the Janus tests use a real Janus in a namespace of its own
+(``conftest.py``) and real aiortc publishers (audio only: cheap, and enough for Janus to
+count a feed as live).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import aiohttp
+import pytest
+
+from appliance import protocol
+from appliance.mesh import ice
+from appliance.signaling.server import SignalServer
+from tests.sfu.conftest import sfu_config
+from tests.signaling.conftest import Client, make_config, user_token
+
+
+async def _room_of(n: int, server: SignalServer, http: aiohttp.ClientSession, room: str, **kw: Any) -> list[Client]:
+    clients = []
+    for _ in range(n):
+        c = await Client.connect(http, server, user_token(server), **kw)
+        assert (await c.join(room))["type"] == "joined"
+        clients.append(c)
+    return clients
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_a_site_without_a_conference_server_refuses_the_seventh_plainly(tmp_path, http) -> None:
+    async with SignalServer(make_config(), state_dir=tmp_path / "state") as server:
+        six = await _room_of(6, server, http, "full")
+        seventh = await Client.connect(http, server, user_token(server))
+        err = await seventh.join("full")
+        assert err["code"] == "room_full"
+        assert err["message"] == "this room is full; the site has no conference server"
+        # the joined of a mesh-only site carries no mode: byte for byte what older clients got
+        other = await Client.connect(http, server, user_token(server))
+        assert "mode" not in await other.join("other")
+        for c in [*six, seventh, other]:
+            await c.close()
+
+
+async def test_an_unreachable_conference_server_refuses_the_seventh_at_once(tmp_path, http) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/janus"
+    config = make_config(sfu={"type": "janus", "url": url, "probe_s": 0.2, "timeout_s": 1.0})
+    async with SignalServer(config, state_dir=tmp_path / "state") as server:
+        six = await _room_of(6, server, http, "full")
+        seventh = await Client.connect(http, server, user_token(server))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        err = await seventh.join("full")
+        assert loop.time() - started < 2.0, "a join must never wait for the conference server"
+        assert err["code"] == "room_full"
+        assert "conference server is not reachable" in err["message"]
+        assert (await Client.connect(http, server, user_token(server))) is not None
+        # the secrets the server would hand Janus live in its state dir, owner-only
+        assert (tmp_path / "state" / "janus-api-secret").stat().st_mode & 0o077 == 0
+        for c in [*six, seventh]:
+            await c.close()
+
+
+async def _publish_audio(client: Client, lab) -> Any:
+    """A real aiortc publisher (silence) through the client's signaling, answered by Janus."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack
+
+    pc = RTCPeerConnection()
+    pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    with ice.gathering(ice.IcePolicy(addresses=(lab.host_ip,))):
+        await pc.setLocalDescription(await pc.createOffer())
+    await client.send({"type": "signal", "to": protocol.SFU_PEER_ID,
+                       "data": {"sdp": {"type": "offer", "sdp": pc.localDescription.sdp}, "stream": "publish"}})
+    while True:
+        msg = await client.recv("signal", timeout=15)
+        if msg["data"].get("stream") == "publish":
+            break
+    assert msg["from"] == protocol.SFU_PEER_ID
+    await pc.setRemoteDescription(RTCSessionDescription(**msg["data"]["sdp"]))
+    return pc
+
+
+async def _subscriptions(client: Client, want: set[str], timeout: float = 20) -> list[set[str]]:
+    """The peers named by each subscription offer the client gets, until one names ``want``."""
+    seen: list[set[str]] = []
+    async with asyncio.timeout(timeout):
+        while not seen or seen[-1] != want:
+            msg = await client.recv("signal", timeout=timeout)
+            data = msg["data"]
+            if data.get("stream") == "subscribe":
+                assert msg["from"] == protocol.SFU_PEER_ID
+                seen.append({s["peer_id"] for s in data["streams"]})
+    return seen
+
+
+@pytest.mark.slow
+async def test_the_sfu_relay_stays_in_the_room_and_needs_it(tmp_path, http, janus) -> None:
+    config = make_config(max_room_size=2, **sfu_config(janus))
+    async with SignalServer(config, state_dir=tmp_path / "server") as server:
+        await asyncio.sleep(1.0)  # the server's first probe opens its Janus session
+        assert server.services.hub.sfu.available
+        x = await _room_of(2, server, http, "x")
+        third = await Client.connect(http, server, user_token(server))
+        joined = await third.join("x")
+        assert (joined["mode"], joined["epoch"]) == ("sfu", 1)
+        for c in x:
+            assert (await c.recv("room-mode")) == protocol.room_mode("x", "sfu", 1)
+        x.append(third)
+        z = await _room_of(3, server, http, "z")
+        alone = await Client.connect(http, server, user_token(server))
+        assert (await alone.join("mesh-room"))["mode"] == "mesh"
+        pcs = [await _publish_audio(c, janus) for c in [*x, *z]]
+
+        # every subscription names exactly the other publishers of the same room, never another room's
+        for room in (x, z):
+            ids = {c.peer_id for c in room}
+            for c in room:
+                for named in await _subscriptions(c, ids - {c.peer_id}):
+                    assert named <= ids - {c.peer_id}
+
+        # a room that is a mesh has no SFU to signal; a client in no room has none either
+        await alone.send({"type": "signal", "to": protocol.SFU_PEER_ID, "data": {"sdp": {"type": "offer", "sdp": "v=0"}, "stream": "publish"}})
+        assert (await alone.recv("error"))["code"] == "unknown_peer"
+        outsider = await Client.connect(http, server, user_token(server, rooms=("elsewhere",)))
+        await outsider.send({"type": "signal", "to": protocol.SFU_PEER_ID, "data": {"sdp": {"type": "offer", "sdp": "v=0"}, "stream": "publish"}})
+        assert (await outsider.recv("error"))["code"] == "not_in_room"
+        # a token without the room never gets in, so it never gets a subscription there
+        assert (await outsider.join("x"))["code"] == "forbidden"
+        await outsider.send({"type": "signal", "to": protocol.SFU_PEER_ID, "data": {"sdp": {"type": "answer", "sdp": "v=0"}, "stream": "subscribe"}})
+        assert (await outsider.recv("error"))["code"] == "not_in_room"
+        # a description that is neither a publish offer nor a subscription answer is refused
+        await x[0].send({"type": "signal", "to": protocol.SFU_PEER_ID, "data": {"sdp": {"type": "answer", "sdp": "v=0"}, "stream": "publish"}})
+        assert (await x[0].recv("error"))["code"] == "bad_message"
+
+        for pc in pcs:
+            await pc.close()
+        for c in [*x, *z, alone, outsider]:
+            await c.close()
