@@ -146,6 +146,7 @@ class Mesh(Generic[PeerT]):
         self.sfu: SfuPath | None = None
         self.roster: dict[str, dict[str, Any]] = {}
         self.switched_at: float | None = None  # monotonic time of the last mode change
+        self.switch_gap_ms: float | None = None  # the longest a tile went without a new frame in the last switch
         self._pending: dict[str, PeerT] = {}  # mesh links being built back after the SFU
         self._switch: asyncio.Task[None] | None = None
 
@@ -332,6 +333,7 @@ class Mesh(Generic[PeerT]):
         else:
             return
         self.switched_at = time.monotonic()
+        self.switch_gap_ms = 0.0
         if self._switch is None or self._switch.done():
             self._switch = asyncio.create_task(self._switching(), name="mesh-switch")
 
@@ -349,8 +351,20 @@ class Mesh(Generic[PeerT]):
 
     async def _switching(self, period: float = 0.1, give_up_s: float = 10.0) -> None:
         """Move each tile to the new path once it delivers; the old one goes after ``give_up_s`` anyway."""
+        sampled = 0.0
         while True:
             await asyncio.sleep(period)
+            now = time.monotonic()
+            if self.switched_at is not None and self.switch_gap_ms is not None:
+                videos = [getattr(link, "video", None) for link in self.peers.values()]
+                ages = [now - v.latest.frame_time for v in videos if v is not None and v.latest.frame_time is not None]
+                self.switch_gap_ms = max([self.switch_gap_ms, *(a * 1000 for a in ages)])
+            if self.sfu is not None and now - sampled >= 1.0:
+                sampled = now
+                try:
+                    await self.sfu.sample_upload()
+                except Exception as exc:  # noqa: BLE001 - a figure; never stop the switch
+                    log.debug("mesh: upload figures of the SFU path failed: %s", exc)
             since = self.switched_at
             late = since is not None and time.monotonic() - since > give_up_s
             if self.mode == "sfu" and self.sfu is not None:

@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 OLD_SUBSCRIPTION_S = 6.0
 
 
+def _wall(t: float | None) -> float | None:
+    """A time.monotonic() instant as wall-clock seconds (comparable across processes)."""
+    return None if t is None else round(time.time() - (time.monotonic() - t), 4)
+
+
 class SfuRemote:
     """One remote participant as received through the SFU (the fields the wall and status read)."""
 
@@ -121,7 +126,7 @@ class SfuRemote:
             "audio_inline": self.audio_inline,
             "remb_dropped": False,
             "connected_at": None,
-            "first_frame_at": None,
+            "first_frame_at": _wall(video.first_frame_at) if video else None,
         }
         if samples:
             out["latency_samples_ms"] = [round(x, 2) for x in video.latencies_ms] if video else []
@@ -186,10 +191,26 @@ class SfuPath:
         self._tracks: list[Any] = []
         self._lock = asyncio.Lock()
         self._closed = False
+        self.upload_kbps: float | None = None  # what the publisher sends, audio and video
+        self._sent: tuple[float, int] | None = None
 
     @property
     def label(self) -> str:
         return f"{self.local_id}->sfu"
+
+    async def sample_upload(self) -> None:
+        """Refresh :attr:`upload_kbps` from the publisher's outbound RTP counters."""
+        from aiortc.stats import RTCOutboundRtpStreamStats
+
+        pc = self.publisher
+        if pc is None or pc.connectionState != "connected":
+            return
+        report = await pc.getStats()
+        sent = sum(s.bytesSent for s in report.values() if isinstance(s, RTCOutboundRtpStreamStats))
+        now = time.monotonic()
+        if self._sent is not None and now > self._sent[0] and sent >= self._sent[1]:
+            self.upload_kbps = round((sent - self._sent[1]) * 8 / 1000 / (now - self._sent[0]), 1)
+        self._sent = (now, sent)
 
     @property
     def current(self) -> Subscription | None:
