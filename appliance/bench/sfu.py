@@ -73,7 +73,7 @@ async def room(root: Path, quick: bool) -> list[Result]:
     slowest = min(rates, key=rates.__getitem__)
     samples: list[float] = []
     for key, peer in after.items():
-        new = after[key]["frames"] - before.get(key, 0)
+        new = peer["frames"] - before.get(key, 0)
         samples.extend(peer.get("latency_samples_ms", [])[-new:] if new > 0 else [])
     uploads = [s.get("room_upload_kbps") for s in statuses if s.get("room_upload_kbps") is not None]
     encoder = (statuses[0].get("media") or {}).get("encoder") or {}
@@ -83,7 +83,8 @@ async def room(root: Path, quick: bool) -> list[Result]:
     load = _load()
     tail = f"; load avg {load}" if load else ""
     return [
-        Result("sfu8_all_streams_s", round(all_at - seventh_join, 2), "s", f"6-unit mesh + 2 at 320x240@15: 7th join -> 56/56 streams via Janus{tail}"),
+        Result("sfu8_all_streams_s", round(all_at - seventh_join, 2), "s",
+               f"6-unit mesh + 2 at 320x240@15: 7th join -> 56/56 streams via Janus{tail}"),
         Result("sfu8_min_fps", round(rates[slowest], 1), "fps",
                f"56 streams over {measure:g} s: min {rates[slowest]:.1f} ({slowest[1]}->{slowest[0]}), "
                f"median {statistics.median(rates.values()):.1f}{tail}"),
