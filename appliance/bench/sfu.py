@@ -75,7 +75,7 @@ async def room(root: Path, quick: bool) -> list[Result]:
     for key, peer in after.items():
         new = peer["frames"] - before.get(key, 0)
         samples.extend(peer.get("latency_samples_ms", [])[-new:] if new > 0 else [])
-    uploads = [s.get("room_upload_kbps") for s in statuses if s.get("room_upload_kbps") is not None]
+    uploads: list[float] = [float(s["room_upload_kbps"]) for s in statuses if s.get("room_upload_kbps") is not None]
     encoder = (statuses[0].get("media") or {}).get("encoder") or {}
     stream_kbps = (encoder.get("bitrate") or 0) / 1000
     worst_gap = max(gaps, key=lambda g: g[1] or 0.0)

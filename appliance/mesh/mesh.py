@@ -418,12 +418,23 @@ class Mesh(Generic[PeerT]):
             await sfu.close()
         return True
 
-    async def _replace(self, remote: str, link: Any) -> None:
+    async def _replace(self, remote: str, link: Any, linger_s: float = 1.5) -> None:
+        """Show ``link`` for ``remote`` now; the old link goes ``linger_s`` later, so that the
+        other side, which may not have its new path yet, keeps receiving us meanwhile."""
         old = self.peers.get(remote)
         self.peers[remote] = link
         if old is not None and old is not link:
-            await old.close()
+            key = getattr(old, "audio_key", None)
+            if isinstance(key, str) and key != getattr(link, "audio_key", None):
+                self.media.remove_remote_audio(key)  # one voice per participant, from now on the new path's
+            self._spawn(self._close_later(old, linger_s), f"retire-{remote}")
         self.on_change()
+
+    async def _close_later(self, link: Any, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            await link.close()
 
     def _adopt(self, entry: dict[str, Any]) -> PeerT | None:
         """Re-key a stale but live link to a reappearing participant of the same name."""

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESUBSCRIBE_DEBOUNCE_S = 0.3
+# After a room moves to the SFU, its first subscriptions wait (at most this long) for every
+# participant's feed, so that each gets one complete subscription instead of several partial
+# ones, and all of them leave the mesh at about the same moment.
+GATHER_S = 3.0
 OLD_HANDLE_GRACE_S = 4.0
 ANSWER_TIMEOUT_S = 10.0
 
@@ -68,6 +72,7 @@ class SfuRoom:
     members: dict[str, Member] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     resubscribe: asyncio.TimerHandle | None = None
+    escalated_at: float = 0.0
 
 
 class SfuBroker:
@@ -129,6 +134,7 @@ class SfuBroker:
         if state.mode == "mesh" and self.available and self.policy.after_join("mesh", size) == "sfu":
             state.mode = "sfu"
             state.epoch += 1
+            state.escalated_at = time.monotonic()
             log.info("sfu: room %s has %d participants: through the conference server (epoch %d)", room, size, state.epoch)
             self._broadcast(state, exclude=peer.peer_id)
 
@@ -204,6 +210,7 @@ class SfuBroker:
                 state.janus_id = None
                 state.members = {pid: Member() for pid in state.members}
                 state.epoch += 1
+                state.escalated_at = time.monotonic()
                 log.info("sfu: conference server back; room %s publishes afresh (epoch %d)", state.name, state.epoch)
                 self._broadcast(state)
 
@@ -359,6 +366,10 @@ class SfuBroker:
         state.resubscribe = None
         if self.rooms.get(state.name) is not state or state.mode != "sfu":
             return
+        waited = time.monotonic() - state.escalated_at
+        if waited < GATHER_S and not all(m.live for m in state.members.values()):
+            state.resubscribe = asyncio.get_running_loop().call_later(min(RESUBSCRIBE_DEBOUNCE_S, GATHER_S - waited), self._resubscribe_all, state)
+            return
         for peer_id, member in state.members.items():
             self._spawn(self._subscribe(state, peer_id, member), f"sfu-subscribe-{peer_id}")
 
@@ -370,7 +381,12 @@ class SfuBroker:
         try:
             while True:
                 member.dirty = False
-                await self._subscribe_once(state, peer_id, member)
+                try:
+                    await self._subscribe_once(state, peer_id, member)
+                except JanusError as exc:  # e.g. a feed that went between the choice and the join
+                    log.info("sfu: subscription for %s refused (%s); trying again", peer_id, exc.reason)
+                    self._schedule_resubscribe(state)
+                    return
                 if not member.dirty or state.members.get(peer_id) is not member:
                     return
         finally:

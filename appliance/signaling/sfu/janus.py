@@ -98,8 +98,9 @@ class JanusSession:
         return reply
 
     async def info(self) -> dict[str, Any]:
-        """Janus's ``info`` document (also a reachability check)."""
-        assert self._http is not None
+        """Janus's ``info`` document (also a reachability check; needs no session)."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
         try:
             async with asyncio.timeout(self.timeout_s):
                 async with self._http.get(self.url + "/info") as response:
