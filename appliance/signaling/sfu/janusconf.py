@@ -157,3 +157,34 @@ def write_config(settings: JanusSettings, folder: Path | str, lib_dir: Path | No
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
     return folder / "janus.jcfg"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m appliance.signaling.sfu.janusconf``: write a site's Janus configuration.
+
+    Run once on the site server (as root, after ``wallmesh signal`` made its secrets), e.g.::
+
+        python -m appliance.signaling.sfu.janusconf --state-dir /var/lib/wallmesh-signal \\
+            --interface eth0 --ip 10.0.0.2 --out /etc/wallmesh/janus
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m appliance.signaling.sfu.janusconf", description=main.__doc__)
+    parser.add_argument("--state-dir", required=True, type=Path, help="the signaling server's state directory (its Janus secrets)")
+    parser.add_argument("--interface", required=True, help="the LAN interface Janus gathers ICE candidates on")
+    parser.add_argument("--ip", required=True, help="the address of that interface; the HTTP API listens there only")
+    parser.add_argument("--port", type=int, default=8088, help="the HTTP API's port")
+    parser.add_argument("--rtp-ports", default="20000-40000", help="UDP port range for media")
+    parser.add_argument("--out", required=True, type=Path, help="the configuration folder to write")
+    args = parser.parse_args(argv)
+    low, _, high = args.rtp_ports.partition("-")
+    settings = JanusSettings(
+        api_secret=ensure_secret(args.state_dir / "janus-api-secret"), admin_key=ensure_secret(args.state_dir / "janus-admin-key"),
+        ice_interface=args.interface, http_ip=args.ip, http_port=args.port, rtp_min=int(low), rtp_max=int(high or low),
+    )
+    print(write_config(settings, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
