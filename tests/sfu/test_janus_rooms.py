@@ -40,11 +40,11 @@ async def test_third_unit_moves_the_room_to_janus_and_back(sfu_site, janus):
     assert {u.status().get("room_mode") for u in units} == {"sfu"}
     # frames keep coming through Janus (not a leftover of the mesh)
     before = [_fresh_frames(u) for u in units]
-    await asyncio.sleep(2)
+    await asyncio.sleep(3)
     after = [_fresh_frames(u) for u in units]
     for b, a, u in zip(before, after, units):
         for name in {x.name for x in units} - {u.name}:
-            assert a[name] > b[name] + 10, f"{u.name} gets no new frames from {name}: {b} -> {a}"
+            assert a[name] > b[name] + 5, f"{u.name} gets no new frames from {name}: {b} -> {a}"
 
     await units.pop().stop()
     # the room stayed at two (return_below) for return_after_s: back to a mesh
@@ -52,14 +52,15 @@ async def test_third_unit_moves_the_room_to_janus_and_back(sfu_site, janus):
     await _all_receive(units, 30)
     await asyncio.sleep(1)
     before = [_fresh_frames(u) for u in units]
-    await asyncio.sleep(2)
+    await asyncio.sleep(3)
     after = [_fresh_frames(u) for u in units]
     for b, a, u in zip(before, after, units):
         other = next(x.name for x in units if x is not u)
-        assert a[other] > b[other] + 10, f"{u.name}: mesh frames from {other} stopped: {b} -> {a}"
+        assert a[other] > b[other] + 5, f"{u.name}: mesh frames from {other} stopped: {b} -> {a}"
+    assert all(u.status().get("room_upload_kbps") is None for u in units), "the SFU publisher is still open"
 
 
-async def _frames_flow(units, seconds=2.0, at_least=10):
+async def _frames_flow(units, seconds=3.0, at_least=5):
     before = [_fresh_frames(u) for u in units]
     await asyncio.sleep(seconds)
     after = [_fresh_frames(u) for u in units]
@@ -76,8 +77,11 @@ async def test_a_janus_killed_mid_call_is_rebuilt_and_the_room_carries_on(sfu_si
     assert await _frames_flow(units)
 
     await janus.kill_janus()
-    await asyncio.sleep(2)
-    assert not await _frames_flow(units, 1.0, 0), "frames still flow without Janus: not through it"
+    await asyncio.sleep(2.5)  # past the linger of the replaced mesh links
+    before = [_fresh_frames(u) for u in units]
+    await asyncio.sleep(1.5)
+    after = [_fresh_frames(u) for u in units]
+    assert before == after, "frames still flow without Janus: they did not come through it"
     # three do not fit the mesh of two: the room stays on the SFU and waits for it to come back
     assert {u.status().get("room_mode") for u in units} == {"sfu"}
     await janus.start_janus()
