@@ -458,6 +458,9 @@ class Mesh(Generic[PeerT]):
         peer = self.peers.get(remote)
         if peer is None:
             return
+        if isinstance(peer, SfuRemote):  # the server ends its feed: nothing to keep
+            await self._drop(remote, reason or "left")
+            return
         age = peer.last_media_age()
         if reason != "left" and peer.connection_state == "connected" and age is not None and age < 1.0:
             log.info("mesh: %s lost signaling (%s) but media flows; keeping it for now", remote, reason)

@@ -198,14 +198,10 @@ class SignalServer:
         sfu = self.config.sfu
         if sfu.type == "none":
             return None
-        from appliance.errors import ConfigError
-        from appliance.signaling.sfu.broker import SfuBroker
+        from appliance.signaling.sfu.broker import SfuBroker, check_config
         from appliance.signaling.sfu.janusconf import ensure_secret
 
-        if not sfu.url:
-            raise ConfigError(None, "sfu.url", "type = 'janus' needs the URL of Janus's HTTP API, e.g. 'http://10.0.0.2:8088/janus'")
-        if sfu.return_below and sfu.return_below >= (sfu.escalate_at or self.config.max_room_size + 1):
-            raise ConfigError(None, "sfu.return_below", "must be smaller than sfu.escalate_at (default: max_room_size + 1)")
+        check_config(self.config, None)
         secret = Path(sfu.secret_file) if Path(sfu.secret_file).is_absolute() else self.state_dir / sfu.secret_file
         key = Path(sfu.admin_key_file) if Path(sfu.admin_key_file).is_absolute() else self.state_dir / sfu.admin_key_file
         return SfuBroker(sfu, mesh_cap=self.config.max_room_size, api_secret=ensure_secret(secret), admin_key=ensure_secret(key),

@@ -34,7 +34,7 @@ from appliance.signaling.sfu.janus import JanusError, JanusSession, SfuUnavailab
 from appliance.signaling.sfu.policy import ModePolicy
 
 if TYPE_CHECKING:
-    from appliance.signaling.config import Sfu
+    from appliance.signaling.config import Sfu, SignalConfig
     from appliance.signaling.rooms import Participant
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,22 @@ class SfuRoom:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     resubscribe: asyncio.TimerHandle | None = None
     escalated_at: float = 0.0
+
+
+def check_config(config: SignalConfig, where: str | None) -> None:
+    """Refuse an ``[sfu]`` section that cannot work, naming the file and the key."""
+    from appliance.errors import ConfigError
+
+    sfu = config.sfu
+    if sfu.type == "none":
+        return
+    if not sfu.url:
+        raise ConfigError(where, "sfu.url", "type = 'janus' needs the URL of Janus's HTTP API, e.g. 'http://10.0.0.2:8088/janus'")
+    escalate = sfu.escalate_at or config.max_room_size + 1
+    if sfu.escalate_at > config.max_room_size + 1:
+        raise ConfigError(where, "sfu.escalate_at", f"at most max_room_size + 1 ({config.max_room_size + 1}): a mesh never grows past its cap")
+    if sfu.return_below and sfu.return_below >= escalate:
+        raise ConfigError(where, "sfu.return_below", f"must be smaller than sfu.escalate_at ({escalate})")
 
 
 class SfuBroker:
