@@ -8,6 +8,7 @@ mesh holds two: two units make a mesh, the browser is the third and takes the ro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 
@@ -42,7 +43,7 @@ async def test_a_browser_takes_a_room_of_units_to_janus_and_receives_them(lab, s
     from tests.e2e.conftest import USERS
 
     sfu = Sfu(type="janus", url=lab.url, secret_file=str(lab.secret_file), admin_key_file=str(lab.admin_key_file),
-              probe_s=0.5, return_below=2, return_after_s=3600)
+              probe_s=0.5, return_below=2, return_after_s=3)
     server = await server_factory(max_room_size=2, sfu=sfu)
     inside = netns_helper.Netns(lab.netns)   # the lab's namespace; Chromium runs there
     await inside.expose_host_port(server.port)
@@ -67,8 +68,6 @@ async def test_a_browser_takes_a_room_of_units_to_janus_and_receives_them(lab, s
                      and ((by_name[n].get("video") or {}).get("framesDecoded", 0) >= 10) for n in ("unit-1", "unit-2"))
             return by_name if ok else None
 
-        import asyncio
-
         deadline = asyncio.get_running_loop().time() + 60
         while not await browser_decodes_both_through_janus():
             if asyncio.get_running_loop().time() > deadline:
@@ -83,6 +82,30 @@ async def test_a_browser_takes_a_room_of_units_to_janus_and_receives_them(lab, s
 
         await wait_for(units_receive_alice, 60, "both units to receive the browser through Janus")
         assert {(u.status() or {}).get("room_mode") for u in units} == {"sfu"}
+
+        # one unit leaves: the two left fit a mesh, and after return_after_s they are one again
+        await units.pop().stop()
+
+        async def browser_decodes_unit1_over_the_mesh():
+            if (await alice.eval("wallmesh.state()"))["mode"] != "mesh":
+                return None
+            stats = await alice.eval("wallmesh.stats()")
+            mesh = [p for p in stats["peers"].values() if p["name"] == "unit-1" and p.get("via") != "sfu"]
+            return mesh if mesh and (mesh[0].get("video") or {}).get("framesDecoded", 0) >= 10 else None
+
+        deadline = asyncio.get_running_loop().time() + 60
+        while not await browser_decodes_unit1_over_the_mesh():
+            if asyncio.get_running_loop().time() > deadline:
+                stats = await alice.eval("wallmesh.stats()")
+                raise AssertionError(f"Chromium is not back on a mesh with unit-1:\n{json.dumps(stats)[:3000]}\n"
+                                     f"{alice.console_messages()[-10:]}\n{units[0].log_tail(20)}")
+            await asyncio.sleep(0.5)
+        await wait_for(lambda: (units[0].status() or {}).get("room_mode") == "mesh" and (units[0].status() or {}).get("room_upload_kbps") is None,
+                       30, "unit-1 back on a mesh, its SFU publisher closed")
+        frames = {p["name"]: p["frames"] for p in units[0].status()["peers"]}
+        await asyncio.sleep(3)
+        later = {p["name"]: p["frames"] for p in units[0].status()["peers"]}
+        assert later.get("alice", 0) > frames.get("alice", 0) + 5, (frames, later)
     finally:
         if browser is not None:
             await browser.close()
