@@ -96,6 +96,10 @@ class Hashing:
 class Sfu:
     type: str = setting("none", choices=("none", "janus"), help="conference server for rooms beyond the mesh cap: none, or janus")
     url: str = setting("", pattern=r"(https?://[^\s]{1,250})?", help="Janus HTTP API, e.g. 'http://10.0.0.2:8088/janus'")
+    more_urls: tuple[str, ...] = setting(
+        [], pattern=r"https?://[^\s]{1,250}",
+        help="further Janus instances (the same secrets); each room that escalates goes to the least loaded live one",
+    )
     secret_file: str = setting("janus-api-secret", help="file holding Janus's api_secret; a relative path is in the state directory")
     admin_key_file: str = setting("janus-admin-key", help="file holding the VideoRoom admin_key; a relative path is in the state directory")
     escalate_at: int = setting(0, min=0, max=256, help="room size at which a room moves to the conference server; 0: max_room_size + 1")

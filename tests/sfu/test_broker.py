@@ -145,3 +145,40 @@ async def test_the_sfu_relay_stays_in_the_room_and_needs_it(tmp_path, http, janu
             await pc.close()
         for c in [*x, *z, alone, outsider]:
             await c.close()
+
+
+@pytest.mark.slow
+async def test_rooms_go_to_the_least_loaded_janus_and_move_when_theirs_dies(tmp_path, http) -> None:
+    from appliance.signaling.sfu.lab import JanusLab, LabUnavailable
+
+    first = JanusLab(tmp_path / "server", subnet=200)
+    second = JanusLab(tmp_path / "server", subnet=204)  # the same secrets: one site
+    try:
+        try:
+            await first.start()
+            await second.start()
+        except LabUnavailable as exc:
+            pytest.skip(f"no Janus lab here: {exc}")
+        config = make_config(max_room_size=2, sfu={"type": "janus", "url": first.url, "more_urls": [second.url], "probe_s": 0.3})
+        async with SignalServer(config, state_dir=tmp_path / "server") as server:
+            broker = server.services.hub.sfu
+            await asyncio.sleep(1.0)
+            assert all(i.alive for i in broker.instances)
+            a = await _room_of(3, server, http, "a")
+            b = await _room_of(3, server, http, "b")
+            assert broker.rooms["a"].instance.url == first.url
+            assert broker.rooms["b"].instance.url == second.url  # the first already carries a room
+            for c in a[:2]:
+                assert (await c.recv("room-mode"))["epoch"] == 1
+            await first.kill_janus()
+            # room a is larger than a mesh: it moves to the Janus that is left and publishes afresh
+            for c in a:
+                msg = await c.recv("room-mode", timeout=10)
+                assert (msg["mode"], msg["epoch"]) == ("sfu", 2)
+            assert broker.rooms["a"].instance.url == second.url
+            assert broker.rooms["b"].mode == "sfu" and broker.rooms["b"].epoch == 1  # untouched
+            for c in [*a, *b]:
+                await c.close()
+    finally:
+        await first.close()
+        await second.close()

@@ -48,8 +48,27 @@ OLD_HANDLE_GRACE_S = 4.0
 ANSWER_TIMEOUT_S = 10.0
 
 
+class Instance:
+    """One Janus the site runs: its URL, the session to it, and the handles opened there."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.janus: JanusSession | None = None
+        self.handles: dict[int, tuple[str, str, str]] = {}  # janus handle -> (room, peer id, role)
+
+    @property
+    def alive(self) -> bool:
+        return self.janus is not None and self.janus.alive
+
+    def session(self) -> JanusSession:
+        if self.janus is None or not self.janus.alive:
+            raise SfuUnavailable(f"the conference server at {self.url} is not reachable")
+        return self.janus
+
+
 @dataclass
 class Member:
+    instance: Instance | None = None  # where its handles are
     publisher: int | None = None  # Janus handle
     feed: int | None = None
     live: bool = False  # Janus receives its media
@@ -67,6 +86,7 @@ class SfuRoom:
     mode: str = "mesh"
     epoch: int = 0
     janus_id: int | None = None
+    instance: Instance | None = None  # the Janus this room's VideoRoom lives on
     pin: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     small_since: float | None = None
     members: dict[str, Member] = field(default_factory=dict)
@@ -114,9 +134,8 @@ class SfuBroker:
         self.admin_key = admin_key
         self.members_of = members_of
         self.rooms: dict[str, SfuRoom] = {}
-        self.janus: JanusSession | None = None
+        self.instances = [Instance(url) for url in dict.fromkeys((config.url, *config.more_urls)) if url]
         self._feeds = itertools.count(secrets.randbelow(2**20) * 1000 + 1)
-        self._handles: dict[int, tuple[str, str, str]] = {}  # janus handle -> (room, peer id, role)
         self._jobs: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -124,7 +143,22 @@ class SfuBroker:
 
     @property
     def available(self) -> bool:
-        return self.janus is not None and self.janus.alive
+        return any(i.alive for i in self.instances)
+
+    @property
+    def janus(self) -> JanusSession | None:
+        """The first instance's live session (what a one-Janus site has)."""
+        return next((i.janus for i in self.instances if i.alive), None)
+
+    def load(self, instance: Instance) -> int:
+        """Participants of the rooms placed on ``instance``: each publishes one feed and receives the others."""
+        return sum(len(self.members_of(r.name)) ** 2 for r in self.rooms.values() if r.instance is instance and r.mode == "sfu")
+
+    def _place(self, state: SfuRoom) -> Instance | None:
+        """Put a room on the least loaded live instance (forwarded streams grow as its size squared)."""
+        live = [i for i in self.instances if i.alive]
+        state.instance = min(live, key=self.load) if live else None
+        return state.instance
 
     def capacity(self, room: str) -> int:
         state = self.rooms.get(room)
@@ -148,6 +182,7 @@ class SfuBroker:
         size = len(self.members_of(room))
         state.small_since = self.policy.small_since(size, state.small_since, time.monotonic())
         if state.mode == "mesh" and self.available and self.policy.after_join("mesh", size) == "sfu":
+            self._place(state)
             state.mode = "sfu"
             state.epoch += 1
             state.escalated_at = time.monotonic()
@@ -164,8 +199,8 @@ class SfuBroker:
         size = len(self.members_of(room))
         if size == 0:
             del self.rooms[room]
-            if state.janus_id is not None:
-                self._spawn(self._destroy_room(state.janus_id), f"sfu-destroy-{room}")
+            if state.janus_id is not None and state.instance is not None:
+                self._spawn(self._destroy_room(state.instance, state.janus_id), f"sfu-destroy-{room}")
             return
         state.small_since = self.policy.small_since(size, state.small_since, time.monotonic())
         if member is not None and member.feed is not None:
@@ -200,59 +235,75 @@ class SfuBroker:
     async def run(self) -> None:
         """Keep a Janus session up (reconnecting after a loss) and apply the return rule."""
         while not self._closed:
-            if not self.available:
-                await self._connect()
-            else:
-                with contextlib.suppress(SfuUnavailable, JanusError):  # a lost session: the poll loop says so
-                    await self.janus.keepalive()  # type: ignore[union-attr]
+            for instance in self.instances:
+                if not instance.alive:
+                    await self._connect(instance)
+                else:
+                    with contextlib.suppress(SfuUnavailable, JanusError):  # a lost session: the poll loop says so
+                        await instance.session().keepalive()
+            self._rebuild_waiting()
             self._check_returns()
             await asyncio.sleep(self.config.probe_s)
 
-    async def _connect(self) -> None:
-        old, self.janus = self.janus, None
+    async def _connect(self, instance: Instance) -> None:
+        old, instance.janus = instance.janus, None
         if old is not None:
             await old.close()
-        session = JanusSession(self.config.url, self.api_secret, timeout_s=self.config.timeout_s, on_event=self._on_event, on_lost=self._lost)
+        session = JanusSession(
+            instance.url, self.api_secret, timeout_s=self.config.timeout_s,
+            on_event=lambda handle, event: self._on_event(instance, handle, event), on_lost=lambda: self._lost(instance),
+        )
         try:
             await session.start()
         except (SfuUnavailable, JanusError, KeyError, TypeError, ValueError) as exc:
             await session.close()
-            log.debug("sfu: janus not reachable: %s", exc)
+            log.debug("sfu: janus at %s not reachable: %s", instance.url, exc)
             return
-        self.janus = session
-        self._handles.clear()
-        for state in self.rooms.values():  # rooms left in sfu while it was away: start over
-            if state.mode == "sfu":
-                state.janus_id = None
-                state.members = {pid: Member() for pid in state.members}
-                state.epoch += 1
-                state.escalated_at = time.monotonic()
-                log.info("sfu: conference server back; room %s publishes afresh (epoch %d)", state.name, state.epoch)
-                self._broadcast(state)
+        instance.janus = session
+        instance.handles.clear()
 
-    def _lost(self) -> None:
-        """Janus went away: rooms that fit a mesh return to it; the others wait for it."""
+    def _rebuild_waiting(self) -> None:
+        """Rooms left on the SFU without a live instance: place them afresh and have them publish again."""
         for state in self.rooms.values():
+            if state.mode != "sfu" or (state.instance is not None and state.instance.alive):
+                continue
+            if self._place(state) is None:
+                continue
+            state.janus_id = None
+            state.members = {pid: Member() for pid in state.members}
+            state.epoch += 1
+            state.escalated_at = time.monotonic()
+            log.info("sfu: room %s publishes afresh on %s (epoch %d)", state.name, state.instance.url, state.epoch)  # type: ignore[union-attr]
+            self._broadcast(state)
+
+    def _lost(self, instance: Instance) -> None:
+        """A Janus went away: its rooms that fit a mesh return to it; the others move to another
+        instance (at the next probe) or wait for this one to come back."""
+        for state in self.rooms.values():
+            if state.instance is not instance:
+                continue
             state.janus_id = None
             if state.mode != "sfu":
                 continue
             if len(self.members_of(state.name)) <= self.mesh_cap:
                 state.mode = "mesh"
-                log.warning("sfu: conference server lost; room %s back to a mesh", state.name)
+                state.instance = None
+                log.warning("sfu: conference server %s lost; room %s back to a mesh", instance.url, state.name)
                 self._broadcast(state)
             else:
-                log.warning("sfu: conference server lost; room %s is larger than a mesh and waits for it", state.name)
+                log.warning("sfu: conference server %s lost; room %s is larger than a mesh and waits for one", instance.url, state.name)
 
     async def close(self) -> None:
         self._closed = True
         for job in list(self._jobs):
             job.cancel()
         await asyncio.gather(*self._jobs, return_exceptions=True)
-        if self.janus is not None:
-            for state in self.rooms.values():
-                if state.janus_id is not None:
-                    await self._destroy_room(state.janus_id)
-            await self.janus.close()
+        for state in self.rooms.values():
+            if state.janus_id is not None and state.instance is not None:
+                await self._destroy_room(state.instance, state.janus_id)
+        for instance in self.instances:
+            if instance.janus is not None:
+                await instance.janus.close()
 
     def _check_returns(self) -> None:
         now = time.monotonic()
@@ -264,16 +315,17 @@ class SfuBroker:
                 state.mode = "mesh"
                 self._broadcast(state)
                 janus_id, state.janus_id = state.janus_id, None
+                instance, state.instance = state.instance, None
                 members, state.members = state.members, {pid: Member() for pid in state.members}
-                self._spawn(self._retire(janus_id, list(members.values())), f"sfu-retire-{state.name}")
+                self._spawn(self._retire(instance, janus_id, list(members.values())), f"sfu-retire-{state.name}")
 
-    async def _retire(self, janus_id: int | None, members: list[Member]) -> None:
+    async def _retire(self, instance: Instance | None, janus_id: int | None, members: list[Member]) -> None:
         """After a return to mesh: keep the SFU streams while the mesh links come up, then drop them."""
         await asyncio.sleep(OLD_HANDLE_GRACE_S * 2)
         for member in members:
             await self._release(member)
-        if janus_id is not None:
-            await self._destroy_room(janus_id)
+        if janus_id is not None and instance is not None:
+            await self._destroy_room(instance, janus_id)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -299,11 +351,14 @@ class SfuBroker:
         if who is not None:
             who.send(protocol.encode_server(protocol.relayed(protocol.SFU_PEER_ID, data)))
 
-    async def _ensure_room(self, state: SfuRoom) -> int:
+    async def _ensure_room(self, state: SfuRoom) -> tuple[Instance, int]:
         async with state.lock:
+            instance = state.instance
+            if instance is None:
+                raise SfuUnavailable("the room has no conference server yet")
             if state.janus_id is not None:
-                return state.janus_id
-            janus = self._janus()
+                return instance, state.janus_id
+            janus = instance.session()
             handle = await janus.attach()
             try:
                 janus_id = secrets.randbelow(2**52) + 1
@@ -316,24 +371,21 @@ class SfuBroker:
             finally:
                 await janus.detach(handle)
             state.janus_id = janus_id
-            log.info("sfu: room %s has its VideoRoom", state.name)
-            return janus_id
-
-    def _janus(self) -> JanusSession:
-        if self.janus is None or not self.janus.alive:
-            raise SfuUnavailable("the conference server is not reachable")
-        return self.janus
+            log.info("sfu: room %s has its VideoRoom on %s", state.name, instance.url)
+            return instance, janus_id
 
     async def _publish(self, state: SfuRoom, peer: Participant, member: Member, sdp: str) -> None:
-        janus_id = await self._ensure_room(state)
-        janus = self._janus()
-        if member.publisher is not None:  # publishing afresh: the old feed goes
+        instance, janus_id = await self._ensure_room(state)
+        janus = instance.session()
+        if member.publisher is not None and member.instance is not None:  # publishing afresh: the old feed goes
             old, member.publisher, member.feed, member.live = member.publisher, None, None, False
-            self._handles.pop(old, None)
-            await janus.detach(old)
+            member.instance.handles.pop(old, None)
+            if member.instance.janus is not None:
+                await member.instance.janus.detach(old)
+        member.instance = instance
         handle = await janus.attach()
         feed = next(self._feeds)
-        self._handles[handle] = (state.name, peer.peer_id, "publisher")
+        instance.handles[handle] = (state.name, peer.peer_id, "publisher")
         try:
             _, jsep = await janus.message(
                 handle,
@@ -342,11 +394,11 @@ class SfuBroker:
                 {"type": "offer", "sdp": sdp, "trickle": False},
             )
         except BaseException:
-            self._handles.pop(handle, None)
+            instance.handles.pop(handle, None)
             await janus.detach(handle)
             raise
         if state.members.get(peer.peer_id) is not member:  # left meanwhile
-            self._handles.pop(handle, None)
+            instance.handles.pop(handle, None)
             await janus.detach(handle)
             return
         member.publisher, member.feed = handle, feed
@@ -355,8 +407,8 @@ class SfuBroker:
         self._send(state.name, peer.peer_id, {"sdp": {"type": "answer", "sdp": jsep["sdp"]}, "stream": "publish"})
         self._schedule_resubscribe(state)  # the member itself subscribes to the others right away
 
-    def _on_event(self, handle: int, event: dict[str, Any]) -> None:
-        where = self._handles.get(handle)
+    def _on_event(self, instance: Instance, handle: int, event: dict[str, Any]) -> None:
+        where = instance.handles.get(handle)
         if where is None:
             return
         room, peer_id, role = where
@@ -411,15 +463,18 @@ class SfuBroker:
     async def _subscribe_once(self, state: SfuRoom, peer_id: str, member: Member) -> None:
         feeds = {m.feed: pid for pid, m in state.members.items() if pid != peer_id and m.live and m.feed is not None}
         wanted = frozenset(feeds)
-        if wanted == member.subscribed or state.janus_id is None:
+        instance = state.instance
+        if member.instance is None:
+            member.instance = instance  # one that subscribes before (or without) publishing
+        if wanted == member.subscribed or state.janus_id is None or instance is None or member.instance is not instance:
             return
-        janus = self._janus()
+        janus = instance.session()
         old = member.subscriber
         if not wanted:
             member.subscriber, member.subscribed = None, wanted
         else:
             handle = await janus.attach()
-            self._handles[handle] = (state.name, peer_id, "subscriber")
+            instance.handles[handle] = (state.name, peer_id, "subscriber")
             try:
                 data, jsep = await janus.message(handle, {
                     "request": "join", "room": state.janus_id, "pin": state.pin, "ptype": "subscriber",
@@ -440,36 +495,40 @@ class SfuBroker:
                     answer = await member.answer
                 await janus.message(handle, {"request": "start"}, {"type": "answer", "sdp": answer["sdp"], "trickle": False})
             except BaseException:
-                self._handles.pop(handle, None)
+                instance.handles.pop(handle, None)
                 await janus.detach(handle)
                 raise
             member.subscriber, member.subscribed = handle, wanted
         if old is not None:
-            self._spawn(self._detach_later(old), f"sfu-detach-{old}")
+            self._spawn(self._detach_later(instance, old), f"sfu-detach-{old}")
 
-    async def _detach_later(self, handle: int) -> None:
+    async def _detach_later(self, instance: Instance, handle: int) -> None:
         await asyncio.sleep(OLD_HANDLE_GRACE_S)
-        self._handles.pop(handle, None)
-        if self.janus is not None:
-            await self.janus.detach(handle)
+        instance.handles.pop(handle, None)
+        if instance.alive:
+            await instance.session().detach(handle)
 
     async def _release(self, member: Member) -> None:
         if member.answer is not None and not member.answer.done():
             member.answer.cancel()
+        instance = member.instance
+        if instance is None:
+            return
         for handle in (member.publisher, member.subscriber):
             if handle is not None:
-                self._handles.pop(handle, None)
-                if self.janus is not None:
-                    await self.janus.detach(handle)
+                instance.handles.pop(handle, None)
+                if instance.alive:
+                    await instance.session().detach(handle)
 
-    async def _destroy_room(self, janus_id: int) -> None:
-        if not self.available or self.janus is None:
+    async def _destroy_room(self, instance: Instance, janus_id: int) -> None:
+        if not instance.alive:
             return
+        janus = instance.session()
         try:
-            handle = await self.janus.attach()
+            handle = await janus.attach()
             try:
-                await self.janus.request(handle, {"request": "destroy", "room": janus_id, "admin_key": self.admin_key, "permanent": False})
+                await janus.request(handle, {"request": "destroy", "room": janus_id, "admin_key": self.admin_key, "permanent": False})
             finally:
-                await self.janus.detach(handle)
+                await janus.detach(handle)
         except (SfuUnavailable, JanusError) as exc:
             log.debug("sfu: destroying a VideoRoom: %s", exc)
