@@ -225,6 +225,11 @@ async def metrics(request: web.Request) -> web.Response:
     m.rooms.set(len(s.hub.rooms))
     m.members.set(s.hub.members)
     m.store_up.set(1 if s.store.available else 0)
+    sfu = s.hub.sfu
+    if sfu is not None:
+        rooms = getattr(sfu, "rooms", {})
+        m.sfu_rooms.set(sum(1 for r in rooms.values() if getattr(r, "mode", "") == "sfu"))
+        m.sfu_up.set(sum(1 for i in getattr(sfu, "instances", ()) if i.alive))
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
 
 

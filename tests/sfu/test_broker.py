@@ -177,6 +177,9 @@ async def test_rooms_go_to_the_least_loaded_janus_and_move_when_theirs_dies(tmp_
                 assert (msg["mode"], msg["epoch"]) == ("sfu", 2)
             assert broker.rooms["a"].instance.url == second.url
             assert broker.rooms["b"].mode == "sfu" and broker.rooms["b"].epoch == 1  # untouched
+            async with http.get(server.url + "/metrics") as response:
+                text = await response.text()
+            assert "wallmesh_signal_sfu_rooms 2.0" in text and "wallmesh_signal_sfu_up 1.0" in text
             for c in [*a, *b]:
                 await c.close()
     finally:

@@ -56,7 +56,7 @@ class JanusLab:
         self.secret_file = self.state_dir / "janus-api-secret"
         self.admin_key_file = self.state_dir / "janus-admin-key"
         self.proc: asyncio.subprocess.Process | None = None
-        self.log_path = self.state_dir / "janus.log"
+        self.log_path = self.state_dir / f"janus-{self.inner_if}.log"
         self._made_ns = False
         self._made_link = False
 
@@ -95,12 +95,7 @@ class JanusLab:
 
     async def start_janus(self, timeout_s: float = 15.0) -> None:
         """Start (or start again, after :meth:`kill_janus`) Janus and wait for its API."""
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        settings = JanusSettings(
-            api_secret=ensure_secret(self.secret_file), admin_key=ensure_secret(self.admin_key_file),
-            ice_interface=self.inner_if, http_ip=self.janus_ip, http_port=self.port,
-        )
-        conf = write_config(settings, self.state_dir / "janus-conf")
+        conf = await asyncio.to_thread(self._write_config)
         logfile = await asyncio.to_thread(open, self.log_path, "ab")
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -124,6 +119,14 @@ class JanusLab:
                 if loop.time() > deadline:
                     raise LabUnavailable(f"janus did not answer at {self.url} within {timeout_s:g} s")
                 await asyncio.sleep(0.1)
+
+    def _write_config(self) -> Path:
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        settings = JanusSettings(
+            api_secret=ensure_secret(self.secret_file), admin_key=ensure_secret(self.admin_key_file),
+            ice_interface=self.inner_if, http_ip=self.janus_ip, http_port=self.port,
+        )
+        return write_config(settings, self.state_dir / f"janus-conf-{self.inner_if}")
 
     async def kill_janus(self) -> None:
         """Kill Janus at once (a crash, as far as everyone else can tell)."""
