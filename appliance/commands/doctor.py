@@ -9,7 +9,7 @@ it is and how much of it the unit's processing removes; ``DIR`` gets ``far.wav``
 ``mic.wav`` and ``out.wav`` (see :mod:`appliance.fleet.doctor.audio`).
 
 ``wallmesh doctor sfu`` runs on the site server: it checks the conference server named by
-``signal.toml``'s ``[sfu]`` (see :mod:`appliance.signaling.sfu.doctor`).
+``signal.toml``'s ``[sfu]`` (see :mod:`appliance.fleet.doctor.sfu`).
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def run_sfu(args: argparse.Namespace) -> int:
     import asyncio
 
     from appliance.fleet.doctor import Finding, exit_status, render_json, render_text
+    from appliance.fleet.doctor.sfu import check_sfu
     from appliance.signaling.offline import load_config, state_dir_of
-    from appliance.signaling.sfu.doctor import check_sfu
 
     path = getattr(args, "config", None)
     path = None if path in (None, DEFAULT_CONFIG) else path  # the unit's default is not the server's

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from appliance.config import build
 from appliance.signaling.config import SignalConfig
-from appliance.signaling.sfu.doctor import check_sfu
+from appliance.fleet.doctor.sfu import check_sfu
 
 
 def _config(**sfu) -> SignalConfig:
