@@ -216,6 +216,8 @@ class Mesh(Generic[PeerT]):
         self.room = str(msg["room"])
         roster = [p for p in msg.get("peers") or [] if isinstance(p, dict) and isinstance(p.get("peer_id"), str)]
         self.roster = {str(e["peer_id"]): e for e in roster if e["peer_id"] != self.local_id}
+        for remote in [r for r, link in self.peers.items() if isinstance(link, SfuRemote) and r not in self.roster]:
+            await self._drop(remote, "not in the room after a new session")  # its SFU tile comes back under the new id
         mode = msg.get("mode")
         if mode == "sfu" or self.mode == "sfu":
             epoch = msg.get("epoch")
