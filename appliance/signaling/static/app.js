@@ -470,7 +470,7 @@ function wireClient(client) {
   client.addEventListener("error", (e) => {
     const { code, message } = e.detail;
     if (code === "room_full" || code === "forbidden" || (code === "bad_message" && e.detail.ref === "join")) {
-      const text = code === "room_full" ? roomFullText(client.limits.max_room_size)
+      const text = code === "room_full" ? roomFullText(client.limits.max_room_size, message)
         : code === "forbidden" ? "Your account may not join that room." : message;
       app.room = null;
       client.room = null;
@@ -491,7 +491,11 @@ function wireClient(client) {
 }
 
 /** Says why a join was refused for a full room, with the size the server's welcome gave. */
-function roomFullText(maxRoomSize) {
+function roomFullText(maxRoomSize, message) {
+  // a site with a conference server grows rooms past the mesh size: the server says its own limit
+  if (/conference server is not reachable/.test(message || "")) return "That room is full, and the site's conference server is not reachable.";
+  const larger = /holds at most (\d+)/.exec(message || "");
+  if (larger) maxRoomSize = Number(larger[1]);
   return Number.isInteger(maxRoomSize) ? `That room is full (${maxRoomSize} participants at most).` : "That room is full.";
 }
 
