@@ -185,3 +185,36 @@ async def test_rooms_go_to_the_least_loaded_janus_and_move_when_theirs_dies(tmp_
     finally:
         await first.close()
         await second.close()
+
+
+@pytest.mark.slow
+async def test_videorooms_a_killed_server_left_behind_are_removed(tmp_path, janus) -> None:
+    from appliance.signaling.sfu.janus import JanusSession
+
+    secret = janus.secret_file.read_text().strip()
+    key = janus.admin_key_file.read_text().strip()
+    other = JanusSession(janus.url, secret)
+    await other.start()
+    try:
+        handle = await other.attach()
+        await other.request(handle, {"request": "create", "room": 4242, "admin_key": key, "description": "wallmesh old-room",
+                                     "is_private": True, "permanent": False})
+        await other.request(handle, {"request": "create", "room": 4343, "admin_key": key, "description": "not ours",
+                                     "is_private": True, "permanent": False})
+
+        async def rooms() -> set[int]:
+            listing = await other.request(handle, {"request": "list", "admin_key": key})
+            return {r["room"] for r in listing["list"]}
+
+        assert {4242, 4343} <= await rooms()
+        config = make_config(sfu=sfu_config(janus)["sfu"])
+        async with SignalServer(config, state_dir=tmp_path / "server") as server:
+            for _ in range(50):
+                if server.services.hub.sfu.available and 4242 not in await rooms():
+                    break
+                await asyncio.sleep(0.1)
+            found = await rooms()
+            assert 4242 not in found, "the room an earlier server left is still there"
+            assert 4343 in found, "a room that is not wallmesh's was removed"
+    finally:
+        await other.close()

@@ -46,6 +46,8 @@ RESUBSCRIBE_DEBOUNCE_S = 0.3
 GATHER_S = 3.0
 OLD_HANDLE_GRACE_S = 4.0
 ANSWER_TIMEOUT_S = 10.0
+#: How the VideoRooms this server creates are described (and found again, see SfuBroker._sweep).
+ROOM_PREFIX = "wallmesh "
 
 
 class Instance:
@@ -261,6 +263,28 @@ class SfuBroker:
             return
         instance.janus = session
         instance.handles.clear()
+        await self._sweep(instance)
+
+    async def _sweep(self, instance: Instance) -> None:
+        """Destroy VideoRooms an earlier run of this server left behind (it was killed, say):
+        Janus keeps a room, and its publishers' slots, until someone destroys it."""
+        ours = {r.janus_id for r in self.rooms.values() if r.instance is instance}
+        janus = instance.session()
+        try:
+            handle = await janus.attach()
+            try:
+                listing = await janus.request(handle, {"request": "list", "admin_key": self.admin_key})
+                for room in listing.get("list") or []:
+                    if not isinstance(room, dict) or not str(room.get("description", "")).startswith(ROOM_PREFIX):
+                        continue
+                    if room.get("room") in ours:
+                        continue
+                    await janus.request(handle, {"request": "destroy", "room": room["room"], "admin_key": self.admin_key, "permanent": False})
+                    log.info("sfu: removed a VideoRoom left behind on %s", instance.url)
+            finally:
+                await janus.detach(handle)
+        except (SfuUnavailable, JanusError) as exc:
+            log.info("sfu: could not look for VideoRooms left behind on %s: %s", instance.url, exc)
 
     def _rebuild_waiting(self) -> None:
         """Rooms left on the SFU without a live instance: place them afresh and have them publish again."""
@@ -364,7 +388,7 @@ class SfuBroker:
                 janus_id = secrets.randbelow(2**52) + 1
                 await janus.request(handle, {
                     "request": "create", "room": janus_id, "admin_key": self.admin_key, "pin": state.pin,
-                    "description": f"wallmesh {state.name}"[:64], "publishers": self.max_room_size, "permanent": False,
+                    "description": f"{ROOM_PREFIX}{state.name}"[:64], "publishers": self.max_room_size, "permanent": False,
                     "is_private": True, "videocodec": "h264", "h264_profile": "42e01f", "audiocodec": "opus",
                     "notify_joining": False, "bitrate": 0, "fir_freq": 10,
                 })
