@@ -62,6 +62,13 @@ ERROR_CODES = (
 CLOSE_UNAUTHORIZED = 4401  # no hello in time, bad token, or revoked identity
 CLOSE_RATE_LIMITED = 4429  # sustained flooding
 CLOSE_BAD_MESSAGES = 4400  # sustained malformed input
+#: The peer id of the site's conference server (SFU) in a room that uses one: a client sends its
+#: ``signal``\ s for the SFU ``to`` it and gets the SFU's ``from`` it. Server-issued peer ids are
+#: 16 hex digits, so it never names a participant.
+SFU_PEER_ID = "sfu"
+#: How a room's media flows: directly between participants, or through the site's SFU.
+ROOM_MODES = ("mesh", "sfu")
+
 CLOSE_CODES = {"unauthorized": CLOSE_UNAUTHORIZED, "rate_limited": CLOSE_RATE_LIMITED, "bad_messages": CLOSE_BAD_MESSAGES}
 
 
@@ -345,10 +352,27 @@ class Welcome(TypedDict):
 
 
 class Joined(TypedDict):
+    """``mode`` (one of :data:`ROOM_MODES`) was added to protocol v1 with the SFU: a client
+    must accept ``joined`` without it (a room is then a mesh)."""
+
     type: Literal["joined"]
     room: str
     peer_id: str
     peers: list[RosterEntry]
+    mode: NotRequired[str]
+    epoch: NotRequired[int]
+
+
+class RoomMode(TypedDict):
+    """The room changes how its media flows (an addition to protocol v1).
+
+    ``mode`` is ``mesh`` or ``sfu``; ``epoch`` counts the room's SFU sessions, so a client
+    already in ``sfu`` that hears a new epoch (the SFU was restarted) publishes afresh."""
+
+    type: Literal["room-mode"]
+    room: str
+    mode: str
+    epoch: int
 
 
 # ``from`` is a Python keyword, hence the functional form.
@@ -395,8 +419,8 @@ class ErrorFrame(TypedDict):
     ref: NotRequired[str]
 
 
-ServerMessage = Welcome | Joined | Relayed | PeerJoined | PeerLeft | PeerState | Left | Pong | ErrorFrame
-SERVER_MESSAGES: tuple[type, ...] = (Welcome, Joined, Relayed, PeerJoined, PeerLeft, PeerState, Left, Pong, ErrorFrame)
+ServerMessage = Welcome | Joined | Relayed | PeerJoined | PeerLeft | PeerState | Left | Pong | ErrorFrame | RoomMode
+SERVER_MESSAGES: tuple[type, ...] = (Welcome, Joined, Relayed, PeerJoined, PeerLeft, PeerState, Left, Pong, ErrorFrame, RoomMode)
 
 
 def roster_entry(peer_id: str, name: str, kind: str, muted: bool, camera: bool, account: str | None = None) -> RosterEntry:
@@ -416,8 +440,19 @@ def welcome(peer_id: str, ice_servers: list[dict[str, Any]], max_room_size: int)
     }
 
 
-def joined(room: str, peer_id: str, peers: list[RosterEntry]) -> Joined:
-    return {"type": "joined", "room": room, "peer_id": peer_id, "peers": peers}
+def joined(room: str, peer_id: str, peers: list[RosterEntry], mode: str | None = None, epoch: int = 0) -> Joined:
+    """A ``joined``; ``mode`` (and ``epoch``) only when the server has an SFU, after the other keys."""
+    msg: Joined = {"type": "joined", "room": room, "peer_id": peer_id, "peers": peers}
+    if mode is not None:
+        msg["mode"] = mode
+        msg["epoch"] = epoch
+    return msg
+
+
+def room_mode(room: str, mode: str, epoch: int) -> RoomMode:
+    if mode not in ROOM_MODES:
+        raise ValueError(f"unknown room mode {mode!r}")
+    return {"type": "room-mode", "room": room, "mode": mode, "epoch": epoch}
 
 
 def relayed(sender: str, data: dict[str, Any]) -> Relayed:

@@ -96,6 +96,7 @@ GOLDEN = [
     (p.pong("7"), b'{"type":"pong","id":"7"}'),
     (p.error("room_full", "full", "join"), b'{"type":"error","code":"room_full","message":"full","ref":"join"}'),
     (p.error("rate_limited", "slow down"), b'{"type":"error","code":"rate_limited","message":"slow down"}'),
+    (p.room_mode("r", "sfu", 2), b'{"type":"room-mode","room":"r","mode":"sfu","epoch":2}'),
 ]
 
 # ``account`` (who the server knows a participant to be) was added to v1 later: it goes after
@@ -115,6 +116,18 @@ def test_the_account_is_an_addition_to_the_old_wire_form(msg, wire) -> None:
     without = orjson.dumps(_drop_account(orjson.loads(wire)))
     assert without == re.sub(rb',"account":"[^"]*"', b"", wire)
     assert p.parse_server(without) == _drop_account(msg)
+
+
+def test_the_room_mode_in_joined_is_an_addition_to_the_old_wire_form() -> None:
+    """A server with an SFU says the room's mode after every key an older client reads."""
+    old = p.joined("r", "a1", [])
+    new = p.joined("r", "a1", [], "sfu", 3)
+    assert p.encode_server(new) == p.encode_server(old)[:-1] + b',"mode":"sfu","epoch":3}'
+    assert p.parse_server(p.encode_server(new)) == new
+    with pytest.raises(ValueError):
+        p.room_mode("r", "star", 1)
+    with pytest.raises(ProtocolError):
+        p.parse_server(b'{"type":"room-mode","room":"r","mode":"sfu","epoch":"1"}')
 
 
 def _drop_account(obj):
@@ -177,7 +190,7 @@ def test_server_frames_keep_their_wire_form(msg, wire) -> None:
 
 def test_every_server_message_type_is_built_and_parsed() -> None:
     assert sorted({msg["type"] for msg, _ in GOLDEN}) == sorted(p.SERVER_TYPES)
-    assert set(p.SERVER_TYPES) == {"welcome", "joined", "signal", "peer-joined", "peer-left", "peer-state", "left", "pong", "error"}
+    assert set(p.SERVER_TYPES) == {"welcome", "joined", "signal", "peer-joined", "peer-left", "peer-state", "left", "pong", "error", "room-mode"}
     with pytest.raises(ValueError):
         p.error("made_up", "x")
 

@@ -1,4 +1,4 @@
-"""``wallmesh bench [signaling|media|display|audio|faults] [--json]``: the project's measurements."""
+"""``wallmesh bench [signaling|media|display|audio|faults|sfu] [--json]``: the project's measurements."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ PARTS = {
     "signaling": "appliance.bench.signaling.runner:run",
     "audio": "appliance.bench.audio:run",
     "faults": "appliance.bench.faults:run",
+    "sfu": "appliance.bench.sfu:run",
 }
 
 

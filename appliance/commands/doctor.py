@@ -7,6 +7,9 @@ options so the checks can be pointed at a copy of another unit's trees.
 records its microphone meanwhile and says how long the room's echo takes, how loud
 it is and how much of it the unit's processing removes; ``DIR`` gets ``far.wav``,
 ``mic.wav`` and ``out.wav`` (see :mod:`appliance.fleet.doctor.audio`).
+
+``wallmesh doctor sfu`` runs on the site server: it checks the conference server named by
+``signal.toml``'s ``[sfu]`` (see :mod:`appliance.fleet.doctor.sfu`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     audio.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="the unit config (its [audio] devices)")
     audio.add_argument("--seconds", type=float, default=6.0, help="length of the probe (default 6, at least 3)")
     audio.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    sfu = sub.add_parser(
+        "sfu", help="on the site server: check the conference server (Janus) rooms beyond the mesh cap go through",
+        description="Check that the Janus named by signal.toml's [sfu] answers, runs the VideoRoom, and takes the "
+        "server's API secret and admin key from its state directory.",
+    )
+    sfu.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="the server config (default /etc/wallmesh/signal.toml)")
+    sfu.add_argument("--state-dir", type=Path, default=None, help="the server's state directory (default: the config's)")
+    sfu.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
     if getattr(args, "doctor_command", None) == "audio":
         return run_audio(args)
+    if getattr(args, "doctor_command", None) == "sfu":
+        return run_sfu(args)
     ctx = Context(config_path=args.config, sys_root=args.sys_root, dev_root=args.dev_root, proc_root=args.proc_root,
                   network=not args.no_network, timeout_s=args.timeout)
     findings = run_checks(ctx)
@@ -63,4 +76,23 @@ def run_audio(args: argparse.Namespace) -> int:
     print(render_json(findings) if args.json else render_text(findings))
     if not args.json and (args.record / "mic.wav").exists():
         print(f"recorded: {args.record / 'far.wav'}, {args.record / 'mic.wav'}, {args.record / 'out.wav'}")
+    return exit_status(findings)
+
+
+def run_sfu(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from appliance.fleet.doctor import Finding, exit_status, render_json, render_text
+    from appliance.fleet.doctor.sfu import check_sfu
+    from appliance.signaling.offline import load_config, state_dir_of
+
+    path = getattr(args, "config", None)
+    path = None if path in (None, DEFAULT_CONFIG) else path  # the unit's default is not the server's
+    try:
+        config = load_config(str(path) if path else None, {})
+    except ValueError as exc:  # ConfigError names the file and the key
+        findings = [Finding("sfu", "fail", str(exc), "fix the server config, then run this again")]
+    else:
+        findings = asyncio.run(check_sfu(config, state_dir_of(config, str(args.state_dir) if args.state_dir else None)))
+    print(render_json(findings) if args.json else render_text(findings))
     return exit_status(findings)

@@ -27,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
     from appliance.signaling.server import SignalServer, tune_gc
 
     config = load_config(args.config, {**overrides(args), "host": args.host, "port": args.port})
+    from appliance.signaling.offline import DEFAULT_CONFIG
+    from appliance.signaling.sfu.broker import check_config
+
+    check_config(config, args.config or (str(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else None))  # [sfu] keys that cannot work together
     state_dir = state_dir_of(config, args.state_dir)
     if args.rotate_key:
         from appliance.signaling.auth import KeyRing

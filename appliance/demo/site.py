@@ -106,8 +106,10 @@ class Site:
         max_room_size: int = 6,
         netns: str | None = None,
         server_host: str = "127.0.0.1",
+        server_extra: dict[str, Any] | None = None,
     ) -> None:
         self.max_room_size = max_room_size
+        self.server_extra = dict(server_extra or {})  # more config for an in-process server (e.g. [sfu])
         self.server_host = server_host
         # processes run inside this network namespace (one the caller created), if any
         self.prefix = ["ip", "netns", "exec", netns] if netns else []
@@ -128,7 +130,7 @@ class Site:
         """Start (or restart, on the same port) the signaling server; returns its URL."""
         self.server_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.server_process:
-            self._server = await demo_server.start(self.server_dir, self.port, max_room_size=self.max_room_size)
+            self._server = await demo_server.start(self.server_dir, self.port, max_room_size=self.max_room_size, **self.server_extra)
             self.url, self.port = self._server.url, self._server.port
             return self.url
         cmd = [*self.prefix, sys.executable, "-m", "appliance.demo.server", "--state-dir", str(self.server_dir),

@@ -226,6 +226,11 @@ async def metrics(request: web.Request) -> web.Response:
     m.members.set(s.hub.members)
     m.store_up.set(1 if s.store.available else 0)
     m.asyncio_tasks.set(len(asyncio.all_tasks()))
+    sfu = s.hub.sfu
+    if sfu is not None:
+        rooms = getattr(sfu, "rooms", {})
+        m.sfu_rooms.set(sum(1 for r in rooms.values() if getattr(r, "mode", "") == "sfu"))
+        m.sfu_up.set(sum(1 for i in getattr(sfu, "instances", ()) if i.alive))
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
 
 
@@ -297,8 +302,12 @@ def create_app(
     url: str = "",
     fingerprint: str | None = None,
     static_dir: Path | None = None,
+    sfu: Any = None,
 ) -> web.Application:
-    """Build the app around the given backends; background jobs live and die with it."""
+    """Build the app around the given backends; background jobs live and die with it.
+
+    ``sfu`` is an :class:`appliance.signaling.sfu.broker.SfuBroker` (built unbound: its
+    ``members_of`` is pointed at this app's hub here), or None for a mesh-only site."""
     policies: dict[str, origin.OriginPolicy] = {}
 
     def policy_of(request: web.Request) -> origin.OriginPolicy:
@@ -317,9 +326,12 @@ def create_app(
     def on_call(event: str, room: str, who: Participant) -> None:
         store.log_call(event, room, who.peer_id, who.claims.sub, who.kind, who.name)
 
+    hub = Hub(max_room_size=config.max_room_size, on_call=on_call, sfu=sfu)
+    if sfu is not None:
+        sfu.members_of = lambda room: hub.rooms.get(room, {})
     services = Services(
         config=config, store=store, tokens=tokens, hasher=hasher, metrics=m,
-        hub=Hub(max_room_size=config.max_room_size, on_call=on_call),
+        hub=hub,
         throttle=LoginThrottle(failures=config.rate.login_failures, window_s=config.rate.login_window_s),
         url=url, fingerprint=fingerprint,
     )
@@ -331,10 +343,14 @@ def create_app(
             asyncio.create_task(_revocations(services), name="revocations"),
             asyncio.create_task(_heartbeat(services), name="heartbeat"),
         ]
+        if sfu is not None:
+            tasks.append(asyncio.create_task(sfu.run(), name="sfu"))
         yield
         for task in tasks:
             task.cancel()
         _, stuck = await asyncio.wait(tasks, timeout=5)
+        if sfu is not None:
+            await sfu.close()
         for task in stuck:
             log.error("background task %s did not stop when cancelled", task.get_name())
 

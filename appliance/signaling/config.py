@@ -93,6 +93,28 @@ class Hashing:
 
 
 @dataclass(frozen=True)
+class Sfu:
+    type: str = setting("none", choices=("none", "janus"), help="conference server for rooms beyond the mesh cap: none, or janus")
+    url: str = setting("", pattern=r"(https?://[^\s]{1,250})?", help="Janus HTTP API, e.g. 'http://10.0.0.2:8088/janus'")
+    more_urls: tuple[str, ...] = setting(
+        [], pattern=r"https?://[^\s]{1,250}",
+        help="further Janus instances (the same secrets); each room that escalates goes to the least loaded live one",
+    )
+    secret_file: str = setting("janus-api-secret", help="file holding Janus's api_secret; a relative path is in the state directory")
+    admin_key_file: str = setting("janus-admin-key", help="file holding the VideoRoom admin_key; a relative path is in the state directory")
+    escalate_at: int = setting(0, min=0, max=256, help="room size at which a room moves to the conference server; 0: max_room_size + 1")
+    max_room_size: int = setting(32, min=2, max=256, help="participants per room through the conference server (the VideoRoom's publisher limit)")
+    return_below: int = setting(
+        0, min=0, max=255, help="a room this size or smaller for return_after_s goes back to a mesh; 0: max_room_size - 2 (at least 1)",
+    )
+    return_after_s: float = setting(
+        60.0, min=0, max=3600, help="how long a room must stay at return_below or smaller before it goes back to a mesh, s",
+    )
+    timeout_s: float = setting(5.0, min=0.5, max=60, help="how long a request to Janus may take, seconds")
+    probe_s: float = setting(2.0, min=0.2, max=60, help="how often the server checks that Janus is up (and reconnects), seconds")
+
+
+@dataclass(frozen=True)
 class SignalConfig:
     host: str = setting("0.0.0.0", help="address to listen on; a loopback address may serve plain HTTP")
     port: int = setting(8443, help="TCP port; 0 picks a free one", min=0, max=65535)
@@ -112,3 +134,4 @@ class SignalConfig:
     mdns: Mdns = section(Mdns)
     tokens: Tokens = section(Tokens)
     hashing: Hashing = section(Hashing)
+    sfu: Sfu = section(Sfu)

@@ -33,6 +33,8 @@ class Metrics:
         self.store_up = Gauge("wallmesh_signal_store_up", "1 when the store is reachable", registry=r)
         self.store_restarts = Counter("wallmesh_signal_store_restarts", "times the embedded store was started again after it died", registry=r)
         self.asyncio_tasks = Gauge("wallmesh_signal_asyncio_tasks", "asyncio tasks in the server's process (leak checks)", registry=r)
+        self.sfu_rooms = Gauge("wallmesh_signal_sfu_rooms", "rooms going through the conference server (SFU)", registry=r)
+        self.sfu_up = Gauge("wallmesh_signal_sfu_up", "conference server instances the server has a live session with", registry=r)
         self.calllog_dropped = Counter("wallmesh_signal_calllog_dropped", "call-log records dropped while the store was away", registry=r)
         # Hot-path counters are plain ints folded in at scrape time: a prometheus Counter.inc()
         # takes a lock, which costs more than the relay itself.

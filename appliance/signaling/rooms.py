@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from appliance import protocol
 from appliance.signaling.auth import Claims
@@ -45,11 +45,40 @@ class Participant:
         return protocol.roster_entry(self.peer_id, self.name, self.kind, self.muted, self.camera, self.account)
 
 
+class RoomBroker(Protocol):
+    """What the hub asks of a conference server (:class:`appliance.signaling.sfu.broker.SfuBroker`)."""
+
+    def capacity(self, room: str) -> int:
+        """How many participants ``room`` may hold now."""
+
+    def full_message(self) -> str:
+        """What a joiner refused for a full room is told."""
+
+    def mode(self, room: str) -> tuple[str, int]:
+        """The room's mode (``mesh`` or ``sfu``) and its SFU epoch."""
+
+    def joined(self, room: str, peer: Participant) -> None:
+        """``peer`` was added to ``room``."""
+
+    def left(self, room: str, peer_id: str) -> None:
+        """``peer_id`` is no longer in ``room``."""
+
+    def from_client(self, peer: Participant, data: dict[str, Any]) -> None:
+        """A ``signal`` addressed to the SFU."""
+
+
+#: What a joiner of a full room hears when the site has no conference server to grow it.
+NO_SFU_FULL = "this room is full; the site has no conference server"
+
+
 class Hub:
     """All participants and rooms of one server."""
 
-    def __init__(self, *, max_room_size: int, on_call: Callable[[str, str, Participant], None] | None = None) -> None:
+    def __init__(
+        self, *, max_room_size: int, on_call: Callable[[str, str, Participant], None] | None = None, sfu: RoomBroker | None = None,
+    ) -> None:
         self.max_room_size = max_room_size
+        self.sfu = sfu
         self.participants: dict[str, Participant] = {}
         self.rooms: dict[str, dict[str, Participant]] = {}
         self._on_call = on_call or (lambda event, room, peer: None)
@@ -77,10 +106,12 @@ class Hub:
         if not peer.claims.grants(room):
             raise protocol.ProtocolError("forbidden", "your token does not grant this room", "join")
         members = self.rooms.get(room)
+        cap = self.max_room_size if self.sfu is None else self.sfu.capacity(room)
         if members is None:
             members = self.rooms[room] = {}
-        elif len(members) >= self.max_room_size:
-            raise protocol.ProtocolError("room_full", f"room holds at most {self.max_room_size} participants", "join")
+        elif len(members) >= cap:
+            message = NO_SFU_FULL if self.sfu is None else self.sfu.full_message()
+            raise protocol.ProtocolError("room_full", message, "join")
         roster = [p.entry() for p in members.values()]
         announce = protocol.encode_server(protocol.peer_joined(peer.peer_id, peer.name, peer.kind, peer.account))
         for other in members.values():
@@ -88,7 +119,11 @@ class Hub:
         members[peer.peer_id] = peer
         peer.room = room
         self._on_call("join", room, peer)
-        return protocol.joined(room, peer.peer_id, roster)
+        if self.sfu is None:
+            return protocol.joined(room, peer.peer_id, roster)
+        self.sfu.joined(room, peer)
+        mode, epoch = self.sfu.mode(room)
+        return protocol.joined(room, peer.peer_id, roster, mode, epoch)
 
     def leave(self, peer: Participant) -> protocol.Left:
         if peer.room is None:
@@ -105,7 +140,9 @@ class Hub:
             return
         if not members:
             del self.rooms[room]  # type: ignore[arg-type]
-        else:
+        if self.sfu is not None:
+            self.sfu.left(room, peer.peer_id)  # type: ignore[arg-type]
+        if members:
             frame = protocol.encode_server(protocol.peer_left(peer.peer_id, reason))
             for other in members.values():
                 other.send(frame)
@@ -116,6 +153,9 @@ class Hub:
         room = peer.room
         if room is None:
             raise protocol.ProtocolError("not_in_room", "join a room before signaling", "signal")
+        if to == protocol.SFU_PEER_ID and self.sfu is not None:
+            self.sfu.from_client(peer, data)
+            return
         target = self.rooms[room].get(to)
         if target is None or target is peer:
             raise protocol.ProtocolError("unknown_peer", "no such peer in your room", "signal")

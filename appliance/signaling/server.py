@@ -159,7 +159,8 @@ class SignalServer:
             self.fingerprint = tls.fingerprint_pem(cert.read_bytes())
 
         static = Path(cfg.static_dir) if cfg.static_dir else None
-        self.app = create_app(cfg, store=self.store, tokens=self.tokens, hasher=self._hasher, fingerprint=self.fingerprint, static_dir=static)
+        self.app = create_app(cfg, store=self.store, tokens=self.tokens, hasher=self._hasher, fingerprint=self.fingerprint, static_dir=static,
+                              sfu=await asyncio.to_thread(self._sfu_broker))
         releases.add_routes(self.app, self.state_dir)  # wheels offered to the units (wallmesh release publish)
         # aiohttp's keep-alive timer runs from a connection's opening and from each reply until
         # the next whole request head, whatever bytes trickle in meanwhile: the header timeout
@@ -191,6 +192,20 @@ class SignalServer:
             await self._advert.start()
         assert self._runner.server is not None
         self._listener.start(self._runner.server, ssl_ctx)
+
+    def _sfu_broker(self) -> Any:
+        """The conference-server broker ``[sfu]`` asks for, or None; its secrets come from the state dir."""
+        sfu = self.config.sfu
+        if sfu.type == "none":
+            return None
+        from appliance.signaling.sfu.broker import SfuBroker, check_config
+        from appliance.signaling.sfu.janusconf import ensure_secret
+
+        check_config(self.config, None)
+        secret = Path(sfu.secret_file) if Path(sfu.secret_file).is_absolute() else self.state_dir / sfu.secret_file
+        key = Path(sfu.admin_key_file) if Path(sfu.admin_key_file).is_absolute() else self.state_dir / sfu.admin_key_file
+        return SfuBroker(sfu, mesh_cap=self.config.max_room_size, api_secret=ensure_secret(secret), admin_key=ensure_secret(key),
+                         members_of=lambda room: {})
 
     def _url_host(self) -> str:
         return url_host(self.config)

@@ -309,6 +309,10 @@ class UnitDaemon:
             "status_url": self.status_server.url if self.status_server is not None else None,
             "started": self.started_wall,
             "time": time.time(),
+            "room_mode": self.mesh.mode,
+            "room_switch_gap_ms": None if self.mesh.switch_gap_ms is None else round(self.mesh.switch_gap_ms, 1),
+            "room_upload_kbps": self.mesh.sfu.upload_kbps if self.mesh.sfu is not None else None,
+            "room_switched_at": None if self.mesh.switched_at is None else round(time.time() - (time.monotonic() - self.mesh.switched_at), 3),
         }
         if self.software is not None:
             doc["software"] = self.software

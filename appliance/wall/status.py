@@ -224,3 +224,7 @@ class DaemonStatus(UnitStatus):
     started: float
     time: float
     software: NotRequired[SoftwareStatus]
+    room_mode: NotRequired[str]  # "mesh" or "sfu" (the room goes through the site's conference server)
+    room_switched_at: NotRequired[float | None]  # wall clock of a mode change still settling
+    room_switch_gap_ms: NotRequired[float | None]  # the longest a tile went without a new frame in the last change
+    room_upload_kbps: NotRequired[float | None]  # what the unit sends to the SFU (in sfu mode)

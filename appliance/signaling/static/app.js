@@ -11,11 +11,16 @@
 // the camera and microphone; a lost server is said in the call's main area while the
 // client retries and rejoins by itself.
 //
+// A room larger than a mesh goes through the site's conference server (sfu.js): on
+// room-mode "sfu" the page publishes once and receives everyone from it; each tile moves
+// to its new stream once that stream arrives, and back to a mesh link the same way.
+//
 // window.wallmesh is a small read-only hook for operators and automated tests:
 // wallmesh.stats() resolves to per-peer figures from getStats.
 
 import { SignalingClient } from "./signaling.js";
 import { Peer } from "./peer.js";
+import { SFU_PEER, SfuLink, SfuRemote } from "./sfu.js";
 import { fillPickers, routeAudio, watchPickers } from "./devices.js";
 import { icon } from "./icons.js";
 import { LocalMedia } from "./media.js";
@@ -40,6 +45,10 @@ const app = {
   peers: new Map(),   // peer_id → {peer, tile, info}
   warnedNoMedia: false,
   events: [],         // the last peer events, newest last (see window.wallmesh.events)
+  mode: "mesh",       // the room's: "mesh", or "sfu" through the site's conference server
+  epoch: 0,
+  sfu: null,          // SfuLink while the room goes through the SFU
+  pending: new Map(), // peer_id → mesh Peer being built back after the SFU
 };
 const media = new LocalMedia({ replaceTrack: sendEverywhere });
 
@@ -95,7 +104,9 @@ function setConn(state, text) {
 
 /** Puts `track` (or nothing) on every connection for `kind`; resolves once all senders carry it. */
 function sendEverywhere(kind, track) {
-  return Promise.all([...app.peers.values()].map(({ peer }) => peer.setLocalTrack(kind, track)));
+  if (app.sfu) app.sfu.setLocalTrack(kind, track);
+  const links = [...[...app.peers.values()].map(({ peer }) => peer), ...app.pending.values()];
+  return Promise.all(links.map((peer) => peer.setLocalTrack(kind, track)));
 }
 
 async function openLocalMedia() {
@@ -188,8 +199,7 @@ function renderControls() {
 
 // ---------------------------------------------------------------- mesh
 
-function addPeer(info, offerer) {
-  removePeer(info.peer_id);
+function makePeer(info, offerer) {
   const peer = new Peer({
     selfId: app.selfId,
     peerId: info.peer_id,
@@ -201,16 +211,37 @@ function addPeer(info, offerer) {
     signal: (data) => { if (app.client) app.client.signal(peer.peerId, data); },
     localTracks: { audio: media.track("audio"), video: media.track("video") },
   });
+  return peer;
+}
+
+function addPeer(info, offerer) {
+  removePeer(info.peer_id);
+  const entry = addEntry(info, makePeer(info, offerer));
+  wirePeer(entry, entry.peer);
+  return entry;
+}
+
+/** A tile for `info`, fed by `link` (a mesh Peer or an SfuRemote). */
+function addEntry(info, link) {
   const tile = addTile(info);
-  const entry = { peer, tile, info, failTimer: null, stale: false };
+  const entry = { peer: link, tile, info, failTimer: null, stale: false };
   note("added", info.peer_id, info.name);
   app.peers.set(info.peer_id, entry);
   const video = tile.querySelector("video");
   if (media.devices.audiooutput) routeAudio(video, media.devices.audiooutput);
-  video.srcObject = peer.remoteStream;
-  peer.addEventListener("track", () => { video.srcObject = peer.remoteStream; video.play().catch(() => {}); });
-  peer.addEventListener("rebuilt", () => { video.srcObject = peer.remoteStream; updateTile(entry); });
+  video.srcObject = link.remoteStream;
+  link.addEventListener("track", () => {
+    if (entry.peer === link) { video.srcObject = link.remoteStream; video.play().catch(() => {}); }
+  });
+  updateTile(entry);
+  return entry;
+}
+
+function wirePeer(entry, peer) {
+  const video = entry.tile.querySelector("video");
+  peer.addEventListener("rebuilt", () => { if (entry.peer === peer) { video.srcObject = peer.remoteStream; updateTile(entry); } });
   peer.addEventListener("connectionstatechange", (e) => {
+    if (entry.peer !== peer) return;
     updateTile(entry);
     clearTimeout(entry.failTimer);
     if (e.detail.state === "failed" && !peer.polite) {
@@ -219,8 +250,84 @@ function addPeer(info, offerer) {
       entry.failTimer = setTimeout(() => { if (app.peers.get(peer.peerId) === entry) peer.restart(); }, 1000);
     }
   });
+}
+
+// ---------------------------------------------------------------- through the SFU
+
+/** Feed `entry`'s tile from `link` now; the old link goes a moment later, so that the far
+ *  side, which may not have its new path yet, keeps receiving us meanwhile. */
+function switchEntry(entry, link) {
+  const old = entry.peer;
+  if (old === link) return;
+  entry.peer = link;
+  const video = entry.tile.querySelector("video");
+  video.srcObject = link.remoteStream;
+  video.play().catch(() => {});
+  setTimeout(() => old.close(), 1500);
+  note("switched", link.peerId, link.name);
   updateTile(entry);
-  return entry;
+}
+
+function setMode(mode, epoch) {
+  if (mode === "sfu") {
+    const fresh = app.mode !== "sfu" || epoch !== app.epoch || !app.sfu;
+    app.mode = "sfu";
+    app.epoch = epoch;
+    if (!fresh || !app.client) return;
+    for (const peer of app.pending.values()) peer.close();
+    app.pending.clear();
+    if (!app.sfu) {
+      const sfu = app.sfu = new SfuLink({
+        iceServers: app.client.iceServers,
+        signal: (data) => { if (app.client) app.client.signal(SFU_PEER, data); },
+        localTracks: { audio: media.track("audio"), video: media.track("video") },
+      });
+      sfu.addEventListener("track", (e) => {
+        if (app.sfu !== sfu || app.mode !== "sfu") return;
+        const { peerId, track, pc } = e.detail;
+        const entry = app.peers.get(peerId) || addEntry({ peer_id: peerId, name: "", state: { muted: false, camera: true } }, new SfuRemote(peerId, ""));
+        const remote = entry.peer.sfu ? entry.peer : new SfuRemote(peerId, entry.peer.name);
+        remote.attach(track, pc);
+        if (entry.peer !== remote) switchEntry(entry, remote);
+        else { const video = entry.tile.querySelector("video"); video.srcObject = remote.remoteStream; video.play().catch(() => {}); }
+      });
+    }
+    app.sfu.publish().catch((err) => console.warn("wallmesh: publishing to the SFU failed:", err.message));
+  } else if (app.mode === "sfu") {
+    app.mode = "mesh";
+    for (const [id, entry] of app.peers) {
+      if (!entry.peer.sfu || app.pending.has(id)) continue;
+      meshLinkFor(entry, String(app.selfId) > String(id));   // the higher id offers, as in a rebuild
+    }
+    setTimeout(() => finishMesh(true), 10000);
+  }
+}
+
+/** A mesh link being built back for `entry`; it takes the tile over once it has a track. */
+function meshLinkFor(entry, offerer) {
+  const peer = makePeer(entry.info, offerer);
+  app.pending.set(entry.info.peer_id, peer);
+  peer.addEventListener("track", () => {
+    if (app.pending.get(entry.info.peer_id) !== peer || app.peers.get(entry.info.peer_id) !== entry) return;
+    app.pending.delete(entry.info.peer_id);
+    switchEntry(entry, peer);
+    wirePeer(entry, peer);
+    finishMesh(false);
+  });
+  return peer;
+}
+
+/** Back on a mesh: once no tile needs the SFU (or after a while anyway), close its connections. */
+function finishMesh(late) {
+  if (app.mode !== "mesh" || !app.sfu) return;
+  if (!late && [...app.peers.values()].some((e) => e.peer.sfu)) return;
+  for (const [id, peer] of app.pending) {
+    const entry = app.peers.get(id);
+    if (entry && entry.peer.sfu) { switchEntry(entry, peer); wirePeer(entry, peer); }
+  }
+  app.pending.clear();
+  app.sfu.close();
+  app.sfu = null;
 }
 
 /**
@@ -260,6 +367,8 @@ async function housekeeping() {
 }
 
 function removePeer(peerId, { announce = false } = {}) {
+  const pending = app.pending.get(peerId);
+  if (pending) { pending.close(); app.pending.delete(peerId); }
   const entry = app.peers.get(peerId);
   if (!entry) return;
   if (announce) notify(`${displayName(entry.info)} left`);
@@ -273,6 +382,10 @@ function removePeer(peerId, { announce = false } = {}) {
 
 function removeAllPeers() {
   for (const id of [...app.peers.keys()]) removePeer(id);
+  if (app.sfu) app.sfu.close();
+  app.sfu = null;
+  app.mode = "mesh";
+  app.epoch = 0;
 }
 
 function wireClient(client) {
@@ -296,8 +409,13 @@ function wireClient(client) {
     app.selfId = msg.peer_id || app.selfId;
     $("topbar-room").textContent = msg.room;
     $("empty-sub").textContent = `Room “${msg.room}”`;
+    if (msg.mode === "sfu" || app.mode === "sfu") setMode(msg.mode === "sfu" ? "sfu" : "mesh", msg.epoch || 0);
     for (const info of msg.peers || []) {
       if (!info || info.peer_id === app.selfId) continue;
+      if (app.mode === "sfu") {
+        if (!app.peers.has(info.peer_id)) addEntry(info, new SfuRemote(info.peer_id, info.name));   // its stream comes from the SFU
+        continue;
+      }
       if (!adopt(info)) addPeer(info, true);    // we joined later: we offer to everyone already here
     }
     publishState();
@@ -307,6 +425,11 @@ function wireClient(client) {
     const info = e.detail;
     if (info.peer_id === app.selfId) return;
     const full = { ...info, state: info.state || { muted: false, camera: true } };
+    if (app.mode === "sfu") {
+      if (!app.peers.has(full.peer_id)) addEntry(full, new SfuRemote(full.peer_id, full.name));
+      notify(`${displayName(full)} joined`);
+      return;
+    }
     if (adopt(full)) return;                   // the same person, back after a signaling drop
     addPeer(full, false);                      // the newcomer offers to us
     notify(`${displayName(full)} joined`);
@@ -328,14 +451,26 @@ function wireClient(client) {
     updateTile(entry);
   });
   client.addEventListener("signal", (e) => {
-    const entry = app.peers.get(e.detail.from);
-    if (entry) entry.peer.handleSignal(e.detail.data);
+    const { from, data } = e.detail;
+    if (from === SFU_PEER) {
+      if (app.sfu) app.sfu.handleSignal(data);
+      return;
+    }
+    const entry = app.peers.get(from);
+    if (!entry) return;
+    const pending = app.pending.get(from);
+    if (pending) pending.handleSignal(data);
+    else if (!entry.peer.sfu) entry.peer.handleSignal(data);
+    else if (data && data.sdp && data.sdp.type === "offer") meshLinkFor(entry, false).handleSignal(data);   // it is back on a mesh already
+  });
+  client.addEventListener("room-mode", (e) => {
+    if (e.detail.room === app.room && (e.detail.mode === "sfu" || e.detail.mode === "mesh")) setMode(e.detail.mode, e.detail.epoch || 0);
   });
   client.addEventListener("left", () => { removeAllPeers(); });
   client.addEventListener("error", (e) => {
     const { code, message } = e.detail;
     if (code === "room_full" || code === "forbidden" || (code === "bad_message" && e.detail.ref === "join")) {
-      const text = code === "room_full" ? roomFullText(client.limits.max_room_size)
+      const text = code === "room_full" ? roomFullText(client.limits.max_room_size, message)
         : code === "forbidden" ? "Your account may not join that room." : message;
       app.room = null;
       client.room = null;
@@ -356,7 +491,11 @@ function wireClient(client) {
 }
 
 /** Says why a join was refused for a full room, with the size the server's welcome gave. */
-function roomFullText(maxRoomSize) {
+function roomFullText(maxRoomSize, message) {
+  // a site with a conference server grows rooms past the mesh size: the server says its own limit
+  if (/conference server is not reachable/.test(message || "")) return "That room is full, and the site's conference server is not reachable.";
+  const larger = /holds at most (\d+)/.exec(message || "");
+  if (larger) maxRoomSize = Number(larger[1]);
   return Number.isInteger(maxRoomSize) ? `That room is full (${maxRoomSize} participants at most).` : "That room is full.";
 }
 
@@ -517,6 +656,7 @@ window.wallmesh = Object.freeze({
     return {
       peer_id: app.selfId, room: app.room, muted: media.muted, camera: media.cameraOn,
       signaling: app.client ? app.client.state : "closed", peers: [...app.peers.keys()],
+      mode: app.mode,
       devices: media.inUse(),
       capturing: media.capturing(),
     };
