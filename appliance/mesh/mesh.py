@@ -420,7 +420,7 @@ class Mesh(Generic[PeerT]):
             await sfu.close()
         return True
 
-    async def _replace(self, remote: str, link: Any, linger_s: float = 1.5) -> None:
+    async def _replace(self, remote: str, link: Any, linger_s: float = 3.0) -> None:
         """Show ``link`` for ``remote`` now; the old link goes ``linger_s`` later, so that the
         other side, which may not have its new path yet, keeps receiving us meanwhile."""
         old = self.peers.get(remote)
