@@ -386,7 +386,9 @@ class Mesh(Generic[PeerT]):
                 if link is None:
                     self._remote(entry, None)
                 elif late and not isinstance(link, SfuRemote):
-                    await self._replace(remote, self._remote(entry, None))
+                    age = link.last_media_age()
+                    if age is None or age > 2.0:  # a mesh link that still delivers stays until the SFU does
+                        await self._replace(remote, self._remote(entry, link))
                 continue
             target = self._remote(entry, link)
             if target.via is not sub or target.video is not sub.video.get(remote):
