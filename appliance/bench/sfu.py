@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from appliance.bench.media import _load, _streams, percentile
-from appliance.bench.report import Result
+from appliance.bench.report import Result, cpu_seconds
 from appliance.demo.site import Site, UnitProcess, wait_for
 
 NAMES = ("sfu8_all_streams_s", "sfu8_min_fps", "sfu_switch_gap_ms", "sfu_unit_upload_kbps", "sfu_g2g_p50_ms")
@@ -64,10 +64,12 @@ async def room(root: Path, quick: bool) -> list[Result]:
             gaps = [(u.name, (u.status() or {}).get("room_switch_gap_ms")) for u in units[:6]]
             await asyncio.sleep(2.0)
             before = {k: v["frames"] for k, v in _streams(units).items()}
+            cpu_before = [cpu_seconds(u.proc.pid) for u in units]
             t0 = time.monotonic()
             await asyncio.sleep(measure)
             after = _streams(units)
             dt = time.monotonic() - t0
+            cpu = [(cpu_seconds(u.proc.pid) - c) / dt for u, c in zip(units, cpu_before, strict=True)]
             statuses = [u.status() or {} for u in units]
     rates = {k: (after[k]["frames"] - before.get(k, 0)) / dt for k in after}
     slowest = min(rates, key=rates.__getitem__)
@@ -79,7 +81,7 @@ async def room(root: Path, quick: bool) -> list[Result]:
     encoder = (statuses[0].get("media") or {}).get("encoder") or {}
     stream_kbps = (encoder.get("bitrate") or 0) / 1000
     worst_gap = max(gaps, key=lambda g: g[1] or 0.0)
-    upload = statistics.median(uploads) if uploads else None
+    upload = round(statistics.median(uploads), 1) if uploads else None
     load = _load()
     tail = f"; load avg {load}" if load else ""
     return [
@@ -87,7 +89,8 @@ async def room(root: Path, quick: bool) -> list[Result]:
                f"6-unit mesh + 2 at 320x240@15: 7th join -> 56/56 streams via Janus{tail}"),
         Result("sfu8_min_fps", round(rates[slowest], 1), "fps",
                f"56 streams over {measure:g} s: min {rates[slowest]:.1f} ({slowest[1]}->{slowest[0]}), "
-               f"median {statistics.median(rates.values()):.1f}{tail}"),
+               f"median {statistics.median(rates.values()):.1f}; CPU per unit median {statistics.median(cpu):.2f} of a core "
+               f"(8 units: {sum(cpu):.2f} cores in all){tail}"),
         Result("sfu_switch_gap_ms", worst_gap[1], "ms", f"longest tile without a new frame, mesh -> SFU, worst unit {worst_gap[0]}; "
                f"all {sorted(round(g or 0) for _, g in gaps)}{tail}"),
         Result("sfu_unit_upload_kbps", upload, "kbit/s",

@@ -16,8 +16,8 @@ def _size(text: str) -> tuple[int, int]:
 
 def _units(text: str) -> int:
     n = int(text)
-    if not 2 <= n <= 6:
-        raise argparse.ArgumentTypeError("between 2 and 6 units (a room holds 6)")
+    if not 2 <= n <= 12:
+        raise argparse.ArgumentTypeError("between 2 and 12 units (a mesh holds 6; more go through --sfu)")
     return n
 
 
@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snapshot", type=Path, default=None, metavar="DIR", help="write PNGs of unit 1's display here")
     parser.add_argument("--size", type=_size, default=(640, 480), help="camera size of every unit (default 640x480)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary state directory (logs, configs)")
+    parser.add_argument("--sfu", action="store_true",
+                        help="give the site a conference server (Janus, in a network namespace: needs root) so rooms grow past 6")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,4 +36,6 @@ def run(args: argparse.Namespace) -> int:
 
     from appliance.demo.run import demo
 
-    return asyncio.run(demo(units=args.units, seconds=args.seconds, snapshot=args.snapshot, size=args.size, keep=args.keep))
+    if args.units > 6 and not args.sfu:
+        raise SystemExit("wallmesh demo: a mesh holds 6 units; add --sfu for more (the room then goes through Janus)")
+    return asyncio.run(demo(units=args.units, seconds=args.seconds, snapshot=args.snapshot, size=args.size, keep=args.keep, sfu=args.sfu))

@@ -81,9 +81,23 @@ async def demo(
     size: tuple[int, int] = (640, 480),
     out: TextIO = sys.stdout,
     keep: bool = False,
+    sfu: bool = False,
 ) -> int:
     root = Path(tempfile.mkdtemp(prefix="wallmesh-demo-"))
-    site = Site(root, room="demo", verbose=0)
+    lab: Any = None
+    extra: dict[str, Any] = {}
+    if sfu:  # the site's conference server: Janus in a namespace of its own, reached over a veth pair
+        from appliance.signaling.sfu.lab import JanusLab
+
+        lab = JanusLab(root / "server")
+        try:
+            await lab.start()
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        extra = {"ice": {"loopback": False, "addresses": [lab.host_ip], "resolve_mdns": False}}
+        print(f"conference server (Janus) at {lab.url}", file=out, flush=True)
+    site = Site(root, room="demo", verbose=0, server_extra={"sfu": {"type": "janus", "url": lab.url}} if lab else None)
     width, height = size
     try:
         await site.start_server()
@@ -99,7 +113,7 @@ async def demo(
             await asyncio.to_thread(snapshot.mkdir, parents=True, exist_ok=True)
             display.update({"snapshot_dir": str(await asyncio.to_thread(snapshot.resolve)), "snapshot_every_s": 1.0})
         for index in range(1, units + 1):
-            await site.spawn(index, {**(display if index == 1 else {"video": video}), "audio": room_audio(index)})
+            await site.spawn(index, {**(display if index == 1 else {"video": video}), "audio": room_audio(index), **extra})
         where = "a window" if has_screen() else "offscreen"
         print(f"{units} units in room 'demo'; unit-1's wall is drawn {where}"
               + (f", snapshots in {snapshot}" if snapshot else "") + "; Ctrl-C stops", file=out, flush=True)
@@ -125,5 +139,7 @@ async def demo(
         return 0
     finally:
         await site.close()
+        if lab is not None:
+            await lab.close()
         if not keep:
             shutil.rmtree(root, ignore_errors=True)

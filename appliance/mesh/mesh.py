@@ -386,7 +386,9 @@ class Mesh(Generic[PeerT]):
                 if link is None:
                     self._remote(entry, None)
                 elif late and not isinstance(link, SfuRemote):
-                    await self._replace(remote, self._remote(entry, None))
+                    age = link.last_media_age()
+                    if age is None or age > 2.0:  # a mesh link that still delivers stays until the SFU does
+                        await self._replace(remote, self._remote(entry, link))
                 continue
             target = self._remote(entry, link)
             if target.via is not sub or target.video is not sub.video.get(remote):
@@ -420,7 +422,7 @@ class Mesh(Generic[PeerT]):
             await sfu.close()
         return True
 
-    async def _replace(self, remote: str, link: Any, linger_s: float = 1.5) -> None:
+    async def _replace(self, remote: str, link: Any, linger_s: float = 3.0) -> None:
         """Show ``link`` for ``remote`` now; the old link goes ``linger_s`` later, so that the
         other side, which may not have its new path yet, keeps receiving us meanwhile."""
         old = self.peers.get(remote)

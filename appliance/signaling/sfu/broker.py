@@ -45,6 +45,7 @@ RESUBSCRIBE_DEBOUNCE_S = 0.3
 # ones, and all of them leave the mesh at about the same moment.
 GATHER_S = 3.0
 OLD_HANDLE_GRACE_S = 4.0
+RETRY_S = 2.0
 ANSWER_TIMEOUT_S = 10.0
 #: How the VideoRooms this server creates are described (and found again, see SfuBroker._sweep).
 ROOM_PREFIX = "wallmesh "
@@ -449,10 +450,10 @@ class SfuBroker:
                 member.live = False
                 self._schedule_resubscribe(state)
 
-    def _schedule_resubscribe(self, state: SfuRoom) -> None:
+    def _schedule_resubscribe(self, state: SfuRoom, delay: float = RESUBSCRIBE_DEBOUNCE_S) -> None:
         if state.resubscribe is not None:
             state.resubscribe.cancel()
-        state.resubscribe = asyncio.get_running_loop().call_later(RESUBSCRIBE_DEBOUNCE_S, self._resubscribe_all, state)
+        state.resubscribe = asyncio.get_running_loop().call_later(delay, self._resubscribe_all, state)
 
     def _resubscribe_all(self, state: SfuRoom) -> None:
         state.resubscribe = None
@@ -478,6 +479,10 @@ class SfuBroker:
                 except JanusError as exc:  # e.g. a feed that went between the choice and the join
                     log.info("sfu: subscription for %s refused (%s); trying again", peer_id, exc.reason)
                     self._schedule_resubscribe(state)
+                    return
+                except TimeoutError:  # the client did not answer: offer again, at a client's pace
+                    log.info("sfu: %s did not answer its subscription; offering again", peer_id)
+                    self._schedule_resubscribe(state, RETRY_S)
                     return
                 if not member.dirty or state.members.get(peer_id) is not member:
                     return

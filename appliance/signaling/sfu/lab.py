@@ -24,12 +24,13 @@ from typing import Self
 
 import aiohttp
 
+from appliance.errors import WallmeshError
 from appliance.signaling.sfu.janusconf import JanusSettings, ensure_secret, janus_lib_dir, write_config
 
 log = logging.getLogger(__name__)
 
 
-class LabUnavailable(RuntimeError):
+class LabUnavailable(WallmeshError, RuntimeError):
     """This machine cannot host the lab (not root, no iproute2, no Janus)."""
 
 

@@ -263,7 +263,7 @@ function switchEntry(entry, link) {
   const video = entry.tile.querySelector("video");
   video.srcObject = link.remoteStream;
   video.play().catch(() => {});
-  setTimeout(() => old.close(), 1500);
+  setTimeout(() => old.close(), 3000);
   note("switched", link.peerId, link.name);
   updateTile(entry);
 }
