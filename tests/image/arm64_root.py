@@ -138,7 +138,7 @@ def finished_tar(log: Path) -> Path:
     ensure_emulation()
     tar = CACHE / f"{SUITE}-{ARCH}-stage-{stage_key()}.tar"
     CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f".{ARCH}-stage.lock", "w") as lock:  # one builder at a time; the others wait, then reuse
+    with open(CACHE / f".{tar.stem}.lock", "w") as lock:  # one builder per root; the others wait, then reuse it
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not tar.exists():
             _build(tar, log)

@@ -178,3 +178,68 @@ def test_first_boot_then_the_unit_runs_sandboxed_and_joins(rootfs: Path, tmp_pat
         assert status["room"] == "boardroom"
         assert unit.run("systemctl", "is-active", "wallmesh-firstboot.service").stdout.strip() == "inactive"
         assert unit.run("touch", "/etc/probe").returncode != 0  # the root really is read-only
+
+
+def version_wheel(out: Path, version: str) -> Path:
+    """A wheel of this checkout that calls itself ``version`` (offline build)."""
+    import re
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    src = out / f"src-{version}"
+    shutil.copytree(repo / "appliance", src / "appliance", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
+    init = src / "appliance/__init__.py"
+    init.write_text(re.sub(r'__version__ = "[^"]+"', f'__version__ = "{version}"', init.read_text()))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+                    "-w", str(out), str(src)], check=True, capture_output=True, timeout=300)
+    return next(out.glob(f"wallmesh-{version}-*.whl"))
+
+
+def pin_release_certificate(root: Path) -> None:
+    import hashlib
+    import re
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    latest = json.loads(next(root.glob("var/lib/**/releases/latest.json")).read_text())
+    der = x509.load_pem_x509_certificate(latest["certificate"].encode()).public_bytes(serialization.Encoding.DER)
+    digest = hashlib.sha256(der).hexdigest().upper()
+    fingerprint = ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+    config = root / "etc/wallmesh/unit.toml"
+    text, count = re.subn(r'(?m)^fingerprint = ".*"$', f'fingerprint = "{fingerprint}"', config.read_text())
+    assert count == 1, text
+    config.write_text(text)
+
+
+def test_wallmesh_update_as_root_restarts_the_service_into_the_trial(rootfs: Path, tmp_path: Path) -> None:
+    """On a unit run by systemd, `wallmesh update` installs as the service user and restarts the service."""
+    root = tmp_path / "card"
+    subprocess.run(["cp", "-a", "--reflink=auto", str(rootfs), str(root)], check=True, timeout=300)
+    prepare(root)
+    wheel = version_wheel(tmp_path, "0.1.1")
+    shutil.copy(wheel, root / "var/tmp" / wheel.name)
+    with Container(root, tmp_path / "boot.log") as unit:
+        before = unit.wait_in_call()
+        assert before["software"]["state"] == "image"
+        assert unit.init is not None
+        done = inside(unit.init, "runuser", "-u", "wallmesh-signal", "--", "/opt/wallmesh/bin/wallmesh", "release",
+                      "publish", f"/var/tmp/{wheel.name}", "--state-dir", "/var/lib/wallmesh-signal", timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        # This site's server speaks plain HTTP on loopback, so the card pinned no certificate: pin the one
+        # that signs releases, as an operator would (`server.fingerprint`).
+        pin_release_certificate(root)
+        done = inside(unit.init, "/opt/wallmesh/bin/wallmesh", "update", "--config", "/etc/wallmesh/unit.toml", timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "installed wallmesh 0.1.1 as a trial" in done.stdout
+        assert "restarted wallmesh-unit.service: the trial runs now" in done.stdout, done.stdout
+        slot = root / "var/lib/wallmesh/versions/0.1.1"
+        assert slot.stat().st_uid == (root / "var/lib/wallmesh").stat().st_uid != 0  # the service user's, not root's
+        deadline = time.monotonic() + 240
+        software: dict = {}
+        while time.monotonic() < deadline and software.get("state") != "confirmed":
+            time.sleep(2)
+            software = unit.wait_in_call(timeout=60).get("software", {})
+        assert software.get("version") == "0.1.1" and software.get("state") == "confirmed", software

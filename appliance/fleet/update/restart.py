@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.fleet.update.slots import UpdateError
+
 SERVICE = "wallmesh-unit.service"
 BOOTED = Path("/run/systemd/system")  # present only while systemd is PID 1 (sd_booted)
 RESTART_TIMEOUT_S = 150.0  # the service's TimeoutStopSec + TimeoutStartSec, and some
@@ -91,10 +93,15 @@ def as_owner(state_dir: Path, argv: Sequence[str]) -> int | None:
     if os.geteuid() != 0 or owner.st_uid == 0:
         return None
     try:
-        home = pwd.getpwuid(owner.st_uid).pw_dir
+        entry = pwd.getpwuid(owner.st_uid)
+        name, home = entry.pw_name, entry.pw_dir
     except KeyError:
-        home = str(state_dir)
+        name, home = str(owner.st_uid), str(state_dir)
     env = dict(os.environ, HOME=home)
-    done = subprocess.run([sys.executable, "-m", "appliance.cli", *argv], user=owner.st_uid, group=owner.st_gid,
-                          extra_groups=[], env=env, cwd="/", check=False)
+    try:
+        done = subprocess.run([sys.executable, "-m", "appliance.cli", *argv], user=owner.st_uid, group=owner.st_gid,
+                              extra_groups=[], env=env, cwd="/", check=False)
+    except OSError as exc:  # that user cannot even start this wallmesh (a checkout under /root, say)
+        raise UpdateError(f"{state_dir} belongs to {name}, who cannot start {sys.executable} ({exc.strerror or exc}): "
+                          f"run this as that user (sudo -u {name} wallmesh update ...)") from exc
     return done.returncode
