@@ -642,6 +642,11 @@ async def test_a_write_that_missed_its_take_does_not_stay_as_delay():
             # the write is late, by less than a period
             await asyncio.sleep(max(0.0, sink.next_take - WRITE_LEAD - 0.002 - time.monotonic()))
             time.sleep(WRITE_LEAD + 0.004)
-        waits = await _waits_in_speaker(mixer, 2 * SHED_WINDOW * 0.01 + 0.5)
+        # a shed needs a window of punctual ticks; on a loaded machine other stalls can use
+        # windows up, so the frames held are looked at window by window, a few windows at most
+        for _ in range(5):
+            waits = await _waits_in_speaker(mixer, SHED_WINDOW * 0.01 + 0.5)
+            if mixer.speaker_frames_shed >= 1 and float(np.median(waits[-20:])) <= WRITE_LEAD + 0.002:
+                break
     assert mixer.speaker_frames_shed >= 1
     assert float(np.median(waits[-20:])) <= WRITE_LEAD + 0.002
