@@ -165,7 +165,9 @@ async def soak(root: Path, *, minutes: float, warmup_min: float, event_every_s: 
             for cycle in range(cycles + 1):
                 if not _in_call(started):
                     incomplete.append(f"minute {cycle * cycle_s / 60:g}")
-                await asyncio.to_thread(sampler.sample)
+                # stamped with the cycle's minute: the samples' own times drift by the
+                # fractions of a second a busy machine takes to read them
+                await asyncio.to_thread(sampler.sample, cycle * cycle_s / 60)
                 log.info("soak minute %.1f: %s", (time.monotonic() - t0) / 60, ", ".join(
                     f"{s.name} {s.samples[-1][1].rss_kb} kB {s.samples[-1][1].fds} fds" for s in sampler.series.values()))
                 if cycle == cycles:
