@@ -8,13 +8,17 @@ cameras and a real signaling server on loopback (see :mod:`appliance.demo.site`)
   frame ready for its display, over every directed stream;
 * ``start_to_first_frame_s`` — a unit process started into that running room →
   its first decoded remote frame (median over several restarts of that unit);
+* ``join_to_first_frame_s`` — that unit, running and hung up, told to join again →
+  its first decoded remote frame (median over several joins);
 * ``mesh6_all_streams_s`` / ``mesh6_min_fps`` — 6 units at 320×240 started
   together: the first unit's join → all 30 directed streams delivering, and the
   slowest stream's frame rate once they all run.
 
 Sender CPU (shared encoder vs one encoder per peer) comes from
 :mod:`appliance.bench.media_cpu` when that part is installed, and the audio delay for
-each Opus packet length from :mod:`appliance.bench.audio_latency`.
+each Opus packet length from :mod:`appliance.bench.audio_latency`, and what one unit
+costs with five peers at 640×480 and 1280×720 (and holds on one or two cores) from
+:mod:`appliance.bench.unit_cpu`.
 """
 
 from __future__ import annotations
@@ -92,6 +96,12 @@ async def latency_room(root: Path, quick: bool) -> list[Result]:
             units.append(late)
             await wait_for(lambda: _all_delivering(units), 60, "the restarted fourth unit")
             starts.append(_start_sample(late))
+        joins = [await _join_sample(late, units) for _ in range(2 if quick else 5)]
+        results.append(
+            Result("join_to_first_frame_s", round(statistics.median(joins), 3), "s",
+                   f"the running 4th unit told to join (its status endpoint's join action, as the call button) "
+                   f"-> first decoded remote frame, median of {len(joins)} joins {sorted(round(t, 2) for t in joins)}")
+        )
         total = [s[0] for s in starts]
         daemon = [s[1] for s in starts]
         joined = [s[2] for s in starts]
@@ -111,6 +121,31 @@ def _start_sample(unit: UnitProcess) -> tuple[float, float, float]:
     status = unit.status() or {}
     first = min(p["first_frame_at"] for p in status["peers"])
     return first - unit.spawned_at, first - status["started"], status["joined_at"] - status["started"]
+
+
+async def _join_sample(unit: UnitProcess, room: list[UnitProcess]) -> float:
+    """Hang ``unit`` up, then time its join action → its first decoded remote frame."""
+    import aiohttp
+
+    others = [u for u in room if u is not unit]
+    url = (unit.status() or {})["status_url"]
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url + "/actions/hangup") as resp:
+            resp.raise_for_status()
+        await wait_for(lambda: _peer_counts(others) == {len(others) - 1}, 30, f"the room without {unit.name}")
+        await asyncio.sleep(0.5)  # let the hung-up links finish closing
+        told = time.time()
+        async with session.post(url + "/actions/join") as resp:
+            resp.raise_for_status()
+
+    def first_frame() -> float | None:
+        times = [p["first_frame_at"] for p in (unit.status() or {}).get("peers", []) if p.get("first_frame_at")]
+        fresh = [t for t in times if t >= told]
+        return min(fresh) if fresh else None
+
+    first = await wait_for(first_frame, 30, f"{unit.name}'s first frame after joining again")
+    await wait_for(lambda: _all_delivering(room), 30, "the whole room again")
+    return float(first) - told
 
 
 def _peer_counts(units: list[UnitProcess]) -> set[int]:
@@ -168,9 +203,12 @@ def run(quick: bool) -> list[Result]:
         root = Path(tmp)
         results.extend(asyncio.run(latency_room(root, quick)))
         results.extend(asyncio.run(mesh6(root, quick)))
+    from appliance.bench import unit_cpu
+
+    results.extend(unit_cpu.run(quick))
     load = _load()
     for r in results:
-        if r.name.startswith(("g2g", "start_to", "mesh6")) and load:
+        if r.name.startswith(("g2g", "start_to", "join_to", "mesh6")) and load:
             r.detail = f"{r.detail}; load avg {load}" if r.detail else f"load avg {load}"
     return results
 

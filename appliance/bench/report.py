@@ -28,6 +28,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(after_name[11]) + int(after_name[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU seconds each thread of a process has used so far, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[int, float] = {}
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return used
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                after_name = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended between listing and reading
+            continue
+        used[int(task)] = (int(after_name[11]) + int(after_name[12])) / tick
+    return used
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     return {

@@ -135,7 +135,7 @@ class Site:
                "--port", str(self.port), "--host", self.server_host, "--max-room-size", str(self.max_room_size)]
         with await asyncio.to_thread(open, self.root / "server.log", "ab") as log:
             self._server_proc = await asyncio.create_subprocess_exec(
-                *cmd, stdout=asyncio.subprocess.PIPE, stderr=log, env=self._env(), start_new_session=True
+                *cmd, stdout=asyncio.subprocess.PIPE, stderr=log, env=self.env(), start_new_session=True
             )
         assert self._server_proc.stdout is not None
         line = await asyncio.wait_for(self._server_proc.stdout.readline(), 60)
@@ -207,12 +207,13 @@ class Site:
         cmd = [*self.prefix, sys.executable, "-m", "appliance.cli", *verbosity, "run", "--config", str(path)]
         spawned_at = time.time()
         with await asyncio.to_thread(open, log_file, "ab") as log:
-            proc = await asyncio.create_subprocess_exec(*cmd, stdout=log, stderr=log, env=self._env())
+            proc = await asyncio.create_subprocess_exec(*cmd, stdout=log, stderr=log, env=self.env())
         unit = UnitProcess(index, name, path, status_file, log_file, proc, spawned_at)
         self.units.append(unit)
         return unit
 
-    def _env(self) -> dict[str, str]:
+    def env(self) -> dict[str, str]:
+        """The environment unit processes (and the benches' own helpers) run with."""
         env = dict(os.environ)
         env.setdefault("SDL_AUDIODRIVER", "dummy")
         env.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")

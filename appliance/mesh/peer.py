@@ -79,6 +79,7 @@ class Peer:
         on_change: Callable[[Peer], None] = lambda p: None,
         stamp_reader: Callable[[Any], Any] | None = None,
         on_frame: Callable[[], None] | None = None,
+        discard_video: bool = False,
     ) -> None:
         self.local_id = local_id
         self.remote_id = remote_id
@@ -90,6 +91,7 @@ class Peer:
         self.on_change = on_change
         self.stamp_reader = stamp_reader
         self.on_frame = on_frame
+        self.discard_video = discard_video  # count the remote's pictures, decode none (a bench's load peer)
         self.muted = False
         self.camera = True
         self.stale = False  # not (yet) in the room roster of the current signaling session
@@ -127,6 +129,11 @@ class Peer:
             return "closed"
         return self.pc.connectionState if self.pc is not None else "new"
 
+    @property
+    def discarded_frames(self) -> int:
+        """Remote pictures received and dropped undecoded on this connection (``discard_video``)."""
+        return self.decode_backlog.discarded if self.decode_backlog is not None else 0
+
     def last_media_age(self) -> float | None:
         """Seconds since the newest frame (video or audio) from this peer, None if never."""
         times = []
@@ -157,6 +164,8 @@ class Peer:
         # None / False: aiortc's internals differ; the hook has said so (once) and aiortc's own
         # path runs — its decoder thread, its estimator — which status shows per peer.
         self.decode_backlog = aiortc_hooks.install_inline_video(vt.receiver)
+        if self.discard_video and self.decode_backlog is not None:
+            self.decode_backlog.discard = True
         # a unit's shared encoder ignores REMB; browsers follow it
         self.remb_dropped = self.kind in UNIT_KINDS and aiortc_hooks.drop_remb(vt.receiver)
         if video_track is not None:

@@ -125,6 +125,8 @@ class DecodeRoute(DecodeBacklog):
         super().__init__(ask_keyframe, **kwargs)
         self.budget = LoopBudget(budget_ms)
         self.inline = True
+        self.discard = False  # count completed pictures and drop them undecoded (the bench's load peers)
+        self.discarded = 0
         self.decoded = 0
         self.errors = 0
         self._deliver: Callable[[Any], None] | None = None
@@ -137,6 +139,9 @@ class DecodeRoute(DecodeBacklog):
             self._decoder, self._codec_name = None, None
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is not None and self.discard:
+            self.discarded += 1
+            return None
         if item is None or not self.inline:
             return super().put(item, block, timeout)
         codec, encoded = item
