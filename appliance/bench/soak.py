@@ -29,7 +29,8 @@ Five minutes is not always enough: on the 2-core development machine the units' 
 memory went on rising after it, ever more slowly (about 450 KiB/min from minute 5, 150
 from minute 15, near zero from minute 20 for most), while their Python heap (tracemalloc),
 object counts and malloc's arenas stayed flat and a room without joins and leaves grew by
-a few KiB a minute. So the detail also gives the worst process's slope over the second
+a few KiB a minute; handing malloc's free pages back (``malloc_trim``) after each change
+did not stop it either. So the detail also gives the worst process's slope over the second
 half of the window: growth that settles flattens there, a leak does not.
 """
 
