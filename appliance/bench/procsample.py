@@ -145,12 +145,14 @@ class Sampler:
                 todo.extend((child, label_of if label_of and len(kids) == 1 else f"{name}/{comm(child)}") for child in kids)
         return found
 
-    def sample(self) -> int:
-        """Take one sample of every process; returns how many were read."""
+    def sample(self, minute: float | None = None) -> int:
+        """Take one sample of every process, stamped ``minute`` (by default, minutes since the
+        first sample); returns how many were read."""
         now = time.monotonic()
         if self.t0 is None:
             self.t0 = now
-        minute = (now - self.t0) / 60
+        if minute is None:
+            minute = (now - self.t0) / 60
         read_count = 0
         for pid, name in self.processes().items():
             figures = read(pid)

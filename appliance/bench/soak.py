@@ -29,7 +29,8 @@ Five minutes is not always enough: on the 2-core development machine the units' 
 memory went on rising after it, ever more slowly (about 450 KiB/min from minute 5, 150
 from minute 15, near zero from minute 20 for most), while their Python heap (tracemalloc),
 object counts and malloc's arenas stayed flat and a room without joins and leaves grew by
-a few KiB a minute. So the detail also gives the worst process's slope over the second
+a few KiB a minute; handing malloc's free pages back (``malloc_trim``) after each change
+did not stop it either. So the detail also gives the worst process's slope over the second
 half of the window: growth that settles flattens there, a leak does not.
 """
 
@@ -165,7 +166,9 @@ async def soak(root: Path, *, minutes: float, warmup_min: float, event_every_s: 
             for cycle in range(cycles + 1):
                 if not _in_call(started):
                     incomplete.append(f"minute {cycle * cycle_s / 60:g}")
-                await asyncio.to_thread(sampler.sample)
+                # stamped with the cycle's minute: the samples' own times drift by the
+                # fractions of a second a busy machine takes to read them
+                await asyncio.to_thread(sampler.sample, cycle * cycle_s / 60)
                 log.info("soak minute %.1f: %s", (time.monotonic() - t0) / 60, ", ".join(
                     f"{s.name} {s.samples[-1][1].rss_kb} kB {s.samples[-1][1].fds} fds" for s in sampler.series.values()))
                 if cycle == cycles:

@@ -18,9 +18,9 @@ Two faults, each once the unit is in the call with its peer's frames arriving:
 
 * kill -- ``SIGKILL`` to the daemon; systemd sees it exit and starts it again after
   ``RestartSec=``;
-* hang -- ``SIGSTOP``: the process, watchdog thread included, stops pinging; after
-  ``WatchdogSec=`` systemd aborts it, kills it when the abort cannot be delivered, and
-  starts it again.
+* hang -- ``SIGSTOP``: the process, watchdog thread included, stops pinging; within
+  ``WatchdogSec=`` of its last ping systemd aborts it (``SIGABRT``, then ``SIGCONT`` so
+  that a stopped process acts on it) and starts it again after ``RestartSec=``.
 
 The figure is measured from the new process's start (systemd's ``ExecMainStartTimestamp``,
 when it forks the daemon) to the moment it is back in the room: joined, and the first
