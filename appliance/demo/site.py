@@ -107,8 +107,10 @@ class Site:
         netns: str | None = None,
         server_host: str = "127.0.0.1",
         server_extra: dict[str, Any] | None = None,
+        workers: int | None = None,
     ) -> None:
         self.max_room_size = max_room_size
+        self.workers = workers  # the units' [media] workers (None: the daemon's default)
         self.server_extra = dict(server_extra or {})  # more config for an in-process server (e.g. [sfu])
         self.server_host = server_host
         # processes run inside this network namespace (one the caller created), if any
@@ -195,6 +197,8 @@ class Site:
             "ice": {"loopback": True},
             "status": {"host": "127.0.0.1", "port": 0, "file": str(status_file)},
         }
+        if self.workers is not None:
+            data["media"] = {"workers": self.workers}
         if extra:
             data = merge(data, extra)
         path = unit_dir / "unit.toml"

@@ -63,6 +63,42 @@ def _wall(t: float | None) -> float | None:
     return None if t is None else round(time.time() - (time.monotonic() - t), 4)
 
 
+def video_status(video: VideoReceiver | None, samples: bool = False) -> dict[str, Any]:
+    """What ``GET /status`` shows of a remote's pictures as this unit got them (every kind of link)."""
+    lat = sorted(video.latencies_ms) if video and video.latencies_ms else []
+    out: dict[str, Any] = {
+        "fps": round(video.fps, 1) if video else 0.0,
+        "frames": video.frames if video else 0,
+        "latency_ms": round(video.latencies_ms[-1], 1) if video and video.latencies_ms else None,
+        "latency_p50_ms": round(lat[len(lat) // 2], 1) if lat else None,
+        "latency_p95_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.95))], 1) if lat else None,
+        "first_frame_at": _wall(video.first_frame_at if video else None),
+        "freezes": [[round(time.time() - (time.monotonic() - end), 4), round(gap * 1000, 1)] for end, gap in video.freezes]
+        if video else [],
+    }
+    if samples:
+        out["latency_samples_ms"] = [round(x, 2) for x in video.latencies_ms] if video else []
+    return out
+
+
+def decode_status(route: aiortc_hooks.DecodeRoute | None) -> dict[str, Any]:
+    """How a link's remote video is decoded, for ``GET /status``."""
+    return {
+        "decode_dropped": route.dropped if route is not None else 0,
+        "decode_inline": route.inline if route is not None else False,
+        "decode_ms": round(route.budget.ms or 0.0, 2) if route is not None else 0.0,
+    }
+
+
+def link_status(link: Any, fig: Any) -> dict[str, Any]:
+    """Who a link is to and how it stands, for ``GET /status`` (every kind of link)."""
+    return {
+        "id": link.remote_id, "name": link.name, "kind": link.kind, "connection": link.connection_state,
+        "bitrate": fig.bitrate, "loss": fig.loss, "rtt": fig.rtt,
+        "muted": link.muted, "camera": link.camera, "stale": link.stale, "rebuilds": link.rebuilds,
+    }
+
+
 class Peer:
     """The unit's link with one remote participant, rebuilt as needed under one identity."""
 
@@ -128,6 +164,11 @@ class Peer:
         if self._closed:
             return "closed"
         return self.pc.connectionState if self.pc is not None else "new"
+
+    @property
+    def built_at(self) -> float:
+        """When the current connection was made (monotonic seconds)."""
+        return self._built_at
 
     @property
     def discarded_frames(self) -> int:
@@ -373,38 +414,11 @@ class Peer:
 
     def status(self, samples: bool = False) -> dict[str, Any]:
         """This link for ``GET /status``; ``samples`` adds the recent latency samples (benchmarks)."""
-        video = self.video
-        fig = self.stats.figures
-        lat = sorted(video.latencies_ms) if video and video.latencies_ms else []
-        out = {
-            "id": self.remote_id,
-            "name": self.name,
-            "kind": self.kind,
-            "connection": self.connection_state,
-            "fps": round(video.fps, 1) if video else 0.0,
-            "frames": video.frames if video else 0,
-            "bitrate": fig.bitrate,
-            "loss": fig.loss,
-            "rtt": fig.rtt,
-            "latency_ms": round(video.latencies_ms[-1], 1) if video and video.latencies_ms else None,
-            "latency_p50_ms": round(lat[len(lat) // 2], 1) if lat else None,
-            "latency_p95_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.95))], 1) if lat else None,
-            "muted": self.muted,
-            "camera": self.camera,
-            "stale": self.stale,
-            "rebuilds": self.rebuilds,
-            "decode_dropped": self.decode_backlog.dropped if self.decode_backlog is not None else 0,
-            "decode_inline": self.decode_backlog.inline if self.decode_backlog is not None else False,
-            "decode_ms": round(self.decode_backlog.budget.ms or 0.0, 2) if self.decode_backlog is not None else 0.0,
-            "audio_inline": self.audio_inline,
-            "remb_dropped": self.remb_dropped,
-            "connected_at": _wall(self.connected_at),
-            "first_frame_at": _wall(video.first_frame_at if video else None),
-            "freezes": [[round(time.time() - (time.monotonic() - end), 4), round(gap * 1000, 1)] for end, gap in video.freezes]
-            if video else [],
-        }
-        if samples:
-            out["latency_samples_ms"] = [round(x, 2) for x in video.latencies_ms] if video else []
+        out = link_status(self, self.stats.figures)
+        out.update(decode_status(self.decode_backlog))
+        out.update({"audio_inline": self.audio_inline, "remb_dropped": self.remb_dropped,
+                    "connected_at": _wall(self.connected_at)})
+        out.update(video_status(self.video, samples))
         return out
 
     async def close(self) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 from appliance import protocol
 from appliance.mesh import aiortc_hooks, ice
 from appliance.mesh.negotiation import prefer_wallmesh_codecs
-from appliance.mesh.peer import LocalMedia, SendSignal
+from appliance.mesh.peer import LocalMedia, SendSignal, decode_status, link_status, video_status
 from appliance.mesh.receive import AudioReceiver, VideoReceiver
 from appliance.mesh.stats import StatsSampler
 
@@ -34,11 +34,6 @@ log = logging.getLogger(__name__)
 
 #: How long an old subscription is kept once a new one exists, at most.
 OLD_SUBSCRIPTION_S = 6.0
-
-
-def _wall(t: float | None) -> float | None:
-    """A time.monotonic() instant as wall-clock seconds (comparable across processes)."""
-    return None if t is None else round(time.time() - (time.monotonic() - t), 4)
 
 
 class SfuRemote:
@@ -100,36 +95,10 @@ class SfuRemote:
         """Figures of the SFU connections are not split per remote."""
 
     def status(self, samples: bool = False) -> dict[str, Any]:
-        video = self.video
-        fig = self.stats.figures
-        lat = sorted(video.latencies_ms) if video and video.latencies_ms else []
-        out: dict[str, Any] = {
-            "id": self.remote_id,
-            "name": self.name,
-            "kind": self.kind,
-            "connection": self.connection_state,
-            "fps": round(video.fps, 1) if video else 0.0,
-            "frames": video.frames if video else 0,
-            "bitrate": fig.bitrate,
-            "loss": fig.loss,
-            "rtt": fig.rtt,
-            "latency_ms": round(video.latencies_ms[-1], 1) if video and video.latencies_ms else None,
-            "latency_p50_ms": round(lat[len(lat) // 2], 1) if lat else None,
-            "latency_p95_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.95))], 1) if lat else None,
-            "muted": self.muted,
-            "camera": self.camera,
-            "stale": self.stale,
-            "rebuilds": self.rebuilds,
-            "decode_dropped": self.decode_backlog.dropped if self.decode_backlog is not None else 0,
-            "decode_inline": self.decode_backlog.inline if self.decode_backlog is not None else False,
-            "decode_ms": round(self.decode_backlog.budget.ms or 0.0, 2) if self.decode_backlog is not None else 0.0,
-            "audio_inline": self.audio_inline,
-            "remb_dropped": False,
-            "connected_at": None,
-            "first_frame_at": _wall(video.first_frame_at) if video else None,
-        }
-        if samples:
-            out["latency_samples_ms"] = [round(x, 2) for x in video.latencies_ms] if video else []
+        out = link_status(self, self.stats.figures)
+        out.update(decode_status(self.decode_backlog))
+        out.update({"audio_inline": self.audio_inline, "remb_dropped": False, "connected_at": None})
+        out.update(video_status(self.video, samples))
         return out
 
     async def close(self) -> None:

@@ -39,6 +39,7 @@ from appliance.errors import DeviceError
 from appliance.mesh import ice
 from appliance.mesh.mesh import Mesh
 from appliance.mesh.receive import default_stamp_reader
+from appliance.mesh.workers.pool import WorkerPool, worker_count
 from appliance.unit.config import UnitConfig
 from appliance.unit.media import UnitMedia
 from appliance.unit.signaling import SignalClient
@@ -96,6 +97,9 @@ class UnitDaemon:
         self.started_wall = time.time()
         self.media = UnitMedia(conf, sender=zlib.crc32(self.name.encode()) & 0xFFFF, name=self.name)
         self.signal = SignalClient(conf, self, name=self.name)
+        workers = worker_count(conf.media.workers)
+        # more than one worker: the peer connections live in worker processes (appliance.mesh.workers)
+        self.workers = WorkerPool(workers, self.media, name=self.name) if workers > 1 else None
         self.mesh = Mesh(
             policy=ice.IcePolicy.from_config(conf.ice),
             media=self.media,
@@ -103,6 +107,7 @@ class UnitDaemon:
             on_change=self._changed,
             stamp_reader=default_stamp_reader(),
             on_frame=self._frame_arrived,
+            peer_factory=self.workers.peer if self.workers is not None else None,
         )
         self.status_server: StatusServer | None = None
         self.front_panel: FrontPanel | None = None  # display, buttons, LEDs (not when headless)
@@ -136,6 +141,8 @@ class UnitDaemon:
         room is joined once the devices are open: a missing one is shown on the wall and
         tried again (see the module docstring), it does not stop the unit."""
         await asyncio.to_thread(lambda: Path(self.conf.state_dir).expanduser().mkdir(parents=True, exist_ok=True, mode=0o700))
+        if self.workers is not None:  # their interpreters start while the devices open
+            await self.workers.start()
         self.mesh.start()
         if self.conf.autojoin:
             self.machine.to(UnitState.JOINING, "autojoin at start")
@@ -170,6 +177,8 @@ class UnitDaemon:
         self._closed = True
         await self.signal.close()
         await self.mesh.close()
+        if self.workers is not None:
+            await self.workers.close()
         for task in (self._device_task, self._file_task, self._lag_task, self._audio_task, self._software_task):
             if task is not None:
                 task.cancel()
@@ -316,6 +325,8 @@ class UnitDaemon:
         }
         if self.software is not None:
             doc["software"] = self.software
+        if self.workers is not None:
+            doc["media"]["workers"] = self.workers.status()
         return doc
 
     async def join(self) -> None:
@@ -349,6 +360,8 @@ class UnitDaemon:
 
     async def set_camera(self, on: bool) -> None:
         self.media.set_camera(on)
+        if self.workers is not None:
+            self.workers.set_camera(on)
         if self.machine.set_camera(on):
             await self.signal.send_state(self.machine.muted, self.machine.camera)
 

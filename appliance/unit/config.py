@@ -61,6 +61,16 @@ class QualityConfig:
 
 
 @dataclass(frozen=True)
+class MediaConfig:
+    workers: int = setting(
+        0,
+        help="processes serving the peer connections (0: one per core but one; 1: all in the unit's own process)",
+        min=0,
+        max=16,
+    )
+
+
+@dataclass(frozen=True)
 class IceConfig:
     interfaces: tuple[str, ...] = setting(
         [], help="network interfaces whose addresses become host candidates (empty: every non-loopback interface)"
@@ -98,6 +108,7 @@ class UnitConfig:
     video: VideoSettings = section(VideoSettings)
     audio: AudioSettings = section(AudioSettings)
     quality: QualityConfig = section(QualityConfig)
+    media: MediaConfig = section(MediaConfig)
     ice: IceConfig = section(IceConfig)
     status: StatusConfig = section(StatusConfig)
     display: DisplayConfig = section(DisplayConfig)

@@ -82,7 +82,7 @@ tell; ``loop_lag_ms``, the event loop's worst delay over the last second.
 
 # No ``from __future__ import annotations`` here: TypedDict only sees ``NotRequired``
 # in evaluated annotations (Python 3.11 counts a string "NotRequired[...]" as required).
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 __all__ = [
     "AudioProcessingStatus",
@@ -181,6 +181,7 @@ class MediaStatus(TypedDict):
     audio_packet_ms: int | None
     audio_processing: NotRequired[AudioProcessingStatus]
     error: NotRequired[str | None]
+    workers: NotRequired[list[dict[str, Any]]]  # the media worker processes ([media] workers > 1)
 
 
 class ProcessFigures(TypedDict):
