@@ -28,6 +28,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(after_name[11]) + int(after_name[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (a unit and its media workers), from ``/proc``."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as children:
+                todo.extend(int(child) for child in children.read().split())
+        except OSError:  # it ended meanwhile
+            continue
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by ``pid`` and the processes below it that are still running."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += cpu_seconds(member)
+        except OSError:
+            continue
+    return total
+
+
 def thread_cpu_seconds(pid: int) -> dict[int, float]:
     """User + system CPU seconds each thread of a process has used so far, by thread id."""
     tick = os.sysconf("SC_CLK_TCK")

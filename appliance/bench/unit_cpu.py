@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from appliance.bench.report import Result, cpu_seconds, thread_cpu_seconds
+from appliance.bench.report import Result, cpu_seconds, process_tree, thread_cpu_seconds, tree_cpu_seconds
 from appliance.demo.site import Site, UnitProcess, wait_for
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ PEERS = 5
 SIZES = {"640": (640, 480, 1_000_000), "720": (1280, 720, 2_000_000)}
 FPS = 30
 STATUS_INTERVAL = 0.5  # how often the peers' process writes its status file
+#: The unit's ``[media] workers``: a Pi 4's default (four cores but one), whatever this machine has.
+WORKERS = int(os.environ.get("WALLMESH_BENCH_WORKERS", "3"))
 
 
 # -- the peers' process -------------------------------------------------------------------
@@ -152,36 +154,45 @@ def _load_frames(status_file: Path) -> dict[str, int]:
 
 
 def _confine(pid: int, cpus: set[int]) -> None:
-    """Every thread of ``pid`` onto ``cpus`` (what ``taskset -a -p`` does)."""
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.sched_setaffinity(int(task), cpus)
+    """Every thread of ``pid`` and of its media workers onto ``cpus`` (what ``taskset -a -p`` does)."""
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{member}/task"):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.sched_setaffinity(int(task), cpus)
+
+
+def _threads(pid: int) -> dict[tuple[int, int], float]:
+    """CPU seconds of every thread of the unit and its workers, by (process, thread)."""
+    return {(member, tid): used for member in process_tree(pid) for tid, used in thread_cpu_seconds(member).items()}
 
 
 async def _window(unit: UnitProcess, load_pid: int, load_status: Path, seconds: float) -> dict[str, Any]:
     """CPU of the unit (process, busiest thread) and the rate of its ten streams over ``seconds``."""
     rx0, tx0, peer0 = _peer_frames(unit), _load_frames(load_status), cpu_seconds(load_pid)
-    cpu0, threads0, t0 = cpu_seconds(unit.proc.pid), thread_cpu_seconds(unit.proc.pid), time.monotonic()
+    cpu0, threads0, t0 = tree_cpu_seconds(unit.proc.pid), _threads(unit.proc.pid), time.monotonic()
     await asyncio.sleep(seconds)
     rx1, tx1, peer1 = _peer_frames(unit), _load_frames(load_status), cpu_seconds(load_pid)
-    cpu1, threads1, dt = cpu_seconds(unit.proc.pid), thread_cpu_seconds(unit.proc.pid), time.monotonic() - t0
+    cpu1, threads1, dt = tree_cpu_seconds(unit.proc.pid), _threads(unit.proc.pid), time.monotonic() - t0
     busiest_tid, busiest = max(
-        ((tid, used - threads0.get(tid, 0.0)) for tid, used in threads1.items()), key=lambda kv: kv[1], default=(0, 0.0)
+        ((key, used - threads0.get(key, 0.0)) for key, used in threads1.items()), key=lambda kv: kv[1],
+        default=((unit.proc.pid, 0), 0.0),
     )
     rx = {k: (v - rx0.get(k, 0)) / dt for k, v in rx1.items()}
     tx = {k: (v - tx0.get(k, 0)) / dt for k, v in tx1.items()}
     return {
-        "cpu": (cpu1 - cpu0) / dt, "busiest": busiest / dt, "busiest_name": _thread_name(unit.proc.pid, busiest_tid),
+        "cpu": (cpu1 - cpu0) / dt, "busiest": busiest / dt, "busiest_name": _thread_name(unit.proc.pid, *busiest_tid),
         "rx": rx, "tx": tx, "min_fps": min([*rx.values(), *tx.values()], default=0.0), "seconds": dt,
         "peer_cpu": (peer1 - peer0) / dt,
     }
 
 
-def _thread_name(pid: int, tid: int) -> str:
+def _thread_name(unit: int, pid: int, tid: int) -> str:
+    where = "the unit" if pid == unit else f"media worker {pid}"
     if tid == pid:
-        return "main thread (the event loop)"
+        return f"{where}'s main thread (its event loop)"
     try:
-        return Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+        return f"{where}'s " + Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
     except OSError:
         return "?"
 
@@ -192,7 +203,7 @@ async def room(root: Path, size: tuple[int, int, int], seconds: float, confine: 
     ``min_fps``, ``affinity`` (the unit's threads' cores when confined), ``peer_cpu``."""
     width, height, bitrate = size
     video = {"video": {"width": width, "height": height, "fps": FPS, "bitrate": bitrate}}
-    async with Site(root, room=f"bench-unit-{width}", verbose=0) as site:
+    async with Site(root, room=f"bench-unit-{width}", verbose=0, workers=WORKERS) as site:
         unit = await site.spawn(1, video)
         await wait_for(lambda: (unit.status() or {}).get("state") == "in_call", 60, "the unit under test to join")
         configs = [str(site.unit_config(2 + i, video)[1]) for i in range(PEERS)]
@@ -232,11 +243,13 @@ def _log_file(path: Path) -> Any:
 
 
 def _affinity(pid: int) -> set[int]:
-    """The cores any thread of ``pid`` may run on."""
+    """The cores any thread of ``pid`` or of its workers may run on."""
     cores: set[int] = set()
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(ProcessLookupError):
-            cores |= os.sched_getaffinity(int(task))
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{member}/task"):
+                with contextlib.suppress(ProcessLookupError):
+                    cores |= os.sched_getaffinity(int(task))
     return cores
 
 
@@ -244,7 +257,7 @@ def _detail(size: str, f: dict[str, Any]) -> str:
     width, height, bitrate = SIZES[size]
     rx, tx = f["rx"].values(), f["tx"].values()
     return (
-        f"1 unit process + {PEERS} load peers at {width}x{height} {bitrate // 1000} kbit/s {FPS} fps, {f['seconds']:.0f} s: "
+        f"1 unit ({WORKERS} media workers) + {PEERS} load peers at {width}x{height} {bitrate // 1000} kbit/s {FPS} fps, {f['seconds']:.0f} s: "
         f"{len(rx)} streams in {min(rx, default=0):.1f}-{max(rx, default=0):.1f} fps, "
         f"{len(tx)} out {min(tx, default=0):.1f}-{max(tx, default=0):.1f} fps; "
         f"busiest thread '{f['busiest_name']}'; load peers' process {f['peer_cpu']:.2f} CPU-s/s"

@@ -101,8 +101,12 @@ class SoftwareH264(EncodedVideoSource):
         keyframe_interval: float = 5.0,
         threads: int = 0,
         name: str = "unit",
+        may_inline: bool = True,
     ) -> None:
+        """``may_inline=False`` keeps encoding off the event loop whatever the picture size (a
+        unit whose loop serves media workers wants its loop free, not the hand-off saved)."""
         self.camera = camera
+        self.may_inline = may_inline
         self.width, self.height, self.fps, self.bitrate = camera.width, camera.height, camera.fps, bitrate
         self.keyframe_interval = keyframe_interval
         self.stats = EncoderStats()
@@ -169,7 +173,7 @@ class SoftwareH264(EncodedVideoSource):
         self._force = True
         # a small picture encodes on the loop while that stays cheap; only with one x264
         # thread, whose cost the loop thread's CPU clock sees in full
-        self._inline = small and threads == 1
+        self._inline = small and threads == 1 and self.may_inline
         self._budget = LoopBudget(INLINE_ENCODE_MS)
         return self._encoder
 

@@ -142,11 +142,14 @@ class SharedVideo:
         max_queue: int = 4,
         threads: int = 0,
         name: str = "unit",
+        inline_encode: bool = True,
     ) -> None:
-        """``keyframe_interval`` and ``threads`` set up the software encoder a raw ``source`` is wrapped in."""
+        """``keyframe_interval``, ``threads`` and ``inline_encode`` set up the software encoder a raw
+        ``source`` is wrapped in (``inline_encode=False``: never on the event loop)."""
         aiortc_hooks.check()  # the keyframe hook below is tested against one aiortc version
         if isinstance(source, VideoSource):
-            source = SoftwareH264(source, bitrate=bitrate, keyframe_interval=keyframe_interval, threads=threads, name=name)
+            source = SoftwareH264(source, bitrate=bitrate, keyframe_interval=keyframe_interval, threads=threads, name=name,
+                                  may_inline=inline_encode)
         self.source: EncodedVideoSource = source
         self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
         self.min_keyframe_spacing = min_keyframe_spacing

@@ -19,7 +19,6 @@ import collections
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiortc.mediastreams import MediaStreamError
@@ -40,13 +39,37 @@ def default_stamp_reader() -> StampReader | None:
     return read_stamp
 
 
-@dataclass
 class Latest:
-    """The newest decoded frame of a stream."""
+    """The newest decoded frame of a stream.
 
-    frame: Any = None
-    frame_time: float | None = None  # time.monotonic() when it was ready
-    stamp: Any = None  # capture stamp read from the pixels, or None
+    A picture still in a media worker's shared memory is copied out only when :attr:`frame`
+    is first read (by the display): a unit that draws fewer pictures than it receives, or
+    none (headless), does not copy the rest. Should the worker have overwritten it by then,
+    the stream's previous picture stands in.
+    """
+
+    __slots__ = ("_frame", "_load", "frame_time", "stamp")
+
+    def __init__(self, frame: Any = None, frame_time: float | None = None, stamp: Any = None,
+                 load: Callable[[], Any] | None = None) -> None:
+        self._frame = frame
+        self._load = load
+        self.frame_time = frame_time  # time.monotonic() when it was ready
+        self.stamp = stamp  # capture stamp read from the pixels, or None
+
+    @property
+    def frame(self) -> Any:
+        if self._load is not None:
+            load, self._load = self._load, None
+            picture = load()
+            if picture is not None:
+                self._frame = picture
+        return self._frame
+
+    @property
+    def held(self) -> Any:
+        """The picture :attr:`frame` gives now, without copying one out of a worker's memory."""
+        return self._frame
 
 
 class _Rate:
@@ -119,25 +142,32 @@ class VideoReceiver:
 
     def accept(self, frame: Any) -> None:
         """Take one decoded frame (from the track, or straight from a ``DecodeRoute``)."""
-        now = time.monotonic()
         stamp = None
         if self.stamp_reader is not None:
             try:
                 stamp = self.stamp_reader(frame)
             except (ValueError, IndexError, TypeError):
                 stamp = None
-            if stamp is not None:
-                self.latencies_ms.append((time.time() - stamp.capture_time) * 1000.0)
+        self.take(frame, stamp, frame.width, frame.height)
+
+    def take(self, frame: Any, stamp: Any, width: int, height: int, load: Callable[[], Any] | None = None) -> None:
+        """Take one picture whose stamp is already read; with ``load`` (and ``frame`` None) the
+        picture is copied out by ``load()`` when it is first drawn, the previous one until then."""
+        now = time.monotonic()
+        if frame is None and load is not None:
+            frame = self.latest.held
+        if stamp is not None:
+            self.latencies_ms.append((time.time() - stamp.capture_time) * 1000.0)
         before = self.latest.frame_time
         if before is not None and now - before > FREEZE_S:
             self.freezes.append((now, now - before))
-        self.latest = Latest(frame, now, stamp)
+        self.latest = Latest(frame, now, stamp, load)
         self.frames += 1
         if self.on_frame is not None:
             self.on_frame()
         if self.first_frame_at is None:
             self.first_frame_at = now
-            log.info("rx %s: first video frame %dx%d", self.label, frame.width, frame.height)
+            log.info("rx %s: first video frame %dx%d", self.label, width, height)
         self._rate.tick(now)
 
     async def close(self) -> None:

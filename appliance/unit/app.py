@@ -39,7 +39,8 @@ from appliance.errors import DeviceError
 from appliance.mesh import ice
 from appliance.mesh.mesh import Mesh
 from appliance.mesh.receive import default_stamp_reader
-from appliance.mesh.workers.pool import WorkerPool, worker_count
+from appliance.mesh.workers import worker_count
+from appliance.mesh.workers.pool import WorkerPool
 from appliance.unit.config import UnitConfig
 from appliance.unit.media import UnitMedia
 from appliance.unit.signaling import SignalClient

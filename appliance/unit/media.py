@@ -72,7 +72,12 @@ class UnitMedia:
         source = registry.open_video_source(v, sender=self.sender, prefix="video")
         if isinstance(source, base.VideoSource):
             source = self._tee = SelfViewTee(source)
-        self.video = SharedVideo(source, width=v.width, height=v.height, fps=v.fps, bitrate=v.bitrate, name=self.name)
+        from appliance.mesh.workers import worker_count
+
+        # with media workers the loop carries every worker's traffic: the encoder keeps off it
+        inline = worker_count(self.conf.media.workers) <= 1
+        self.video = SharedVideo(source, width=v.width, height=v.height, fps=v.fps, bitrate=v.bitrate, name=self.name,
+                                 inline_encode=inline)
         await self.video.start()
         from appliance.mesh.audio import AudioMixer, SharedAudio
 

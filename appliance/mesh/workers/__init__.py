@@ -17,3 +17,15 @@ over with fresh offers, the others never notice), and :class:`~.pool.WorkerPeer`
 mesh, the wall and ``/status`` use like a :class:`~appliance.mesh.peer.Peer`. With one
 worker the unit runs exactly as without any: its peers live on its own loop.
 """
+
+from __future__ import annotations
+
+import os
+
+
+def worker_count(setting: int, cpus: int | None = None, max_peers: int = 5) -> int:
+    """``[media] workers``: 0 means one per core but one (the encoder's, the mixer's), at least one;
+    never more than a room has remote peers."""
+    cpus = cpus or os.cpu_count() or 1
+    wanted = setting if setting > 0 else cpus - 1
+    return max(1, min(wanted, max_peers))

@@ -40,6 +40,11 @@ from appliance.mesh.workers import frames, wire
 
 log = logging.getLogger(__name__)
 
+try:  # the test pattern's stamps, read by the worker and carried in each picture's record
+    from appliance.capture.pattern import Stamp
+except ImportError:  # pragma: no cover - a build without the test pattern
+    Stamp = None  # type: ignore[assignment,misc]
+
 #: Encoded video waiting for a worker beyond this is dropped up to the next keyframe.
 VIDEO_BACKLOG = 2 * 1024 * 1024
 RESPAWN_DELAY_S = 0.2
@@ -49,14 +54,6 @@ _serial = itertools.count(1)
 
 #: What a peer's status takes from the worker's own report of its connection.
 _FROM_WORKER = ("decode_dropped", "decode_inline", "decode_ms", "audio_inline", "remb_dropped", "connected_at")
-
-
-def worker_count(setting: int, cpus: int | None = None, max_peers: int = 5) -> int:
-    """``[media] workers``: 0 means one per core but one (the encoder's, the mixer's), at least one;
-    never more than a room has remote peers."""
-    cpus = cpus or os.cpu_count() or 1
-    wanted = setting if setting > 0 else cpus - 1
-    return max(1, min(wanted, max_peers))
 
 
 class _Inlet:
@@ -163,12 +160,12 @@ class WorkerLink:
 
     def _on_record(self, kind: int, body: bytearray) -> None:
         if kind == wire.FRAME:
-            handle, slot, seq, width, height = wire.FRAME_REC.unpack_from(body)
+            handle, slot, seq, width, height, stamped, sender, counter, captured = wire.FRAME_REC.unpack_from(body)
             peer = self.peers.get(handle)
             if peer is not None:
-                picture = self.pictures.read(slot, seq, width, height)
-                if picture is not None:
-                    peer.video.accept(picture)
+                stamp = Stamp(sender, counter, captured) if stamped and Stamp is not None else None
+                read = self.pictures.read
+                peer.video.take(None, stamp, width, height, lambda: read(slot, seq, width, height))
         elif kind == wire.AUDIO_IN:
             (handle,) = wire.HANDLE.unpack_from(body)
             peer = self.peers.get(handle)

@@ -33,6 +33,7 @@ import av
 
 from appliance.capture.audioformat import AUDIO_TIME_BASE
 from appliance.capture.base import VIDEO_TIME_BASE, EncodedVideoSource, PacketOutput
+from appliance.mesh.receive import default_stamp_reader
 from appliance.mesh.workers import frames, wire
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ class Worker:
         self.rings: dict[int, int] = {}
         self._jobs: set[asyncio.Task[Any]] = set()
         self._gone = asyncio.Event()
+        self.stamp_reader = default_stamp_reader()  # the test pattern's stamps are read here, next to the decoder
 
     def send(self, data: bytes) -> None:
         if self.proto is not None:
@@ -233,7 +235,7 @@ class Worker:
         self.peers[handle] = Peer(
             local_id=msg["local_id"], remote_id=msg["remote_id"], name=msg["name"], kind=msg["kind"],
             policy=msg["policy"], media=PeerMedia(self, handle), send_signal=send_signal,
-            on_change=on_change, on_frame=lambda: self._picture(handle),
+            on_change=on_change, on_frame=lambda: self._picture(handle), stamp_reader=self.stamp_reader,
         )
 
     async def _close(self, handle: int) -> None:
@@ -263,10 +265,11 @@ class Worker:
         peer, ring = self.peers.get(handle), self.rings.get(handle)
         if peer is None or ring is None or peer.video is None or peer.video.latest.frame is None:
             return
-        frame = peer.video.latest.frame
+        latest = peer.video.latest
+        frame = latest.frame
         written = self.pictures.write(ring, frame)
         if written is not None:
-            self.send(wire.frame(handle, written[0], written[1], frame.width, frame.height))
+            self.send(wire.frame(handle, written[0], written[1], frame.width, frame.height, latest.stamp))
 
     async def _report(self) -> None:
         sampled = 0.0

@@ -23,13 +23,13 @@ CTL = 1  # a pickled dict: {"op": ..., ...}
 VIDEO = 2  # main → worker: pts (q), keyframe (B), then the access unit
 AUDIO = 3  # main → worker: pts (q), then one Opus packet
 AUDIO_IN = 4  # worker → main: peer handle (I), then one remote Opus payload
-FRAME = 5  # worker → main: handle, slot, sequence, width, height of a picture in the ring
+FRAME = 5  # worker → main: a picture in the ring (which slot, its size, its capture stamp)
 
 HEADER = struct.Struct("<BI")
 VIDEO_HEAD = struct.Struct("<qB")
 AUDIO_HEAD = struct.Struct("<q")
 HANDLE = struct.Struct("<I")
-FRAME_REC = struct.Struct("<IIQII")
+FRAME_REC = struct.Struct("<IIQIIBIQd")  # handle, slot, seq, width, height, stamped, sender, counter, capture time
 
 #: A record's body may not exceed this (a 1080p keyframe is well under it); a longer
 #: length means the stream is corrupt, and the link is closed.
@@ -59,8 +59,12 @@ def audio_in(handle: int, data: bytes) -> bytes:
     return record(AUDIO_IN, HANDLE.pack(handle) + data)
 
 
-def frame(handle: int, slot: int, seq: int, width: int, height: int) -> bytes:
-    return record(FRAME, FRAME_REC.pack(handle, slot, seq, width, height))
+def frame(handle: int, slot: int, seq: int, width: int, height: int, stamp: Any = None) -> bytes:
+    """A picture in the ring, and the capture stamp the worker read from it (or None)."""
+    if stamp is None:
+        return record(FRAME, FRAME_REC.pack(handle, slot, seq, width, height, 0, 0, 0, 0.0))
+    return record(FRAME, FRAME_REC.pack(handle, slot, seq, width, height, 1, stamp.sender, stamp.counter,
+                                        stamp.capture_time))
 
 
 def load_ctl(body: bytes | bytearray) -> dict[str, Any]:
