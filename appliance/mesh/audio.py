@@ -163,6 +163,21 @@ class SharedAudioTrack(MediaStreamTrack):
         self._wake.set()
 
 
+class AudioTap(SharedAudioTrack):
+    """A consumer of the outgoing audio that takes each packet in a call (a media worker's feed)."""
+
+    def __init__(self, owner: SharedAudio, deliver: Callable[[av.AudioFrame | av.Packet], None]) -> None:
+        super().__init__(owner)
+        self._deliver = deliver
+
+    @property
+    def owner(self) -> SharedAudio | None:
+        return self._owner
+
+    def push(self, item: av.AudioFrame | av.Packet) -> None:
+        self._deliver(item)
+
+
 class SharedAudio:
     """Reads the microphone once for all peers; :meth:`set_muted` cuts it off at the source."""
 
@@ -225,6 +240,14 @@ class SharedAudio:
         track = SharedAudioTrack(self)
         self._tracks.add(track)
         return track
+
+    def tap(self, deliver: Callable[[av.AudioFrame | av.Packet], None]) -> AudioTap:
+        """Call ``deliver`` with every packet sent from now on, until the tap is stopped."""
+        if self._closed:
+            raise RuntimeError("SharedAudio is closed")
+        tap = AudioTap(self, deliver)
+        self._tracks.add(tap)
+        return tap
 
     async def close(self) -> None:
         if self._closed:

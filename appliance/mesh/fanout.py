@@ -33,6 +33,7 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,7 +47,7 @@ from appliance.mesh import aiortc_hooks
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FanoutStats", "FanoutTrack", "SharedVideo"]
+__all__ = ["FanoutStats", "FanoutTrack", "PacketTap", "SharedVideo"]
 
 
 class TierLike(Protocol):
@@ -126,6 +127,23 @@ class FanoutTrack(MediaStreamTrack):
         self._wake.set()
 
 
+class PacketTap(FanoutTrack):
+    """A consumer of the shared encoder that takes each packet in a call, not through ``recv()``
+    (a media worker's feed: its own fan-out queues per peer). Counts as a peer for the encoder."""
+
+    def __init__(self, owner: SharedVideo, deliver: Callable[[av.Packet], None]) -> None:
+        super().__init__(owner, max_queue=0)
+        self._deliver = deliver
+
+    @property
+    def owner(self) -> SharedVideo | None:
+        return self._owner
+
+    def push(self, packet: av.Packet) -> bool:
+        self._deliver(packet)
+        return False
+
+
 class SharedVideo:
     """The unit's one video encoder and its per-peer tracks (see the module docstring)."""
 
@@ -192,6 +210,17 @@ class SharedVideo:
         self.source.set_active(True)
         self.request_keyframe()
         return track
+
+    def tap(self, deliver: Callable[[av.Packet], None]) -> PacketTap:
+        """Call ``deliver`` with every packet from now on (a keyframe first, asked for at once)
+        until the returned tap is stopped."""
+        if self._closed:
+            raise RuntimeError("SharedVideo is closed")
+        tap = PacketTap(self, deliver)
+        self._tracks.add(tap)
+        self.source.set_active(True)
+        self.request_keyframe()
+        return tap
 
     def _release(self, track: FanoutTrack) -> None:
         self._tracks.discard(track)

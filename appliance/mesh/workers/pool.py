@@ -20,6 +20,7 @@ worker gets them back at once and each starts over with a fresh offer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
@@ -99,8 +101,8 @@ class WorkerLink:
         self.wants_video = False
         self._pictures_fd = frames.make_region()
         self.pictures = frames.PictureReader(self._pictures_fd)
-        self._video_task: asyncio.Task[None] | None = None
-        self._audio_task: asyncio.Task[None] | None = None
+        self._feed_task: asyncio.Task[None] | None = None
+        self._feed_wake = asyncio.Event()
         self._closing: dict[int, asyncio.Future[None]] = {}
         self._closed = False
         self._watch: asyncio.Task[None] | None = None
@@ -232,67 +234,67 @@ class WorkerLink:
     # -- the unit's media into the worker ------------------------------------------------
 
     def _pumps(self) -> None:
-        live = self.proto is not None and not self._closed
-        if live and self.peers and (self._audio_task is None or self._audio_task.done()):
-            self._audio_task = asyncio.create_task(self._pump_audio(), name=f"worker-{self.index}-audio")
-        elif not self.peers and self._audio_task is not None:
-            self._audio_task.cancel()
-            self._audio_task = None
-        if live and self.wants_video and (self._video_task is None or self._video_task.done()):
-            self._video_task = asyncio.create_task(self._pump_video(), name=f"worker-{self.index}-video")
-        elif not self.wants_video and self._video_task is not None:
-            self._video_task.cancel()
-            self._video_task = None
+        """Something changed (peers, the worker's wish for video): let the feed catch up."""
+        if self.proto is not None and not self._closed and (self._feed_task is None or self._feed_task.done()):
+            self._feed_task = asyncio.create_task(self._feed(), name=f"worker-{self.index}-feed")
+        self._feed_wake.set()
 
     async def _stop_pumps(self) -> None:
-        tasks = [t for t in (self._audio_task, self._video_task) if t is not None]
-        self._audio_task = self._video_task = None
+        task, self._feed_task = self._feed_task, None
         self.wants_video = False
-        for task in tasks:
+        if task is not None:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(task, return_exceptions=True)
 
-    async def _pump_video(self) -> None:
-        """The shared encoder's packets, unchanged, while a peer here wants video."""
-        while self.proto is not None:
-            video = self.pool.media_video()
-            if video is None:
-                await asyncio.sleep(0.5)
-                continue
-            track = video.track()
-            try:
-                while self.proto is not None:
-                    packet = await track.recv()
-                    if self._skip_to_key and not packet.is_keyframe:
-                        continue
-                    if self.proto.backlog > VIDEO_BACKLOG:
-                        self._skip_to_key = True
-                        video.request_keyframe()
-                        continue
+    async def _feed(self) -> None:
+        """Keep this worker tapped into the unit's encoder (while a peer there wants video) and its
+        Opus stream (while it has peers), following devices that are opened again."""
+        video_tap: Any = None
+        audio_tap: Any = None
+        try:
+            while self.proto is not None and not self._closed:
+                video, audio = self.pool.media_video(), self.pool.media_audio()
+                want_video = self.wants_video and video is not None
+                if video_tap is not None and (not want_video or video_tap.owner is not video or video_tap.readyState != "live"):
+                    video_tap.stop()
+                    video_tap = None
+                if want_video and video_tap is None:
                     self._skip_to_key = False
-                    self.send(wire.video(packet.pts or 0, packet.is_keyframe, bytes(packet)))
-            except MediaStreamError:  # the encoder was closed (devices reopened): take the new one
-                await asyncio.sleep(0.1)
-            finally:
-                track.stop()
+                    video_tap = video.tap(self._video_packet)
+                want_audio = bool(self.peers) and audio is not None
+                if audio_tap is not None and (not want_audio or audio_tap.owner is not audio or audio_tap.readyState != "live"):
+                    audio_tap.stop()
+                    audio_tap = None
+                if want_audio and audio_tap is None:
+                    audio_tap = audio.tap(self._audio_packet)
+                self._feed_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._feed_wake.wait(), 0.5)
+        finally:
+            for tap in (video_tap, audio_tap):
+                if tap is not None:
+                    tap.stop()
 
-    async def _pump_audio(self) -> None:
-        """The unit's Opus stream, packet by packet."""
-        while self.proto is not None:
-            shared = self.pool.media_audio()
-            if shared is None:
-                await asyncio.sleep(0.5)
-                continue
-            track = shared.track()
-            try:
-                while self.proto is not None:
-                    item = await track.recv()
-                    if hasattr(item, "is_keyframe"):  # an encoded packet (raw frames never reach a worker)
-                        self.send(wire.audio(item.pts or 0, bytes(item)))
-            except MediaStreamError:
-                await asyncio.sleep(0.1)
-            finally:
-                track.stop()
+    def _video_packet(self, packet: Any) -> None:
+        """One of the shared encoder's packets, unchanged, to the worker (dropped up to the next
+        keyframe while the worker is too far behind)."""
+        proto = self.proto
+        if proto is None:
+            return
+        if self._skip_to_key and not packet.is_keyframe:
+            return
+        if proto.backlog > VIDEO_BACKLOG:
+            self._skip_to_key = True
+            video = self.pool.media_video()
+            if video is not None:
+                video.request_keyframe()
+            return
+        self._skip_to_key = False
+        proto.send(wire.video(packet.pts or 0, packet.is_keyframe, bytes(packet)))
+
+    def _audio_packet(self, item: Any) -> None:
+        if self.proto is not None and isinstance(item, av.Packet):  # raw frames never reach a worker
+            self.proto.send(wire.audio(item.pts or 0, bytes(item)))
 
     async def close(self) -> None:
         self._closed = True
