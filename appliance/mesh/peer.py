@@ -58,7 +58,7 @@ class LocalMedia(Protocol):
 UNIT_KINDS = ("device",)
 
 
-def _wall(t: float | None) -> float | None:
+def wall_clock(t: float | None) -> float | None:
     """A time.monotonic() instant as wall-clock seconds (comparable across processes)."""
     return None if t is None else round(time.time() - (time.monotonic() - t), 4)
 
@@ -72,7 +72,7 @@ def video_status(video: VideoReceiver | None, samples: bool = False) -> dict[str
         "latency_ms": round(video.latencies_ms[-1], 1) if video and video.latencies_ms else None,
         "latency_p50_ms": round(lat[len(lat) // 2], 1) if lat else None,
         "latency_p95_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.95))], 1) if lat else None,
-        "first_frame_at": _wall(video.first_frame_at if video else None),
+        "first_frame_at": wall_clock(video.first_frame_at if video else None),
         "freezes": [[round(time.time() - (time.monotonic() - end), 4), round(gap * 1000, 1)] for end, gap in video.freezes]
         if video else [],
     }
@@ -417,7 +417,7 @@ class Peer:
         out = link_status(self, self.stats.figures)
         out.update(decode_status(self.decode_backlog))
         out.update({"audio_inline": self.audio_inline, "remb_dropped": self.remb_dropped,
-                    "connected_at": _wall(self.connected_at)})
+                    "connected_at": wall_clock(self.connected_at)})
         out.update(video_status(self.video, samples))
         return out
 

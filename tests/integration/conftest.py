@@ -7,9 +7,11 @@ import pytest
 from appliance.demo.site import Site
 
 
-@pytest.fixture
-async def site(tmp_path):
-    s = Site(tmp_path, room="itest", server_process=True)
+@pytest.fixture(params=[1, 2], ids=["workers1", "workers2"])
+async def site(tmp_path, request):
+    """The units' peer connections on their own loop (``[media] workers = 1``) or in two worker
+    processes each: every integration test runs both ways."""
+    s = Site(tmp_path, room="itest", server_process=True, workers=request.param)
     await s.start_server()
     try:
         yield s

@@ -117,7 +117,13 @@ async def run_call(
     loader=None,
     far: np.ndarray | None = None,
     during=None,
+    workers: int = 1,
 ) -> Call:
+    """One call between a unit (its own media, as the daemon composes it) and a plain aiortc far
+    end. With ``workers`` > 1 the unit's side of the link is a real media worker process, as a
+    unit with ``[media] workers`` runs it: the audio crosses the worker both ways."""
+    if workers > 1:
+        return await _run_worker_call(seconds, room=room, audio=audio, far=far)
     conf = unit_config.load(None, {"audio": {"source": "room", "sink": "room", **(audio or {})}, "quality": {"adaptive": False}})
     media = UnitMedia(conf, sender=1, name="unit-a", load_processor=loader, room=room)
     call = Call(media, room)
@@ -167,6 +173,61 @@ async def run_call(
     return call
 
 
+async def _run_worker_call(seconds: float, *, room: SimulatedRoom | None, audio: dict | None, far: np.ndarray | None) -> Call:
+    from appliance.mesh.ice import IcePolicy
+    from appliance.mesh.workers.pool import WorkerPool
+
+    conf = unit_config.load(None, {"audio": {"source": "room", "sink": "room", **(audio or {})}, "quality": {"adaptive": False}})
+    media = UnitMedia(conf, sender=1, name="unit-a", room=room)
+    call = Call(media, room)
+    if room is not None:
+        room.listen(lambda *slot: call.truth.append(slot))
+    await media.start()
+    media.mixer.on_mix(lambda mix, when: call.mixed.append((when, mix.copy())))
+    pool = WorkerPool(2, media, name="unit-a")
+    await pool.start()
+    far_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    readers: list[asyncio.Task] = []
+    answered = asyncio.Event()
+
+    async def read_remote(track) -> None:
+        while True:
+            frame = await track.recv()
+            call.received.append((time.monotonic(), frame_samples(frame)[:, 0].copy()))
+
+    @far_pc.on("track")
+    def far_track(track) -> None:
+        readers.append(asyncio.create_task(read_remote(track)))
+
+    async def from_unit(to: str, data: dict) -> bool:
+        sdp = data.get("sdp")
+        if sdp and sdp["type"] == "answer":
+            from aiortc import RTCSessionDescription
+
+            await far_pc.setRemoteDescription(RTCSessionDescription(sdp=sdp["sdp"], type="answer"))
+            answered.set()
+        return True
+
+    peer = pool.peer(local_id="a", remote_id="far", name="far", kind="user",
+                     policy=IcePolicy(addresses=("127.0.0.1",), resolve_mdns=False), media=media,
+                     send_signal=from_unit, on_change=lambda p: None, stamp_reader=None, on_frame=None)
+    try:
+        prefer_opus(far_pc.addTransceiver(SpeechTrack(far if far is not None else far_speech()), direction="sendrecv"))
+        await far_pc.setLocalDescription(await far_pc.createOffer())
+        await peer.handle_signal({"sdp": {"type": "offer", "sdp": far_pc.localDescription.sdp}})
+        await asyncio.wait_for(answered.wait(), 20)
+        await asyncio.sleep(seconds)
+    finally:
+        for task in readers:
+            task.cancel()
+        call.processing, call.status = media.processing, dict(media.status())
+        await peer.close()
+        await pool.close()
+        await media.close()
+        await far_pc.close()
+    return call
+
+
 @pytest.fixture
 def ice(loopback_ice):
     return None
@@ -184,8 +245,9 @@ def echo_room() -> SimulatedRoom:
     return SimulatedRoom("small", talker=False, noise=False, name="unit-a")
 
 
-async def test_the_far_end_hears_the_echo_at_least_30_db_below_the_microphone(ice):
-    call = await run_call(14.0, room=echo_room())
+@pytest.mark.parametrize("workers", [1, 2], ids=["workers1", "workers2"])
+async def test_the_far_end_hears_the_echo_at_least_30_db_below_the_microphone(ice, workers):
+    call = await run_call(14.0, room=echo_room(), workers=workers)
     t0 = call.start()
     mic, heard = call.mic_energy(t0 + 7, t0 + 13), call.received_energy(t0 + 7, t0 + 13)
     assert db(mic) > 50, "the microphone must hear the loudspeaker (the far speech reached the room)"
@@ -220,9 +282,10 @@ def best_correlation(sent: np.ndarray, heard: np.ndarray, max_lag: int) -> tuple
     return float(xc[lag] / max(energy[lag], 1e-9)), lag
 
 
-async def test_in_double_talk_the_near_end_talker_reaches_the_far_end(ice):
+@pytest.mark.parametrize("workers", [1, 2], ids=["workers1", "workers2"])
+async def test_in_double_talk_the_near_end_talker_reaches_the_far_end(ice, workers):
     room = SimulatedRoom("small", talker=True, noise=True, talk_s=10.0, pause_s=4.0, name="unit-a")
-    call = await run_call(10.0, room=room)
+    call = await run_call(10.0, room=room, workers=workers)
     t0 = call.start()
     near = np.concatenate([n for _, when, _, _, n in call.truth if t0 + 4 <= when < t0 + 9])
     echo_and_all = np.concatenate([m for _, when, _, m, _ in call.truth if t0 + 4 <= when < t0 + 9])

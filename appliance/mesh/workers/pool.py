@@ -35,7 +35,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from appliance.mesh import ice
-from appliance.mesh.peer import LocalMedia, SendSignal, decode_status, link_status, video_status
+from appliance.mesh.peer import LocalMedia, SendSignal, decode_status, link_status, video_status, wall_clock
 from appliance.mesh.receive import VideoReceiver
 from appliance.mesh.stats import LinkFigures, StatsSampler
 from appliance.mesh.workers import frames, wire
@@ -55,7 +55,7 @@ CLOSE_WAIT_S = 5.0
 _serial = itertools.count(1)
 
 #: What a peer's status takes from the worker's own report of its connection.
-_FROM_WORKER = ("decode_dropped", "decode_inline", "decode_ms", "audio_inline", "remb_dropped", "connected_at")
+_FROM_WORKER = ("decode_dropped", "decode_inline", "decode_ms", "audio_inline", "remb_dropped")
 
 
 class _Inlet:
@@ -367,8 +367,8 @@ class WorkerPool:
         return peer
 
     def status(self) -> list[dict[str, Any]]:
-        return [{"index": w.index, "pid": w.pid, "peers": w.load, "starts": w.starts, "torn": w.pictures.torn}
-                for w in self.links]
+        return [{"index": w.index, "pid": w.pid, "peers": w.load, "remotes": sorted(p.name for p in w.peers.values()),
+                 "starts": w.starts, "torn": w.pictures.torn} for w in self.links]
 
     async def close(self) -> None:
         await asyncio.gather(*(link.close() for link in self.links), return_exceptions=True)
@@ -487,7 +487,7 @@ class WorkerPeer:
         unit's of the pictures (they are measured where they are shown)."""
         out = link_status(self, self.stats.figures)
         out.update(decode_status(None))
-        out.update({"audio_inline": False, "remb_dropped": False, "connected_at": None})
+        out.update({"audio_inline": False, "remb_dropped": False, "connected_at": wall_clock(self.connected_at)})
         out.update({k: v for k, v in self._report.items() if k in _FROM_WORKER})
         out.update(video_status(self.video, samples))
         return out
