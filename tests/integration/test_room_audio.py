@@ -212,6 +212,7 @@ async def _run_worker_call(seconds: float, *, room: SimulatedRoom | None, audio:
                      policy=IcePolicy(addresses=("127.0.0.1",), resolve_mdns=False), media=media,
                      send_signal=from_unit, on_change=lambda p: None, stamp_reader=None, on_frame=None)
     try:
+        far_pc.addTransceiver("video", direction="recvonly")  # a peer's offer has both (a unit's link expects it)
         prefer_opus(far_pc.addTransceiver(SpeechTrack(far if far is not None else far_speech()), direction="sendrecv"))
         await far_pc.setLocalDescription(await far_pc.createOffer())
         await peer.handle_signal({"sdp": {"type": "offer", "sdp": far_pc.localDescription.sdp}})
