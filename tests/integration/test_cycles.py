@@ -7,6 +7,7 @@ to B and tears it down when B leaves. A's figures come from its ``GET /status``.
 
 from __future__ import annotations
 
+import os
 import time
 
 import aiohttp
@@ -46,12 +47,33 @@ def connected_to(name):
     return lambda st: any(p["name"] == name and p["connection"] == "connected" for p in st["peers"])
 
 
+def processes(status: dict) -> dict[str, dict]:
+    """RSS, descriptors and shared-memory files of the unit's process and each media worker, from /proc."""
+    pids = {"unit": status["process"]["pid"]}
+    for w in status["media"].get("workers", []):
+        pids[f"worker {w['index']}"] = w["pid"]
+    out = {}
+    for what, pid in pids.items():
+        fds = os.listdir(f"/proc/{pid}/fd")
+        links = []
+        for fd in fds:
+            try:
+                links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                continue
+        rss = next(int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS:"))
+        shm = sum(1 for link in links if link.startswith(("/memfd:", "/dev/shm/")))
+        out[what] = {"pid": pid, "rss_kb": rss, "fds": len(fds), "shm": shm}
+    return out
+
+
 async def test_join_leave_cycles_leave_the_daemon_flat(site):
     a = await site.spawn(1, {"video": {"width": 160, "height": 120, "fps": 15}})
     b = await site.spawn(2, {"video": {"width": 160, "height": 120, "fps": 15}})
     await wait_for(lambda: a.status() and b.status() and a.status()["peers"], 40, "the two units to meet")
     a_url, b_url = a.status()["status_url"], b.status()["status_url"]
     samples = []
+    procs: list[dict[str, dict]] = []
     async with aiohttp.ClientSession() as session:
         for cycle in range(CYCLES):
             async with session.post(b_url + "/actions/hangup") as resp:
@@ -64,8 +86,18 @@ async def test_join_leave_cycles_leave_the_daemon_flat(site):
                 await _sleep(1.0)  # let closed connections finish their teardown
                 st = await get_status(session, a_url)
                 samples.append(st["process"])
+                procs.append(processes(st))
     warm, end = samples
     print(f"after 20 cycles: {warm}; after {CYCLES}: {end}")
     assert end["fds"] <= warm["fds"] + 4, f"file descriptors grew: {warm['fds']} -> {end['fds']}"
     assert end["tasks"] <= warm["tasks"] + 4, f"asyncio tasks grew: {warm['tasks']} -> {end['tasks']}"
     assert end["rss_kb"] <= warm["rss_kb"] + 30 * 1024, f"RSS grew: {warm['rss_kb']} -> {end['rss_kb']} kB"
+    first, last = procs
+    print(f"processes after 20 cycles: {first}; after {CYCLES}: {last}")
+    assert set(first) == set(last) and len(first) == (site.workers if site.workers and site.workers > 1 else 0) + 1
+    for what, f in first.items():
+        e = last[what]
+        assert e["pid"] == f["pid"], f"{what} was restarted during the cycles"
+        assert e["fds"] <= f["fds"] + 4, f"{what}: file descriptors grew: {f['fds']} -> {e['fds']}"
+        assert e["shm"] == f["shm"], f"{what}: shared memory files {f['shm']} -> {e['shm']}"
+        assert e["rss_kb"] <= f["rss_kb"] + 30 * 1024, f"{what}: RSS grew: {f['rss_kb']} -> {e['rss_kb']} kB"
