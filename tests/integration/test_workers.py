@@ -9,6 +9,7 @@ by the other worker, never stops: no gap between its pictures longer than a free
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -68,3 +69,24 @@ async def test_a_killed_worker_comes_back_with_its_peer_within_3s_and_the_other_
         # and unit-2 sees unit-1 again too (it answered the restarted worker's offer)
         await wait_for(lambda: (peer(units[1].status(), "unit-1") or {}).get("connection") == "connected", 10,
                        "unit-2 to be connected to unit-1 again")
+
+
+async def test_a_hung_worker_is_killed_and_started_again(tmp_path):
+    async with Site(tmp_path, room="workers", server_process=True, workers=2) as site:
+        units = [await site.spawn(i) for i in (1, 2)]
+        await wait_for(lambda: receiving_all(units), 60, "2 units to receive each other")
+        unit = units[0]
+        victim = next(w for w in unit.status()["media"]["workers"] if w["remotes"] == ["unit-2"])
+        os.kill(victim["pid"], signal.SIGSTOP)  # alive, but it says nothing any more
+        try:
+            def restarted() -> bool:
+                w = next(w for w in unit.status()["media"]["workers"] if w["index"] == victim["index"])
+                return w["pid"] != victim["pid"] and w["starts"] == 2
+            await wait_for(restarted, 20, "the hung worker to be replaced")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim["pid"], signal.SIGCONT)
+        await wait_for(lambda: (peer(unit.status(), "unit-2") or {}).get("connection") == "connected", 20,
+                       "unit-2 back through the new worker")
+        # the hung process was killed and reaped by the unit, not left behind
+        await wait_for(lambda: not os.path.exists(f"/proc/{victim['pid']}"), 5, "the hung worker to be gone")

@@ -50,6 +50,9 @@ except ImportError:  # pragma: no cover - a build without the test pattern
 #: Encoded video waiting for a worker beyond this is dropped up to the next keyframe.
 VIDEO_BACKLOG = 2 * 1024 * 1024
 RESPAWN_DELAY_S = 0.2
+#: A worker that has sent nothing for this long (it reports twice a second) is hung: it is killed
+#: and started again like one that died.
+SILENT_S = 5.0
 CLOSE_WAIT_S = 5.0
 
 _serial = itertools.count(1)
@@ -107,6 +110,7 @@ class WorkerLink:
         self._closed = False
         self._watch: asyncio.Task[None] | None = None
         self._skip_to_key = False
+        self._heard_at = time.monotonic()
 
     @property
     def load(self) -> int:
@@ -126,6 +130,7 @@ class WorkerLink:
         finally:
             theirs.close()
         self.starts += 1
+        self._heard_at = time.monotonic() + 10.0  # an interpreter's start is not silence
         _, self.proto = await loop.create_unix_connection(lambda: wire.RecordProtocol(self._on_record, self._lost), sock=ours)
         self._watch = asyncio.create_task(self._wait_exit(self.proc), name=f"media-worker-{self.index}")
         log.info("%s: media worker %d started (pid %d)", self.pool.name, self.index, self.proc.pid)
@@ -161,6 +166,7 @@ class WorkerLink:
     # -- records from the worker ---------------------------------------------------------
 
     def _on_record(self, kind: int, body: bytearray) -> None:
+        self._heard_at = time.monotonic()
         if kind == wire.FRAME:
             handle, slot, seq, width, height, stamped, sender, counter, captured = wire.FRAME_REC.unpack_from(body)
             peer = self.peers.get(handle)
@@ -270,10 +276,18 @@ class WorkerLink:
                 self._feed_wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._feed_wake.wait(), 0.5)
+                self._check_alive()
         finally:
             for tap in (video_tap, audio_tap):
                 if tap is not None:
                     tap.stop()
+
+    def _check_alive(self) -> None:
+        silent = time.monotonic() - self._heard_at
+        if silent > SILENT_S and self.proc is not None and self.proc.returncode is None:
+            log.error("%s: media worker %d (pid %d) has said nothing for %.0f s: killing it", self.pool.name,
+                      self.index, self.proc.pid, silent)
+            self.proc.kill()  # _wait_exit starts it again
 
     def _video_packet(self, packet: Any) -> None:
         """One of the shared encoder's packets, unchanged, to the worker (dropped up to the next
