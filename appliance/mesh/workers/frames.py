@@ -17,6 +17,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import time
 
 import av
 import numpy as np
@@ -51,7 +52,9 @@ class PictureWriter:
     def __init__(self, fd: int) -> None:
         self._map = mmap.mmap(fd, REGION_BYTES)
         self._next = [0] * RINGS
-        self._seq = 0
+        # a restarted worker writes into the same memory: its sequence numbers must not repeat the
+        # last one's, or a copy the unit still owes could take a new picture for an old one
+        self._seq = time.time_ns()
         self.oversize = 0
 
     def write(self, ring: int, frame: av.VideoFrame) -> tuple[int, int] | None:

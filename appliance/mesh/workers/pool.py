@@ -411,7 +411,7 @@ class WorkerPeer:
     ) -> None:
         self.link = link
         self.handle = next(_serial)
-        self.local_id, self.remote_id, self.name, self.kind = local_id, remote_id, name, kind
+        self.local_id, self.remote_id, self._name, self._kind = local_id, remote_id, name, kind
         self.policy = policy
         self.media = media
         self.send_signal = send_signal
@@ -433,6 +433,24 @@ class WorkerPeer:
         self._track = InletTrack()
         self._inlet = self._track.inlet
         media.add_remote_audio(self.audio_key, self._track)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, name: str) -> None:  # the roster told the mesh (a link made before it knew)
+        self._name = name
+        self.link.send(wire.ctl("describe", handle=self.handle, name=self._name, kind=self._kind))
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    @kind.setter
+    def kind(self, kind: str) -> None:
+        self._kind = kind
+        self.link.send(wire.ctl("describe", handle=self.handle, name=self._name, kind=self._kind))
 
     def open_record(self) -> bytes:
         return wire.ctl("open", handle=self.handle, local_id=self.local_id, remote_id=self.remote_id, name=self.name,

@@ -212,6 +212,8 @@ class Worker:
             self._spawn(peer.handle_signal(msg["data"]), f"signal-{handle}")
         elif op == "rekey":
             peer.rekey(msg["local_id"], msg["remote_id"])
+        elif op == "describe":
+            peer.name, peer.kind = str(msg["name"]), str(msg["kind"])
         elif op == "close":
             self._spawn(self._close(handle), f"close-{handle}")
 
