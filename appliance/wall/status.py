@@ -82,7 +82,7 @@ tell; ``loop_lag_ms``, the event loop's worst delay over the last second.
 
 # No ``from __future__ import annotations`` here: TypedDict only sees ``NotRequired``
 # in evaluated annotations (Python 3.11 counts a string "NotRequired[...]" as required).
-from typing import Any, NotRequired, TypedDict
+from typing import NotRequired, TypedDict
 
 __all__ = [
     "AudioProcessingStatus",
@@ -174,6 +174,17 @@ class AudioProcessingStatus(TypedDict):
     device_delay_ms: int
 
 
+class WorkerStatus(TypedDict):
+    """One media worker process, under ``media.workers`` (see ``docs/media-workers.md``)."""
+
+    index: int
+    pid: int | None  # None until the process has said hello
+    peers: int
+    remotes: list[str]  # the names of the peers it serves
+    starts: int  # more than 1: it died (or hung) and was started again
+    torn: int  # pictures it overwrote before the unit copied them
+
+
 class MediaStatus(TypedDict):
     """The unit's own media, under ``media``."""
 
@@ -181,7 +192,7 @@ class MediaStatus(TypedDict):
     audio_packet_ms: int | None
     audio_processing: NotRequired[AudioProcessingStatus]
     error: NotRequired[str | None]
-    workers: NotRequired[list[dict[str, Any]]]  # the media worker processes ([media] workers > 1)
+    workers: NotRequired[list[WorkerStatus]]  # the media worker processes ([media] workers > 1)
 
 
 class ProcessFigures(TypedDict):

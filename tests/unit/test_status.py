@@ -185,7 +185,8 @@ def test_the_conformance_check_can_fail():
     assert conforms({**missing, "colour": 1}, UnitStatus) == ["status: missing 'volume'", "status: undeclared 'colour'"]
 
 
-async def test_a_daemons_status_document_is_exactly_its_declared_type(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2], ids=["workers1", "workers2"])
+async def test_a_daemons_status_document_is_exactly_its_declared_type(tmp_path, workers):
     """Every key of ``GET /status`` from a real daemon with open devices and a peer is declared
     in :mod:`appliance.wall.status`, with the declared type, and every declared key is there."""
     from appliance.mesh.peer import Peer
@@ -203,6 +204,7 @@ async def test_a_daemons_status_document_is_exactly_its_declared_type(tmp_path):
             "audio": {"source": "synthetic", "sink": "null"},
             "ice": {"loopback": True},
             "status": {"port": 0, "samples": True},
+            "media": {"workers": workers},
         },
         "<test>",
     )
@@ -211,15 +213,21 @@ async def test_a_daemons_status_document_is_exactly_its_declared_type(tmp_path):
         await daemon.media.start()
         async with StatusServer(daemon, "127.0.0.1", 0) as server, aiohttp.ClientSession(server.url) as http:
             daemon.status_server = server
-            peer = Peer(
+            make: typing.Any = Peer
+            if daemon.workers is not None:  # a link in a media worker: the same document
+                await daemon.workers.start()
+                make = daemon.workers.peer
+            peer = make(
                 local_id="p1", remote_id="p2", name="Lisbon", kind="device", policy=daemon.mesh.policy,
-                media=daemon.media, send_signal=daemon.signal.send_signal,
+                media=daemon.media, send_signal=daemon.signal.send_signal, on_change=lambda p: None,
+                stamp_reader=None, on_frame=None,
             )
             daemon.mesh.peers["p2"] = peer
             async with http.get("/status") as resp:
                 body = await resp.json()
             assert conforms(body, DaemonStatus) == []
             assert body["media"]["encoder"] is not None and body["peers"][0]["name"] == "Lisbon"
+            assert ("workers" in body["media"]) == (workers > 1)
             assert "latency_samples_ms" in body["peers"][0]  # [status] samples = true
             # without samples the optional key is absent, and the rest still conforms
             assert conforms(peer.status(samples=False), PeerStatus, "peer") == []

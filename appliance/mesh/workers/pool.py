@@ -39,6 +39,7 @@ from appliance.mesh.peer import LocalMedia, SendSignal, decode_status, link_stat
 from appliance.mesh.receive import VideoReceiver
 from appliance.mesh.stats import LinkFigures, StatsSampler
 from appliance.mesh.workers import frames, wire
+from appliance.wall.status import WorkerStatus
 
 log = logging.getLogger(__name__)
 
@@ -380,7 +381,7 @@ class WorkerPool:
         link.attach(peer)
         return peer
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self) -> list[WorkerStatus]:
         return [{"index": w.index, "pid": w.pid, "peers": w.load, "remotes": sorted(p.name for p in w.peers.values()),
                  "starts": w.starts, "torn": w.pictures.torn} for w in self.links]
 
