@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import statistics
 import tempfile
 import time
@@ -207,9 +208,12 @@ def run(quick: bool) -> list[Result]:
 
     results.extend(unit_cpu.run(quick))
     load = _load()
+    from appliance.mesh.workers import worker_count
+
+    workers = f"units at their default [media] workers ({worker_count(0)} on this machine's {os.cpu_count()} cores)"
     for r in results:
-        if r.name.startswith(("g2g", "start_to", "join_to", "mesh6")) and load:
-            r.detail = f"{r.detail}; load avg {load}" if r.detail else f"load avg {load}"
+        if r.name.startswith(("g2g", "start_to", "join_to", "mesh6")):
+            r.detail = "; ".join(part for part in (r.detail, workers, f"load avg {load}" if load else "") if part)
     return results
 
 
