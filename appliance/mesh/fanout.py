@@ -47,7 +47,7 @@ from appliance.mesh import aiortc_hooks
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FanoutStats", "FanoutTrack", "PacketTap", "SharedVideo"]
+__all__ = ["FanoutStats", "FanoutTrack", "PacketTap", "SharedVideo", "gated_video_track"]
 
 
 class TierLike(Protocol):
@@ -323,3 +323,61 @@ class SharedVideo:
         for track in list(self._tracks):
             if track.push(packet):
                 self.stats.overflow_drops += 1
+
+
+def gated_video_track(factory: Any, open_: bool) -> Any:
+    """A per-peer video track that camera privacy can close without ending the peer's sender.
+
+    Open, it passes through a track from ``factory`` (the shared encoder's per-peer
+    track, whose first packet is a keyframe). Closed, it releases that track — so the
+    encoder stops when no peer wants video — and its ``recv()`` simply waits, so
+    aiortc's sender sends nothing and keeps running until the gate opens again.
+    """
+    class GatedVideoTrack(MediaStreamTrack):
+        kind = "video"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._open = asyncio.Event()
+            self._inner: Any = None
+            if open_:
+                self._open.set()
+
+        def prime(self) -> None:
+            """Start the shared encoder's keyframe for this peer now (ICE is up, DTLS is next),
+            so the first picture is waiting when the sender starts reading."""
+            if self._open.is_set() and self._inner is None and self.readyState == "live":
+                self._inner = factory()
+
+        def set_open(self, on: bool) -> None:
+            if on:
+                self._open.set()
+                return
+            self._open.clear()
+            inner, self._inner = self._inner, None
+            if inner is not None:
+                inner.stop()
+
+        async def recv(self) -> Any:
+            while True:
+                await self._open.wait()
+                if self.readyState != "live":
+                    raise MediaStreamError
+                if self._inner is None:
+                    self._inner = factory()
+                inner = self._inner
+                try:
+                    return await inner.recv()
+                except MediaStreamError:
+                    if inner is self._inner or self.readyState != "live":
+                        raise  # the source ended, not the privacy switch
+                    continue
+
+        def stop(self) -> None:
+            super().stop()
+            inner, self._inner = self._inner, None
+            if inner is not None:
+                inner.stop()
+            self._open.set()  # release a waiting recv() so the sender can end
+
+    return GatedVideoTrack()

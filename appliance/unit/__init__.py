@@ -32,7 +32,7 @@ Where the decisions are made:
 
 * **Keyframe on join.** Each peer gets its own track of the shared encoder
   (:mod:`appliance.mesh.fanout`), whose first packet is a keyframe produced at
-  once; :func:`~appliance.unit.media.gated_video_track` wraps it, and the peer
+  once; :func:`~appliance.mesh.fanout.gated_video_track` wraps it, and the peer
   primes the gate when ICE completes (:mod:`appliance.mesh.peer`), so that
   keyframe is being encoded while DTLS finishes. A peer's PLI/FIR reaches the
   encoder through ``SharedVideo.attach`` (``UnitMedia.bind_video_sender``) as one

@@ -54,7 +54,7 @@ from appliance.wall.machine import StateMachine
 from appliance.wall.model import Tile, WallModel, quality_from
 from appliance.wall.speaker import ActiveSpeaker, LevelMeter
 from appliance.wall.states import UnitState
-from appliance.wall.status import DaemonStatus, PeerStatus, ProcessFigures, SoftwareStatus
+from appliance.wall.status import DaemonStatus, PeerStatus, ProcessFigures, SoftwareStatus, WorkerStatus
 
 if TYPE_CHECKING:
     from appliance.unit.frontpanel import FrontPanel
@@ -327,7 +327,7 @@ class UnitDaemon:
         if self.software is not None:
             doc["software"] = self.software
         if self.workers is not None:
-            doc["media"]["workers"] = self.workers.status()
+            doc["media"]["workers"] = cast(list[WorkerStatus], self.workers.status())
         return doc
 
     async def join(self) -> None:

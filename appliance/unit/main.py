@@ -1,10 +1,6 @@
 """Running one :class:`~appliance.unit.app.UnitDaemon` as a process: event loop, signals, systemd.
 
-The daemon's event loop is uvloop when it is installed. A unit receives every peer's
-media on UDP sockets, and the standard asyncio loop reads one datagram per socket per
-loop iteration: on a busy unit, packets then wait in the kernel's socket buffers —
-seconds of video at 640x480 in a 4-unit mesh on a loaded 2-core machine, measured by
-``ss`` Recv-Q — while libuv drains each ready socket in one go and runs the loop faster.
+The daemon's event loop is uvloop when it is installed (:mod:`appliance.mesh.eventloop` says why).
 """
 
 from __future__ import annotations
@@ -13,22 +9,13 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any
 
 from appliance.mesh import aioice_hooks, aiortc_hooks
+from appliance.mesh.eventloop import event_loop_factory
 from appliance.unit.app import UnitDaemon
 from appliance.unit.config import UnitConfig
 
 log = logging.getLogger(__name__)
-
-
-def event_loop_factory() -> Any:
-    """uvloop's loop when available, else the standard one (``None`` lets asyncio choose)."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def run_daemon(conf: UnitConfig, *, seconds: float | None = None) -> int:

@@ -39,7 +39,6 @@ from appliance.mesh.peer import LocalMedia, SendSignal, decode_status, link_stat
 from appliance.mesh.receive import VideoReceiver
 from appliance.mesh.stats import LinkFigures, StatsSampler
 from appliance.mesh.workers import frames, wire
-from appliance.wall.status import WorkerStatus
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +380,8 @@ class WorkerPool:
         link.attach(peer)
         return peer
 
-    def status(self) -> list[WorkerStatus]:
+    def status(self) -> list[dict[str, Any]]:
+        """``media.workers`` in ``GET /status`` (``appliance.wall.status.WorkerStatus``)."""
         return [{"index": w.index, "pid": w.pid, "peers": w.load, "remotes": sorted(p.name for p in w.peers.values()),
                  "starts": w.starts, "torn": w.pictures.torn} for w in self.links]
 

@@ -110,7 +110,7 @@ class PeerMedia:
         self.handle = handle
 
     def video_track(self) -> Any | None:
-        from appliance.unit.media import gated_video_track
+        from appliance.mesh.fanout import gated_video_track
 
         gate = gated_video_track(self.worker.video.track, self.worker.camera)
         self.worker.gates.add(gate)
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s: %(message)s")
     from appliance.mesh import aioice_hooks, aiortc_hooks
-    from appliance.unit.main import event_loop_factory
+    from appliance.mesh.eventloop import event_loop_factory
 
     for check in (aiortc_hooks.check, aioice_hooks.check):
         check()
