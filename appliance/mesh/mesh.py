@@ -32,6 +32,7 @@ from appliance import protocol
 from appliance.mesh import ice
 from appliance.mesh.peer import LocalMedia, Peer, SendSignal
 from appliance.mesh.sfu import SfuPath, SfuRemote
+from appliance.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class Mesh(Generic[PeerT]):
         self.peers: dict[str, PeerT] = {}
         self._make_peer = peer_factory if peer_factory is not None else cast("PeerFactory[PeerT]", Peer)
         self._task: asyncio.Task[None] | None = None
-        self._jobs: set[asyncio.Task[Any]] = set()
+        self._jobs = TaskSet("mesh", log)
         # Rooms beyond the mesh cap go through the site's SFU (see appliance.mesh.sfu); the
         # roster is kept apart from the links, since then there is no link per participant.
         self.mode = "mesh"
@@ -168,9 +169,7 @@ class Mesh(Generic[PeerT]):
         peers, self.peers = list(self.peers.values()), {}
         peers += list(self._pending.values())
         self._pending = {}
-        for job in list(self._jobs):
-            job.cancel()
-        await asyncio.gather(*self._jobs, return_exceptions=True)
+        await self._jobs.cancel()
         if self._switch is not None:
             self._switch.cancel()
             await asyncio.gather(self._switch, return_exceptions=True)
@@ -186,15 +185,7 @@ class Mesh(Generic[PeerT]):
             self.on_change()
 
     def _spawn(self, coro: Any, what: str) -> None:
-        task = asyncio.create_task(coro, name=what)
-        self._jobs.add(task)
-        task.add_done_callback(self._job_done)
-
-    def _job_done(self, task: asyncio.Task[Any]) -> None:
-        self._jobs.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.warning("mesh: %s failed: %s: %s", task.get_name(), exc.__class__.__name__, exc)
+        self._jobs.spawn(coro, what)
 
     # -- signaling events ----------------------------------------------------------------
 

@@ -95,6 +95,23 @@ class Call:
         return self.truth[0][1]
 
 
+def record_far_end(far_pc: RTCPeerConnection, call: Call) -> list[asyncio.Task]:
+    """Record what the far end decodes (into ``call.received``); the returned tasks read it."""
+    readers: list[asyncio.Task] = []
+
+    async def read_remote(track) -> None:
+        while True:
+            frame = await track.recv()
+            call.received.append((time.monotonic(), frame_samples(frame)[:, 0].copy()))
+
+    @far_pc.on("track")
+    def far_track(track) -> None:
+        if track.kind == "audio":
+            readers.append(asyncio.create_task(read_remote(track)))
+
+    return readers
+
+
 def _energy(frames: list[np.ndarray]) -> float:
     x = np.concatenate(frames).astype(np.float64) if frames else np.zeros(1)
     return float(np.mean(x**2))
@@ -107,6 +124,17 @@ def db(ratio: float) -> float:
 def far_speech() -> np.ndarray:
     x = speech.talk("en-us", 12.0)
     return x * (0.1 / np.sqrt(np.mean(x[np.abs(x) > 1e-3] ** 2)))  # -20 dBFS while talking
+
+
+async def open_unit(room: SimulatedRoom | None, audio: dict | None, loader) -> Call:
+    """The unit's media, opened as the daemon composes it, with the room and the mix recorded."""
+    conf = unit_config.load(None, {"audio": {"source": "room", "sink": "room", **(audio or {})}, "quality": {"adaptive": False}})
+    call = Call(UnitMedia(conf, sender=1, name="unit-a", load_processor=loader, room=room), room)
+    if room is not None:
+        room.listen(lambda *slot: call.truth.append(slot))
+    await call.media.start()
+    call.media.mixer.on_mix(lambda mix, when: call.mixed.append((when, mix.copy())))
+    return call
 
 
 async def run_call(
@@ -124,27 +152,13 @@ async def run_call(
     unit with ``[media] workers`` runs it: the audio crosses the worker both ways."""
     if workers > 1:
         return await _run_worker_call(seconds, room=room, audio=audio, far=far)
-    conf = unit_config.load(None, {"audio": {"source": "room", "sink": "room", **(audio or {})}, "quality": {"adaptive": False}})
-    media = UnitMedia(conf, sender=1, name="unit-a", load_processor=loader, room=room)
-    call = Call(media, room)
-    if room is not None:
-        room.listen(lambda *slot: call.truth.append(slot))
-    await media.start()
-    media.mixer.on_mix(lambda mix, when: call.mixed.append((when, mix.copy())))
+    call = await open_unit(room, audio, loader)
+    media = call.media
     if media.processing is not None:
         media.processing.tap(lambda mic, when, out: call.live.append((mic, when, out)))
     unit_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     far_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    readers: list[asyncio.Task] = []
-
-    async def read_remote(track) -> None:
-        while True:
-            frame = await track.recv()
-            call.received.append((time.monotonic(), frame_samples(frame)[:, 0].copy()))
-
-    @far_pc.on("track")
-    def far_track(track) -> None:
-        readers.append(asyncio.create_task(read_remote(track)))
+    readers = record_far_end(far_pc, call)
 
     @unit_pc.on("track")
     def unit_track(track) -> None:
@@ -177,27 +191,13 @@ async def _run_worker_call(seconds: float, *, room: SimulatedRoom | None, audio:
     from appliance.mesh.ice import IcePolicy
     from appliance.mesh.workers.pool import WorkerPool
 
-    conf = unit_config.load(None, {"audio": {"source": "room", "sink": "room", **(audio or {})}, "quality": {"adaptive": False}})
-    media = UnitMedia(conf, sender=1, name="unit-a", room=room)
-    call = Call(media, room)
-    if room is not None:
-        room.listen(lambda *slot: call.truth.append(slot))
-    await media.start()
-    media.mixer.on_mix(lambda mix, when: call.mixed.append((when, mix.copy())))
+    call = await open_unit(room, audio, None)
+    media = call.media
     pool = WorkerPool(2, media, name="unit-a")
     await pool.start()
     far_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    readers: list[asyncio.Task] = []
+    readers = record_far_end(far_pc, call)
     answered = asyncio.Event()
-
-    async def read_remote(track) -> None:
-        while True:
-            frame = await track.recv()
-            call.received.append((time.monotonic(), frame_samples(frame)[:, 0].copy()))
-
-    @far_pc.on("track")
-    def far_track(track) -> None:
-        readers.append(asyncio.create_task(read_remote(track)))
 
     async def from_unit(to: str, data: dict) -> bool:
         sdp = data.get("sdp")

@@ -39,6 +39,7 @@ from appliance.mesh.peer import LocalMedia, SendSignal, decode_status, link_stat
 from appliance.mesh.receive import VideoReceiver
 from appliance.mesh.stats import LinkFigures, StatsSampler
 from appliance.mesh.workers import frames, wire
+from appliance.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +336,7 @@ class WorkerPool:
         self.media = media
         self.name = name
         self.links = [WorkerLink(self, i) for i in range(count)]
-        self._jobs: set[asyncio.Task[Any]] = set()
+        self._jobs = TaskSet(name, log)
 
     def media_video(self) -> Any:
         return getattr(self.media, "video", None)
@@ -354,30 +355,14 @@ class WorkerPool:
             link.send(wire.ctl("camera", on=on))
 
     def spawn(self, coro: Any, what: str) -> None:
-        task = asyncio.create_task(coro, name=what)
-        self._jobs.add(task)
-        task.add_done_callback(self._jobs.discard)
+        self._jobs.spawn(coro, what)
 
-    def peer(
-        self,
-        *,
-        local_id: str,
-        remote_id: str,
-        name: str,
-        kind: str,
-        policy: ice.IcePolicy,
-        media: LocalMedia,
-        send_signal: SendSignal,
-        on_change: Callable[[Any], None],
-        stamp_reader: Callable[[Any], Any] | None,
-        on_frame: Callable[[], None] | None,
-    ) -> WorkerPeer:
-        """The mesh's ``peer_factory``: the new participant's link, on the least loaded worker."""
-        link = min(self.links, key=lambda w: (w.load, w.index))
-        peer = WorkerPeer(link, local_id=local_id, remote_id=remote_id, name=name, kind=kind, policy=policy,
-                          media=media, send_signal=send_signal, on_change=on_change, stamp_reader=stamp_reader,
-                          on_frame=on_frame)
-        link.attach(peer)
+    def peer(self, **link: Any) -> WorkerPeer:
+        """The mesh's ``peer_factory`` (its keywords: :class:`~appliance.mesh.mesh.PeerFactory`): the new
+        participant's link, on the least loaded worker."""
+        worker = min(self.links, key=lambda w: (w.load, w.index))
+        peer = WorkerPeer(worker, **link)
+        worker.attach(peer)
         return peer
 
     def status(self) -> list[dict[str, Any]]:
@@ -387,9 +372,7 @@ class WorkerPool:
 
     async def close(self) -> None:
         await asyncio.gather(*(link.close() for link in self.links), return_exceptions=True)
-        for job in list(self._jobs):
-            job.cancel()
-        await asyncio.gather(*self._jobs, return_exceptions=True)
+        await self._jobs.cancel()
 
 
 class WorkerPeer:

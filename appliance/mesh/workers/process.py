@@ -35,6 +35,7 @@ from appliance.capture.audioformat import AUDIO_TIME_BASE
 from appliance.capture.base import VIDEO_TIME_BASE, EncodedVideoSource, PacketOutput
 from appliance.mesh.receive import default_stamp_reader
 from appliance.mesh.workers import frames, wire
+from appliance.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class Worker:
         self.gates: weakref.WeakSet[Any] = weakref.WeakSet()
         self.peers: dict[int, Any] = {}
         self.rings: dict[int, int] = {}
-        self._jobs: set[asyncio.Task[Any]] = set()
+        self._jobs = TaskSet("worker", log)
         self._gone = asyncio.Event()
         self.stamp_reader = default_stamp_reader()  # the test pattern's stamps are read here, next to the decoder
 
@@ -251,15 +252,7 @@ class Worker:
             self.send(wire.ctl("closed", handle=handle))
 
     def _spawn(self, coro: Any, what: str) -> None:
-        task = asyncio.create_task(coro, name=what)
-        self._jobs.add(task)
-        task.add_done_callback(self._job_done)
-
-    def _job_done(self, task: asyncio.Task[Any]) -> None:
-        self._jobs.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.warning("worker: %s failed: %s: %s", task.get_name(), type(exc).__name__, exc)
+        self._jobs.spawn(coro, what)
 
     # -- to the unit ---------------------------------------------------------------------
 

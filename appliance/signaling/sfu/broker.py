@@ -32,6 +32,7 @@ from appliance import protocol
 from appliance.errors import ProtocolError
 from appliance.signaling.sfu.janus import JanusError, JanusSession, SfuUnavailable
 from appliance.signaling.sfu.policy import ModePolicy
+from appliance.tasks import TaskSet
 
 if TYPE_CHECKING:
     from appliance.signaling.config import Sfu, SignalConfig
@@ -139,7 +140,7 @@ class SfuBroker:
         self.rooms: dict[str, SfuRoom] = {}
         self.instances = [Instance(url) for url in dict.fromkeys((config.url, *config.more_urls)) if url]
         self._feeds = itertools.count(secrets.randbelow(2**20) * 1000 + 1)
-        self._jobs: set[asyncio.Task[Any]] = set()
+        self._jobs = TaskSet("sfu", log)
         self._closed = False
 
     # -- what the hub asks -----------------------------------------------------------
@@ -320,9 +321,7 @@ class SfuBroker:
 
     async def close(self) -> None:
         self._closed = True
-        for job in list(self._jobs):
-            job.cancel()
-        await asyncio.gather(*self._jobs, return_exceptions=True)
+        await self._jobs.cancel()
         for state in self.rooms.values():
             if state.janus_id is not None and state.instance is not None:
                 await self._destroy_room(state.instance, state.janus_id)
@@ -355,15 +354,7 @@ class SfuBroker:
     # -- internals ---------------------------------------------------------------------
 
     def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._jobs.add(task)
-        task.add_done_callback(self._job_done)
-
-    def _job_done(self, task: asyncio.Task[Any]) -> None:
-        self._jobs.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.warning("sfu: %s failed: %s: %s", task.get_name(), exc.__class__.__name__, exc)
+        self._jobs.spawn(coro, name)
 
     def _broadcast(self, state: SfuRoom, exclude: str | None = None) -> None:
         frame = protocol.encode_server(protocol.room_mode(state.name, state.mode, state.epoch))
