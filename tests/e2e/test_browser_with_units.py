@@ -24,12 +24,13 @@ units_helper = sys.modules["wallmesh_e2e_units"]   # loaded by conftest.py
 Units, frames_from, until = units_helper.Units, units_helper.frames_from, units_helper.until
 
 
-@pytest.fixture
-async def units(netns, site, tmp_path):
+@pytest.fixture(params=[1, 2], ids=["workers1", "workers2"])
+async def units(netns, site, tmp_path, request):
+    """Two units, their peer connections on their own loop or in two media workers each."""
     missing = units_helper.unit_daemon_missing()
     if missing:
         pytest.skip(missing)
-    u = Units(netns, site, tmp_path / "units", ROOM)
+    u = Units(netns, site, tmp_path / "units", ROOM, workers=request.param)
     try:
         yield u
     finally:

@@ -27,13 +27,13 @@ def unit_daemon_missing() -> str | None:
 class Units:
     """Starts ``wallmesh run`` processes inside the namespace and reads their status endpoint."""
 
-    def __init__(self, netns, server, root: Path, room: str) -> None:
+    def __init__(self, netns, server, root: Path, room: str, workers: int | None = None) -> None:
         from appliance.demo.site import Site
 
         self.netns = netns
         self.server = server
         # The demo's site harness writes unit configs the way the unit daemon expects them.
-        self.site = Site(root, room=room)
+        self.site = Site(root, room=room, workers=workers)
         self.site.url = server.url.rstrip("/")
         self.procs: list[tuple[str, int, asyncio.subprocess.Process, Path]] = []
 
