@@ -4,14 +4,17 @@ The question these figures answer is whether a Raspberry Pi holds a full room: a
 that needs a third of a core here on its busiest thread needs more than a whole Pi core.
 So the unit under test is a real ``wallmesh run`` process (the daemon's own code path),
 and the figures are that process's CPU-seconds per second (every thread) and those of its
-busiest thread, from ``/proc``:
+busiest thread, from ``/proc``. The unit runs with ``[media] workers = 3``, a Pi 4's default
+(``WALLMESH_BENCH_WORKERS`` sets another count, 1 for a unit without workers): the CPU figures
+are those of the unit and its media workers together, and the busiest thread is the busiest of
+any of them (:doc:`docs/media-workers.md`):
 
 * ``unit_cpu_640`` / ``unit_busiest_thread_cpu_640`` — the unit sends 640×480 to five
   peers and receives five 640×480 streams (and five Opus streams);
 * ``unit_cpu_720`` / ``unit_busiest_thread_cpu_720`` — the same at 1280×720;
 * ``unit_min_fps_1core_640`` / ``unit_min_fps_2core_640`` — the slowest of the unit's
-  ten video streams (five in, five out) when its process is confined to one core, and to
-  two (``sched_setaffinity`` on every thread, as ``taskset -a`` does).
+  ten video streams (five in, five out) when its processes are confined to one core, and to
+  two (``sched_setaffinity`` on every thread of the unit and its workers, as ``taskset -a`` does).
 
 The five peers are cheaper than units, as in the sender-CPU bench: they all live in one
 process (``python -m appliance.bench.unit_cpu --peers ...``) that shares one encoder and
