@@ -402,6 +402,31 @@ class EchoReference:
         return out
 
 
+class OpusDecoder:
+    """Opus packets of one remote stream to 48 kHz mono s16 samples (a corrupt packet is lost and
+    the decoder started afresh; an empty one, which would end it for good, is skipped)."""
+
+    def __init__(self) -> None:
+        self._decoder: Any = None
+        self.bad_packets = 0
+
+    def decode(self, payload: bytes | av.Packet) -> list[np.ndarray]:
+        packet = payload if isinstance(payload, av.Packet) else av.Packet(payload)
+        if not packet.size:
+            self.bad_packets += 1
+            return []
+        if self._decoder is None:
+            self._decoder = av.CodecContext.create("libopus", "r")
+            self._decoder.sample_rate, self._decoder.layout, self._decoder.format = AUDIO_RATE, "mono", "s16"
+        try:
+            frames = self._decoder.decode(packet)
+        except av.error.FFmpegError:
+            self.bad_packets += 1
+            self._decoder = None
+            return []
+        return [frame.to_ndarray().reshape(-1) for frame in frames]
+
+
 class _Remote:
     """One peer's jitter buffer.
 
@@ -436,11 +461,10 @@ class _Remote:
         self.level = 0.0
         self.task: asyncio.Task[None] | None = None
         self.resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_RATE)
-        self.decoder: Any = None  # for Opus packets handed over instead of decoded frames
+        self.opus = OpusDecoder()  # for Opus packets handed over instead of decoded frames
         self.inlet: Any = None  # the remote track's AudioInlet, when it pushes Opus payloads
         self.dropped = 0
         self.underruns = 0
-        self.bad_packets = 0
         self.cut = 0  # pieces cut out to keep the delay short
         self.cushion = self.CUSHION
         self._least = math.inf  # least audio left after a take in this window
@@ -456,21 +480,12 @@ class _Remote:
 
     def feed_opus(self, payload: bytes | av.Packet) -> None:
         """Decode one Opus packet straight to 48 kHz mono s16 and buffer it."""
-        packet = payload if isinstance(payload, av.Packet) else av.Packet(payload)
-        if not packet.size:  # an empty packet would flush the decoder and end it for good
-            self.bad_packets += 1
-            return
-        if self.decoder is None:
-            self.decoder = av.CodecContext.create("libopus", "r")
-            self.decoder.sample_rate, self.decoder.layout, self.decoder.format = AUDIO_RATE, "mono", "s16"
-        try:
-            frames = self.decoder.decode(packet)
-        except av.error.FFmpegError:  # a corrupt packet: lose it, start a fresh decoder
-            self.bad_packets += 1
-            self.decoder = None
-            return
-        for frame in frames:
-            self.feed_samples(frame.to_ndarray().reshape(-1))
+        for samples in self.opus.decode(payload):
+            self.feed_samples(samples)
+
+    @property
+    def bad_packets(self) -> int:
+        return self.opus.bad_packets
 
     def feed_samples(self, samples: np.ndarray) -> None:
         """Buffer decoded 48 kHz mono s16 samples."""
@@ -559,7 +574,8 @@ class AudioMixer:
         remote.task = asyncio.create_task(self._read(peer_id, remote, track), name=f"{self._name}-audio-in-{peer_id}")
         remote.inlet = getattr(track, "inlet", None)  # Opus payloads pushed on the loop (aiortc_hooks.AudioInlet)
         if remote.inlet is not None:
-            remote.inlet.connect(remote.feed_opus)
+            # a media worker's inlet pushes samples it has decoded already
+            remote.inlet.connect(remote.feed_samples if getattr(remote.inlet, "decoded", False) else remote.feed_opus)
         self._remotes[peer_id] = remote
 
     def remove(self, peer_id: str) -> None:

@@ -8,8 +8,8 @@ signaling and the roster. Nothing is encoded twice and nothing is pickled per pa
 
 * the encoder's access units and the Opus packets go to each worker once, as records on a
   Unix socket (:mod:`.wire`), and are fanned out to its peers there;
-* decoded pictures come back through shared memory (:mod:`.frames`), remote Opus as records
-  to the unit's mixer;
+* decoded pictures come back through shared memory (:mod:`.frames`), remote audio (decoded
+  in the worker) as records to the unit's mixer;
 * commands and state go as small control records, the figures twice a second.
 
 :mod:`.pool` is the unit's side: the processes, restarted when one dies (its peers start

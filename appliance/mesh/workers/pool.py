@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import av
+import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
@@ -63,15 +64,19 @@ _FROM_WORKER = ("decode_dropped", "decode_inline", "decode_ms", "audio_inline", 
 
 
 class _Inlet:
-    def __init__(self) -> None:
-        self.deliver: Callable[[bytes], None] | None = None
+    """Where the mixer takes a worker-served peer's audio: samples the worker has decoded."""
 
-    def connect(self, deliver: Callable[[bytes], None] | None) -> None:
+    decoded = True
+
+    def __init__(self) -> None:
+        self.deliver: Callable[[np.ndarray], None] | None = None
+
+    def connect(self, deliver: Callable[[np.ndarray], None] | None) -> None:
         self.deliver = deliver
 
 
 class InletTrack(MediaStreamTrack):
-    """A remote audio stream for the unit's mixer whose Opus payloads come from a worker
+    """A remote audio stream for the unit's mixer whose samples come from a worker, decoded there
     (the mixer reads :attr:`inlet`; :meth:`recv` only waits for the end)."""
 
     kind = "audio"
@@ -179,7 +184,7 @@ class WorkerLink:
             (handle,) = wire.HANDLE.unpack_from(body)
             peer = self.peers.get(handle)
             if peer is not None:
-                peer.audio_in(bytes(body[wire.HANDLE.size :]))
+                peer.audio_in(np.frombuffer(bytes(body[wire.HANDLE.size :]), np.int16))
         elif kind == wire.CTL:
             self._on_ctl(wire.load_ctl(body))
 
@@ -457,11 +462,11 @@ class WorkerPeer:
                                          out_loss=f.get("out_loss"))
         self.rebuilds = max(self.rebuilds, int(status.get("rebuilds") or 0))
 
-    def audio_in(self, payload: bytes) -> None:
+    def audio_in(self, samples: np.ndarray) -> None:
         self._audio_at = time.monotonic()
         deliver = self._inlet.deliver
         if deliver is not None:
-            deliver(payload)
+            deliver(samples)
 
     # -- MeshPeer --------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ SRTP, depacketizing, the inline decode — with the unit's media coming in over 
   here through :class:`PipeSource` (nothing is encoded again); its keyframe requests and
   whether any peer here wants video go back to the unit's encoder;
 * audio out: the unit's Opus packets are handed to each peer's track (:class:`AudioRelay`);
-* audio in: each remote Opus payload goes back to the unit's mixer as it arrives;
+* audio in: each remote Opus packet is decoded here and its samples go back to the unit's
+  mixer as it arrives;
 * pictures: each decoded picture is written into shared memory (:mod:`.frames`) and named
   in a small record; the unit copies it out for its display and status.
 
@@ -128,8 +129,16 @@ class PeerMedia:
         if inlet is None:  # aiortc's own decoder path: its audio cannot reach the unit's mixer
             log.warning("worker: %s: remote audio is not on the inline path; it is not played", key)
             return False
-        send, head = self.worker.send, wire.HANDLE.pack(self.handle)
-        inlet.connect(lambda payload: send(wire.HEADER.pack(wire.AUDIO_IN, len(payload) + 4) + head + payload))
+        from appliance.mesh.audio import OpusDecoder
+
+        send, head, opus = self.worker.send, wire.HANDLE.pack(self.handle), OpusDecoder()
+
+        def deliver(payload: bytes) -> None:  # decoded here: the unit's mixer only buffers samples
+            for samples in opus.decode(payload):
+                pcm = samples.tobytes()
+                send(wire.HEADER.pack(wire.AUDIO_IN, len(pcm) + 4) + head + pcm)
+
+        inlet.connect(deliver)
         return True
 
     def remove_remote_audio(self, key: str) -> None:

@@ -2,8 +2,8 @@
 
 A record is a 5-byte header (kind, length) and a body. Control records carry a small
 pickled dict (both sides are the same wallmesh, started by the unit itself, so pickle is
-safe here); the hot ones — an encoded video packet, an Opus packet each way, a decoded
-picture's ring slot — are packed with :mod:`struct`, so the per-packet cost is a header
+safe here); the hot ones — an encoded video packet, an Opus packet out, a remote packet's
+decoded samples in, a decoded picture's ring slot — are packed with :mod:`struct`, so the per-packet cost is a header
 and one socket write. :class:`RecordProtocol` parses records from the stream as they
 arrive and hands each to its callback on the loop, without a coroutine per record.
 """
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 CTL = 1  # a pickled dict: {"op": ..., ...}
 VIDEO = 2  # main → worker: pts (q), keyframe (B), then the access unit
 AUDIO = 3  # main → worker: pts (q), then one Opus packet
-AUDIO_IN = 4  # worker → main: peer handle (I), then one remote Opus payload
+AUDIO_IN = 4  # worker → main: peer handle (I), then one remote packet decoded: 48 kHz mono s16 samples
 FRAME = 5  # worker → main: a picture in the ring (which slot, its size, its capture stamp)
 
 HEADER = struct.Struct("<BI")
