@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.bench.cpuquota import CpuQuota
-from appliance.bench.procsample import Sampler, Series
+from appliance.bench.procsample import MEMORY_KINDS, Sampler, Series
 from appliance.bench.report import Result, cpu_seconds
 from appliance.demo.site import Site, UnitProcess, wait_for
 
@@ -239,7 +239,11 @@ def _describe(series: Series, warmup_min: float) -> str:
     first, last = series.samples[0][1], series.samples[-1][1]
     text = f"{series.name} {first.rss_kb // 1024}->{last.rss_kb // 1024} MiB"
     if rss is not None:
-        text += f" ({rss:+.0f} KiB/min)"
+        kinds = [(kind, series.memory_slope(kind, warmup_min)) for kind in MEMORY_KINDS]
+        split = ", ".join(f"{kind} {v:+.0f}" for kind, v in kinds if v is not None)
+        text += f" ({rss:+.0f} KiB/min{': ' + split if split else ''})"
+    if first.memory and last.memory and (first.memory["arena_count"] or last.memory["arena_count"]):
+        text += f", malloc arenas {first.memory['arena_count'] + 1}->{last.memory['arena_count'] + 1}"
     text += f", fds {first.fds}->{last.fds}, threads {first.threads}->{last.threads}"
     if first.tasks is not None and last.tasks is not None:
         text += f", tasks {first.tasks}->{last.tasks}"
