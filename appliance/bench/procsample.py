@@ -11,11 +11,20 @@ Each sample of a process is read from ``/proc/PID``: resident memory (``VmRSS``)
 descriptors (entries of ``fd/``), kernel threads (``Threads``), and, where the process
 reports them, its asyncio tasks (a callback that reads the unit's status document or the
 server's metrics).
+
+Resident memory is also split by where it lives (``/proc/PID/smaps``), so a slope says what
+grows: ``heap`` (the ``[heap]`` segment: malloc's main arena, which the main thread
+allocates from), ``arenas`` (malloc's other arenas: 64 MiB-aligned anonymous heaps, one
+per thread until there are 8 per core, then shared), ``anon`` (every other anonymous
+mapping: Python's object arenas, allocations large enough for malloc to map them on their
+own, thread stacks, codec buffers) and ``files`` (code and mapped files); ``arena_count``
+counts malloc's other arenas.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +38,7 @@ class Figures:
     fds: int
     threads: int
     tasks: int | None = None
+    memory: dict[str, int] | None = None  # resident KiB by kind (:func:`memory_map`), arena_count
 
 
 @dataclass
@@ -56,6 +66,11 @@ class Series:
         edge = min(3, len(fds) // 2) or 1
         return min(fds[-edge:]) - min(fds[:edge])
 
+    def memory_slope(self, kind: str, warmup_min: float) -> float | None:
+        """KiB per minute of one kind of resident memory (:func:`memory_map`) after the warm-up."""
+        points = [(t, float(f.memory[kind])) for t, f in self.after(warmup_min) if f.memory and kind in f.memory]
+        return slope(points) if len(points) >= 3 else None
+
     def span(self, attr: str, warmup_min: float = 0.0) -> tuple[int, int] | None:
         values = [getattr(f, attr) for _, f in self.after(warmup_min) if getattr(f, attr) is not None]
         return (min(values), max(values)) if values else None
@@ -81,7 +96,49 @@ def read(pid: int) -> Figures | None:
     except (OSError, ValueError):
         return None
     rss = status.get("VmRSS", "0 kB").split()[0]
-    return Figures(rss_kb=int(rss), fds=fds, threads=int(status.get("Threads", "0").strip() or 0))
+    try:
+        with open(f"/proc/{pid}/smaps") as fh:
+            memory: dict[str, int] | None = memory_map(fh.read())
+    except OSError:
+        memory = None
+    return Figures(rss_kb=int(rss), fds=fds, threads=int(status.get("Threads", "0").strip() or 0), memory=memory)
+
+
+HEAP_SPAN = 64 << 20  # a 64-bit glibc's arena heap: HEAP_MAX_SIZE, and aligned to it
+MEMORY_KINDS = ("heap", "arenas", "anon", "files")
+_MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ (\d+)\s*(.*)$")
+
+
+def memory_map(smaps: str) -> dict[str, int]:
+    """Resident KiB of a ``/proc/PID/smaps`` text by kind (see the module docstring), and
+    ``arena_count``: how many of malloc's other arenas' heaps are mapped."""
+    maps: list[tuple[int, int, bool, str, int]] = []  # start, end, anonymous, name, rss
+    for line in smaps.splitlines():
+        m = _MAPPING.match(line)
+        if m:
+            maps.append((int(m[1], 16), int(m[2], 16), m[3] == "0", m[4].strip(), 0))
+        elif line.startswith("Rss:") and maps:
+            start, end, anon, name, _ = maps[-1]
+            maps[-1] = (start, end, anon, name, int(line.split()[1]))
+    out = dict.fromkeys(MEMORY_KINDS, 0) | {"arena_count": 0}
+    i = 0
+    while i < len(maps):
+        start, _, anon, name, rss = maps[i]
+        if anon and not name and start % HEAP_SPAN == 0:
+            # an arena heap: its used part and the rest of its reservation, back to back
+            j, total = i, 0
+            while j < len(maps) and maps[j][2] and not maps[j][3] and maps[j][0] < start + HEAP_SPAN and (j == i or maps[j][0] == maps[j - 1][1]):
+                total += maps[j][4]
+                j += 1
+            if maps[j - 1][1] == start + HEAP_SPAN:
+                out["arenas"] += total
+                out["arena_count"] += 1
+                i = j
+                continue
+        kind = "heap" if name == "[heap]" else "anon" if anon and (not name or name.startswith("[")) else "files"
+        out[kind] += rss
+        i += 1
+    return out
 
 
 def children(pid: int) -> list[int]:

@@ -25,13 +25,33 @@ and rejoined once (4 cycles) and one more cycle has run with all of that in plac
 quick run (5 minutes) keeps only the first minute out, so its slope carries some of that
 start-up growth: a smoke test of the soak, not its figure.
 
-Five minutes is not always enough: on the 2-core development machine the units' resident
-memory went on rising after it, ever more slowly (about 450 KiB/min from minute 5, 150
-from minute 15, near zero from minute 20 for most), while their Python heap (tracemalloc),
-object counts and malloc's arenas stayed flat and a room without joins and leaves grew by
-a few KiB a minute; handing malloc's free pages back (``malloc_trim``) after each change
-did not stop it either. So the detail also gives the worst process's slope over the second
-half of the window: growth that settles flattens there, a leak does not.
+Five minutes is not always enough. On the 2-core development machine the units' resident
+memory went on rising after it (371-373 KiB/min for the worst units from minute 5 of a
+30-minute run) and then stopped, near minute 19, for good (the worst one's slope from
+minute 18: 21 KiB/min). That is not malloc's arenas: a unit holds 13 to 16 of them (one per
+thread until there are 8 per core), nearly all made in its first minutes, and their resident
+size stays flat; with ``MALLOC_ARENA_MAX=2`` the units grew just as fast (quick soaks, two
+rounds each, interleaved: worst 1085 and 1198 KiB/min with it, 1068 and 876 without). The
+growth is in malloc's main arena (``[heap]``), and it is memory in use (``malloc_info``: 21
+MiB at minute 1, 29 at minute 15): each peer connection that hangs up leaves some 1,200
+objects in reference cycles -- aiortc's transports, their RTP packets, queues and events --
+and with them their DTLS connection's OpenSSL state (its record buffers, counted in the heap,
+grew from 8 to 47). Only CPython's full collections free that garbage, and CPython 3.11 runs
+one only once the objects that survived the younger collections reach a quarter of the old
+ones: in this room that came between minutes 15 and 20. The heap's use fell back to 24 MiB,
+the freed memory stayed with malloc, and the garbage since has fitted in it, so the resident
+size levelled off. An experiment (not what the daemon does) confirmed it: with a full
+collection every 10 s in each unit, minutes 2-10 of a soak grew 16-209 KiB/min with
+``MALLOC_ARENA_MAX=2`` and 398-463 without it, where most of the growth was one more arena
+taken near minute 5 (the experiment's own thread is one more thread), against 755-784 with
+neither; ``gc.freeze()`` 45 s after start-up alone changed nothing (551-680 KiB/min, no full
+collection in 10 minutes: CPython 3.11 measures the quarter against the old generation as it
+was at the last full collection). Object counts or a heap trace taken after ``gc.collect()`` cannot see this garbage,
+and ``malloc_trim`` cannot hand back memory that is still allocated.
+
+So the detail splits each process's slope by where its memory lives (``heap``, ``arenas``,
+``anon``, ``files``: :mod:`appliance.bench.procsample`) and gives the worst process's slope
+over the second half of the window: growth that settles flattens there, a leak does not.
 """
 
 from __future__ import annotations
@@ -49,7 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.bench.cpuquota import CpuQuota
-from appliance.bench.procsample import Sampler, Series
+from appliance.bench.procsample import MEMORY_KINDS, Sampler, Series
 from appliance.bench.report import Result, cpu_seconds
 from appliance.demo.site import Site, UnitProcess, wait_for
 
@@ -239,7 +259,11 @@ def _describe(series: Series, warmup_min: float) -> str:
     first, last = series.samples[0][1], series.samples[-1][1]
     text = f"{series.name} {first.rss_kb // 1024}->{last.rss_kb // 1024} MiB"
     if rss is not None:
-        text += f" ({rss:+.0f} KiB/min)"
+        kinds = [(kind, series.memory_slope(kind, warmup_min)) for kind in MEMORY_KINDS]
+        split = ", ".join(f"{kind} {v:+.0f}" for kind, v in kinds if v is not None)
+        text += f" ({rss:+.0f} KiB/min{': ' + split if split else ''})"
+    if first.memory and last.memory and (first.memory["arena_count"] or last.memory["arena_count"]):
+        text += f", malloc arenas {first.memory['arena_count'] + 1}->{last.memory['arena_count'] + 1}"
     text += f", fds {first.fds}->{last.fds}, threads {first.threads}->{last.threads}"
     if first.tasks is not None and last.tasks is not None:
         text += f", tasks {first.tasks}->{last.tasks}"

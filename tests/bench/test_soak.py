@@ -20,7 +20,7 @@ import pytest
 
 from appliance.bench import soak
 from appliance.bench.cpuquota import CpuQuota
-from appliance.bench.procsample import Figures, Sampler, Series, slope
+from appliance.bench.procsample import Figures, Sampler, Series, memory_map, read, slope
 
 LEAK = """
 import os, sys, time
@@ -43,6 +43,45 @@ def test_slope_and_fd_growth_from_a_series() -> None:
     assert series.rss_slope(warmup_min=4) is None  # too few samples left after the warm-up
     flat = Series("q", 2, [(t, Figures(rss_kb=1000, fds=10 + (t % 2), threads=1)) for t in range(6)])
     assert flat.fd_growth(warmup_min=0) == 0  # a descriptor open at some samples is not growth
+
+
+def _mapping(start: int, end: int, rss: int, inode: int = 0, name: str = "") -> str:
+    return f"{start:x}-{end:x} rw-p 00000000 00:00 {inode}    {name}\nSize: {(end - start) >> 10} kB\nRss: {rss} kB\n"
+
+
+def test_memory_map_splits_resident_memory_by_kind() -> None:
+    mib = 1 << 20
+    base = 0x7F00_0000_0000  # 64 MiB-aligned
+    smaps = "".join([
+        _mapping(0x5555_0000_0000, 0x5555_0010_0000, 200, inode=1234, name="/usr/bin/python3"),
+        _mapping(0x5555_0100_0000, 0x5555_0300_0000, 5000, name="[heap]"),
+        _mapping(base, base + 3 * mib, 2048),  # an arena's used part ...
+        _mapping(base + 3 * mib, base + 64 * mib, 0),  # ... and the rest of its reservation
+        _mapping(base + 64 * mib, base + 80 * mib, 700),  # aligned, but not an arena's 64 MiB
+        _mapping(base + 200 * mib, base + 201 * mib, 300),  # an object arena of Python's
+        _mapping(0x7FFF_0000_0000, 0x7FFF_0002_1000, 40, name="[stack]"),
+    ])
+    assert memory_map(smaps) == {"heap": 5000, "arenas": 2048, "anon": 700 + 300 + 40, "files": 200, "arena_count": 1}
+
+
+def test_a_threads_malloc_arena_is_seen_and_capped_by_malloc_arena_max() -> None:
+    script = ("import threading, time\n"
+              "def work():\n    keep = bytearray(200000); time.sleep(60)\n"
+              "threading.Thread(target=work, daemon=True).start(); time.sleep(0.5); print('ready', flush=True); time.sleep(60)")
+    counts = {}
+    for arena_max in ("", "1"):
+        env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"} | ({"MALLOC_ARENA_MAX": arena_max} if arena_max else {})
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            figures = read(proc.pid)
+            assert figures is not None and figures.memory is not None
+            counts[arena_max] = figures.memory["arena_count"]
+            assert sum(figures.memory[k] for k in ("heap", "arenas", "anon", "files")) == pytest.approx(figures.rss_kb, rel=0.05)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert counts[""] >= 1 and counts["1"] == 0, counts
 
 
 def test_sampler_follows_children_and_names_them(tmp_path: Path) -> None:
@@ -99,6 +138,10 @@ def test_a_short_soak_samples_every_process_and_shows_a_leak(tmp_path: Path) -> 
     assert run.events >= 4  # leaves and joins went through the units' status endpoints
     assert all(f.tasks is not None for name in ("server", "unit-1", "unit-2") for _, f in by_name[name].samples)
 
+    assert all(f.memory and f.memory["files"] > 0 for s in by_name.values() for _, f in s.samples)
+    # the leak's bytearrays are malloc'd on its main thread, or mapped on their own when large
+    leak_memory = (by_name["leak"].memory_slope("heap", 0.0) or 0) + (by_name["leak"].memory_slope("anon", 0.0) or 0)
+    assert leak_memory > 20000, leak_memory
     leak_slope = by_name["leak"].rss_slope(0.0)
     # ~60 MiB/min allocated: well above what a unit grows by in its first minute (~15 MiB/min)
     assert leak_slope is not None and leak_slope > 20000, leak_slope
