@@ -223,6 +223,7 @@ class Site:
         env = dict(os.environ)
         env.setdefault("SDL_AUDIODRIVER", "dummy")
         env.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+        env.setdefault("MALLOC_ARENA_MAX", "2")  # as the unit's systemd service sets it
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         return env

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from appliance.mesh import aiortc_hooks, ice
+from appliance.mesh import aiortc_hooks, garbage, ice
 from appliance.mesh.negotiation import prefer_wallmesh_codecs
 from appliance.mesh.receive import AudioReceiver, VideoReceiver
 from appliance.mesh.stats import StatsSampler
@@ -276,6 +276,7 @@ class Peer:
             track.stop()
         if pc is not None:
             await pc.close()
+            garbage.after_close()  # its reference cycles go now, not at the next full collection
 
     async def _describe(self, description: Any) -> None:
         with ice.gathering(self.policy):

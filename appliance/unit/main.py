@@ -10,7 +10,7 @@ import contextlib
 import logging
 import signal
 
-from appliance.mesh import aioice_hooks, aiortc_hooks
+from appliance.mesh import aioice_hooks, aiortc_hooks, garbage
 from appliance.mesh.eventloop import event_loop_factory
 from appliance.unit.app import UnitDaemon
 from appliance.unit.config import UnitConfig
@@ -42,6 +42,7 @@ async def serve(conf: UnitConfig, *, seconds: float | None = None) -> int:
         daemon.heartbeat = watchdog.beat
     try:
         await daemon.start()
+        garbage.freeze()  # what start-up made stays: full collections walk only the calls' objects
         notifier.ready(f"room {conf.room}")
         if watchdog is not None:
             watchdog.watch_loop(loop)

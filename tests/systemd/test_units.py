@@ -118,6 +118,8 @@ def test_unit_service_contract() -> None:
     for mod in ("drm", "videodev", "snd", "mc"):
         assert f"modprobe@{mod}.service" in after
     assert s["ConditionPathExists"] == ["/var/lib/wallmesh/provisioned"]
+    # two malloc arenas, not one per thread (16 on 2 cores): what hung-up calls free is reused
+    assert "MALLOC_ARENA_MAX=2" in " ".join(s["Environment"])
 
 
 def test_firstboot_runs_only_while_pending_and_before_the_unit() -> None:

@@ -34,6 +34,7 @@ import av
 
 from appliance.capture.audioformat import AUDIO_TIME_BASE
 from appliance.capture.base import VIDEO_TIME_BASE, EncodedVideoSource, PacketOutput
+from appliance.mesh import garbage
 from appliance.mesh.receive import default_stamp_reader
 from appliance.mesh.workers import frames, wire
 from appliance.tasks import TaskSet
@@ -176,6 +177,7 @@ class Worker:
         self.video = SharedVideo(self.source, name=f"worker-{os.getpid()}")
         await self.video.start()
         self.send(wire.ctl("hello", pid=os.getpid()))
+        garbage.freeze()
         reports = asyncio.create_task(self._report(), name="worker-report")
         try:
             await self._gone.wait()
