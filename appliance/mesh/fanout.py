@@ -165,6 +165,7 @@ class SharedVideo:
         """``keyframe_interval``, ``threads`` and ``inline_encode`` set up the software encoder a raw
         ``source`` is wrapped in (``inline_encode=False``: never on the event loop)."""
         aiortc_hooks.check()  # the keyframe hook below is tested against one aiortc version
+        aiortc_hooks.share_h264_packing()  # every peer's sender gets the same packet: split it once
         if isinstance(source, VideoSource):
             source = SoftwareH264(source, bitrate=bitrate, keyframe_interval=keyframe_interval, threads=threads, name=name,
                                   may_inline=inline_encode)

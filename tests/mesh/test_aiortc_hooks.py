@@ -5,6 +5,7 @@ the hooks on real peer connections, and what happens when aiortc's internals are
 from __future__ import annotations
 
 import asyncio
+import fractions
 import logging
 
 import pytest
@@ -202,3 +203,35 @@ def test_a_receiver_already_decoding_keeps_its_queue_and_says_why(caplog):
         assert aiortc_hooks.install_inline_video(receiver) is None
     assert getattr(receiver, receiver_hooks.DECODER_QUEUE) is queue_before
     assert any("too late" in r.getMessage() for r in caplog.records)
+
+
+def test_each_access_unit_is_split_into_rtp_payloads_once_for_every_sender():
+    import av
+    from aiortc.codecs import h264
+
+    from appliance.mesh import aiortc_hooks
+    from appliance.mesh.aiortc_hooks.sender import SharedPacking
+
+    assert aiortc_hooks.share_h264_packing() and aiortc_hooks.share_h264_packing()  # idempotent
+    shared = h264.H264Encoder.__dict__["pack"]
+    assert isinstance(shared, SharedPacking) and not isinstance(shared.original, SharedPacking)
+    au = b"\x00\x00\x00\x01\x67" + bytes(20) + b"\x00\x00\x00\x01\x68" + bytes(4) + b"\x00\x00\x00\x01\x65" + bytes(4000)
+    packet = av.Packet(au)
+    packet.pts, packet.time_base = 3000, fractions.Fraction(1, 90000)
+    calls = []
+    original = shared.original
+    shared.original = lambda enc, p: calls.append(p) or original(enc, p)
+    try:
+        senders = [h264.H264Encoder() for _ in range(5)]
+        results = [s.pack(packet) for s in senders]
+        other = av.Packet(au[:-1])
+        other.pts, other.time_base = 6000, fractions.Fraction(1, 90000)
+        second = senders[0].pack(other)
+    finally:
+        shared.original = original
+    assert len(calls) == 2  # once per access unit, not once per sender
+    assert all(r == results[0] for r in results) and results[0][1] == 3000 and len(results[0][0]) >= 4
+    assert results[0] == original(h264.H264Encoder(), packet)  # what aiortc itself makes of it
+    assert second[1] == 6000 and second != results[0]
+    results[1][0].clear()  # one sender's list is its own: the next sender still gets every payload
+    assert len(senders[2].pack(packet)[0]) == len(results[0][0])

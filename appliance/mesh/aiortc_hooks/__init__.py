@@ -53,6 +53,7 @@ from appliance.mesh.aiortc_hooks.sender import (
     on_keyframe_request,
     pin_h264_bitrate,
     remove_keyframe_request,
+    share_h264_packing,
     use_h264_encoder,
 )
 
@@ -71,7 +72,7 @@ __all__ = [
     "MAX_DECODE_BACKLOG", "MAX_GAP_WAIT", "TESTED", "AudioInlet", "AudioPassThrough", "CountingTrack",
     "DecodeBacklog", "DecodeRoute", "GapSkippingJitterBuffer", "check", "drop_remb", "h264_keyframe",
     "install_dtls_verify", "install_inline_audio", "install_inline_video", "on_keyframe_request", "pin_h264_bitrate",
-    "remove_keyframe_request", "use_h264_encoder",
+    "remove_keyframe_request", "share_h264_packing", "use_h264_encoder",
 ]
 
 

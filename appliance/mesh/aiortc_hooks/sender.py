@@ -15,6 +15,8 @@ path process-wide, for ``appliance.bench.media_cpu``'s comparison runs only.
 
 from __future__ import annotations
 
+import collections
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -73,6 +75,60 @@ class KeyframeRequestHook:
         self.original()
         log.debug("keyframe requested by a receiver (RTCP PLI/FIR)")
         self.callback()
+
+
+#: Access units whose RTP payloads are kept for the next sender that sends them.
+PACKED_KEEP = 16
+
+
+def share_h264_packing() -> bool:
+    """Split each access unit of the shared encoder into RTP payloads once, whatever number of
+    senders send it, process-wide.
+
+    Every :class:`aiortc.RTCRtpSender` that sends pre-encoded packets calls its own encoder's
+    ``pack(packet)``: aiortc's H.264 one splits the Annex B stream into NAL units and builds
+    STAP-A/FU-A payloads in Python, once per peer for the same packet object the fan-out hands
+    to every peer. The result depends on the packet alone (``_packetize`` is a classmethod),
+    so the payloads of the last :data:`PACKED_KEEP` packets are kept, keyed by the packet
+    object itself, and the next sender gets them. Idempotent.
+    """
+    pack = getattr(h264.H264Encoder, "pack", None)
+    packetize = getattr(h264.H264Encoder, "_packetize", None)
+    if pack is None or not isinstance(h264.H264Encoder.__dict__.get("_packetize"), classmethod) or packetize is None:
+        hook_off("aiortc", "shared H.264 packing", "each peer's sender splits every access unit again")
+        return False
+    if isinstance(pack, SharedPacking):
+        return True
+    h264.H264Encoder.pack = SharedPacking(pack)  # type: ignore[method-assign,assignment]
+    return True
+
+
+class SharedPacking:
+    """``H264Encoder.pack`` memoised by packet (see :func:`share_h264_packing`); a descriptor, so
+    it binds to each encoder as the original method did."""
+
+    def __init__(self, original: Callable[[Any, Any], tuple[list[bytes], int]], keep: int = PACKED_KEEP) -> None:
+        self.original = original
+        self.keep = keep
+        self.hits = 0
+        self._recent: collections.OrderedDict[int, tuple[Any, tuple[list[bytes], int]]] = collections.OrderedDict()
+
+    def __get__(self, encoder: Any, owner: type | None = None) -> Any:
+        if encoder is None:
+            return self
+        return functools.partial(self.pack, encoder)
+
+    def pack(self, encoder: Any, packet: Any) -> tuple[list[bytes], int]:
+        hit = self._recent.get(id(packet))
+        if hit is not None and hit[0] is packet:
+            self.hits += 1
+            payloads, timestamp = hit[1]
+            return list(payloads), timestamp
+        result = self.original(encoder, packet)
+        self._recent[id(packet)] = (packet, result)  # the packet is held, so its id is not reused meanwhile
+        while len(self._recent) > self.keep:
+            self._recent.popitem(last=False)
+        return list(result[0]), result[1]
 
 
 def pin_h264_bitrate(bitrate: int) -> bool:
