@@ -49,6 +49,12 @@ collection in 10 minutes: CPython 3.11 measures the quarter against the old gene
 was at the last full collection). Object counts or a heap trace taken after ``gc.collect()`` cannot see this garbage,
 and ``malloc_trim`` cannot hand back memory that is still allocated.
 
+What the units do about it (:mod:`appliance.mesh.garbage`): each process that runs peer
+connections (the unit, each media worker) freezes its start-up objects out of the collector's
+walk and runs a full collection a second after a connection closes, and the unit's service
+(and the site these benches start) sets ``MALLOC_ARENA_MAX=2``, so what is freed is reused
+rather than spread over a dozen arenas.
+
 So the detail splits each process's slope by where its memory lives (``heap``, ``arenas``,
 ``anon``, ``files``: :mod:`appliance.bench.procsample`) and gives the worst process's slope
 over the second half of the window: growth that settles flattens there, a leak does not.
