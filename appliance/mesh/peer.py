@@ -166,11 +166,6 @@ class Peer:
         return self.pc.connectionState if self.pc is not None else "new"
 
     @property
-    def built_at(self) -> float:
-        """When the current connection was made (monotonic seconds)."""
-        return self._built_at
-
-    @property
     def discarded_frames(self) -> int:
         """Remote pictures received and dropped undecoded on this connection (``discard_video``)."""
         return self.decode_backlog.discarded if self.decode_backlog is not None else 0

@@ -172,7 +172,6 @@ class WorkerLink:
     # -- records from the worker ---------------------------------------------------------
 
     def _on_record(self, kind: int, body: bytearray) -> None:
-        self._heard_at = time.monotonic()
         if kind == wire.FRAME:
             handle, slot, seq, width, height, stamped, sender, counter, captured = wire.FRAME_REC.unpack_from(body)
             peer = self.peers.get(handle)
@@ -189,6 +188,7 @@ class WorkerLink:
             self._on_ctl(wire.load_ctl(body))
 
     def _on_ctl(self, msg: dict[str, Any]) -> None:
+        self._heard_at = time.monotonic()  # a worker reports twice a second: its silence is a hang
         op = msg["op"]
         if op == "hello":
             self.pid = int(msg["pid"])

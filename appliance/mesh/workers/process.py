@@ -289,10 +289,7 @@ class Worker:
             for handle, peer in list(self.peers.items()):
                 status = peer.status()
                 status["needs_rebuild"] = peer.needs_rebuild(now)
-                status["built_at"] = peer.built_at
                 status["figures"] = peer.stats.figures.as_dict()
-                status["audio_at"] = peer.audio.last_frame_at if peer.audio is not None else None
-                status["pictures_oversize"] = self.pictures.oversize
                 peers[handle] = status
             self.send(wire.ctl("report", peers=peers))
 
